@@ -1,0 +1,75 @@
+//! Prometheus metrics per plugin id and version.
+
+use prometheus_client::encoding::{EncodeLabelSet, EncodeLabelValue};
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::histogram::Histogram;
+use prometheus_client::registry::Registry;
+
+/// Labels of every per-plugin series.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct PluginLabels {
+    /// Plugin id.
+    pub plugin: String,
+    /// Plugin version.
+    pub version: String,
+}
+
+/// Labels of the error counter.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct ErrorLabels {
+    /// Plugin id.
+    pub plugin: String,
+    /// Plugin version.
+    pub version: String,
+    /// Error class.
+    pub kind: ErrorKind,
+}
+
+/// Why a call failed, as counted.
+#[derive(Clone, Copy, Debug, Hash, PartialEq, Eq, EncodeLabelValue)]
+pub enum ErrorKind {
+    /// The guest trapped (panic, unreachable, bad memory access).
+    Trap,
+    /// The deadline passed.
+    Timeout,
+    /// The memory cap was hit.
+    Memory,
+    /// The host refused something: a byte cap, the circuit breaker, a full pool.
+    Denied,
+}
+
+/// Every plugin metric, registered once per process.
+#[derive(Debug)]
+pub struct PluginMetrics {
+    /// `payloom_plugin_calls_total`
+    pub calls: Family<PluginLabels, Counter>,
+    /// `payloom_plugin_errors_total`
+    pub errors: Family<ErrorLabels, Counter>,
+    /// `payloom_plugin_call_duration_seconds`
+    pub latency: Family<PluginLabels, Histogram>,
+}
+
+fn latency_histogram() -> Histogram {
+    // 10 µs .. ~5 s: fresh-instance calls take microseconds, adapters wait on PSPs.
+    Histogram::new(prometheus_client::metrics::histogram::exponential_buckets(1e-5, 3.0, 13))
+}
+
+impl PluginMetrics {
+    /// Creates the families and registers them.
+    pub fn new(registry: &mut Registry) -> Self {
+        let metrics = Self {
+            calls: Family::default(),
+            errors: Family::default(),
+            latency: Family::new_with_constructor(latency_histogram),
+        };
+        registry.register("payloom_plugin_calls", "Plugin calls", metrics.calls.clone());
+        registry.register("payloom_plugin_errors", "Failed plugin calls by kind", metrics.errors.clone());
+        registry.register(
+            "payloom_plugin_call_duration_seconds",
+            "Wall time of plugin calls, instantiation included",
+            metrics.latency.clone(),
+        );
+        metrics
+    }
+}

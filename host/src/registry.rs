@@ -1,0 +1,227 @@
+//! Active plugin versions by id, swapped atomically, with rollback, failure policy and
+//! circuit breaker.
+
+use std::collections::HashMap;
+use std::sync::{Arc, RwLock};
+use std::time::Instant;
+
+use arc_swap::{ArcSwap, ArcSwapOption};
+
+use crate::bindings::risk_types::{Action, Verdict};
+use crate::manifest::PluginKind;
+use crate::metrics::ErrorKind;
+use crate::plugin::{Call, Plugin, Reply};
+use crate::policy::FailurePolicy;
+use crate::runtime::{CallError, CallReport, Runtime};
+use crate::state::CallContext;
+
+/// One plugin id: the version serving now and the one before it.
+struct Slot {
+    active: ArcSwap<Plugin>,
+    previous: ArcSwapOption<Plugin>,
+}
+
+/// What an install did.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Installed {
+    /// Plugin id.
+    pub id: String,
+    /// The version now serving.
+    pub version: String,
+    /// The version it replaced, if any.
+    pub replaced: Option<String>,
+}
+
+/// A summary row for listings.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct PluginStatus {
+    /// Plugin id.
+    pub id: String,
+    /// World.
+    pub kind: PluginKind,
+    /// Serving version.
+    pub version: String,
+    /// Component digest (hex SHA-256).
+    pub digest: String,
+    /// Version kept for rollback.
+    pub previous: Option<String>,
+    /// Whether the breaker is refusing calls.
+    pub breaker_open: bool,
+}
+
+/// Why a call through the registry failed.
+#[derive(Debug, Clone, thiserror::Error)]
+pub enum CallFailure {
+    /// No plugin with this id, or of another kind.
+    #[error("no {kind} plugin `{id}` is loaded")]
+    NotFound {
+        /// Requested id.
+        id: String,
+        /// Requested kind.
+        kind: PluginKind,
+    },
+    /// The call failed and the kind's policy is to fail closed.
+    #[error("plugin `{id}` failed closed: {error}")]
+    Closed {
+        /// Plugin id.
+        id: String,
+        /// The failure.
+        error: CallError,
+    },
+    /// The call failed and the kind's policy is to fail open: callers skip this plugin.
+    #[error("plugin `{id}` failed open: {error}")]
+    Open {
+        /// Plugin id.
+        id: String,
+        /// The failure.
+        error: CallError,
+    },
+}
+
+/// Active plugins by id.
+pub struct Registry {
+    runtime: Arc<Runtime>,
+    slots: RwLock<HashMap<String, Arc<Slot>>>,
+}
+
+impl Registry {
+    /// An empty registry on `runtime`.
+    pub fn new(runtime: Arc<Runtime>) -> Arc<Self> {
+        Arc::new(Self { runtime, slots: RwLock::default() })
+    }
+
+    /// The runtime underneath.
+    pub fn runtime(&self) -> &Arc<Runtime> {
+        &self.runtime
+    }
+
+    /// Loads, validates and smoke-tests a component, then makes it the active version of
+    /// its id. Any failure leaves the serving version untouched.
+    pub async fn install(&self, component: &[u8], manifest: &str, signature: Option<&str>) -> anyhow::Result<Installed> {
+        let plugin = self.runtime.load(component, manifest, signature).await?;
+        self.activate(plugin)
+    }
+
+    /// Makes a loaded plugin the active version of its id; the old one is kept for
+    /// rollback and drains as its in-flight calls finish.
+    pub fn activate(&self, plugin: Arc<Plugin>) -> anyhow::Result<Installed> {
+        let id = plugin.id().to_owned();
+        let version = plugin.version().to_owned();
+        let mut slots = self.slots.write().expect("registry lock");
+        let Some(slot) = slots.get(&id) else {
+            slots.insert(id.clone(), Arc::new(Slot { active: ArcSwap::new(plugin), previous: ArcSwapOption::empty() }));
+            return Ok(Installed { id, version, replaced: None });
+        };
+        let current = slot.active.load_full();
+        anyhow::ensure!(
+            current.kind() == plugin.kind(),
+            "`{id}` is a {} plugin; a {} component cannot replace it",
+            current.kind(),
+            plugin.kind()
+        );
+        let old = slot.active.swap(plugin);
+        let replaced = Some(old.version().to_owned());
+        slot.previous.store(Some(old));
+        Ok(Installed { id, version, replaced })
+    }
+
+    /// Puts the previous version back; the rolled-back one becomes the previous.
+    pub fn rollback(&self, id: &str) -> anyhow::Result<Installed> {
+        let slot = self.slot(id).ok_or_else(|| anyhow::anyhow!("no plugin `{id}`"))?;
+        let previous = slot.previous.load_full().ok_or_else(|| anyhow::anyhow!("`{id}` has no previous version"))?;
+        let version = previous.version().to_owned();
+        let old = slot.active.swap(previous);
+        let replaced = Some(old.version().to_owned());
+        slot.previous.store(Some(old));
+        Ok(Installed { id: id.to_owned(), version, replaced })
+    }
+
+    fn slot(&self, id: &str) -> Option<Arc<Slot>> {
+        self.slots.read().expect("registry lock").get(id).cloned()
+    }
+
+    /// The active version of `id`.
+    pub fn get(&self, id: &str) -> Option<Arc<Plugin>> {
+        self.slot(id).map(|slot| slot.active.load_full())
+    }
+
+    /// Every plugin, sorted by id.
+    pub fn list(&self) -> Vec<PluginStatus> {
+        let slots = self.slots.read().expect("registry lock");
+        let now = Instant::now();
+        let mut rows: Vec<PluginStatus> = slots
+            .iter()
+            .map(|(id, slot)| {
+                let active = slot.active.load();
+                PluginStatus {
+                    id: id.clone(),
+                    kind: active.kind(),
+                    version: active.version().to_owned(),
+                    digest: active.info().digest.clone(),
+                    previous: slot.previous.load().as_ref().map(|p| p.version().to_owned()),
+                    breaker_open: active.breaker.is_open(now),
+                }
+            })
+            .collect();
+        rows.sort_by(|a, b| a.id.cmp(&b.id));
+        rows
+    }
+
+    /// Calls the active version of `id`, through its circuit breaker and the kind's
+    /// failure policy. The call runs to completion on the version it started on.
+    pub async fn call(&self, id: &str, ctx: CallContext, call: Call) -> Result<CallReport, CallFailure> {
+        self.call_inner(id, ctx, call, true).await
+    }
+
+    async fn call_inner(&self, id: &str, ctx: CallContext, call: Call, may_fall_back: bool) -> Result<CallReport, CallFailure> {
+        let kind = call.kind();
+        let not_found = || CallFailure::NotFound { id: id.to_owned(), kind };
+        let plugin = self.get(id).ok_or_else(not_found)?;
+        if plugin.kind() != kind {
+            return Err(not_found());
+        }
+        let result = if plugin.breaker.admit(Instant::now()) {
+            let result = self.runtime.call(&plugin, ctx.clone(), call.clone()).await;
+            plugin.breaker.record(result.is_ok(), Instant::now());
+            result
+        } else {
+            Err(CallError { kind: ErrorKind::Denied, message: "circuit breaker is open".into() })
+        };
+        let error = match result {
+            Ok(report) => return Ok(report),
+            Err(error) => error,
+        };
+        tracing::warn!(plugin = id, version = plugin.version(), "plugin call failed: {error}");
+        match &self.runtime.config().kind(kind).failure {
+            FailurePolicy::FailClosed => Err(CallFailure::Closed { id: id.to_owned(), error }),
+            FailurePolicy::FailOpen => Err(CallFailure::Open { id: id.to_owned(), error }),
+            FailurePolicy::Fallback(other) if may_fall_back && other != id => {
+                Box::pin(self.call_inner(other, ctx, call, false)).await
+            }
+            FailurePolicy::Fallback(_) => Err(CallFailure::Closed { id: id.to_owned(), error }),
+        }
+    }
+}
+
+impl CallFailure {
+    /// The verdict a risk rule's failure stands for: failing closed blocks the payment,
+    /// failing open gives no opinion. `None` for a missing rule.
+    pub fn risk_verdict(&self) -> Option<Verdict> {
+        let (action, id, error) = match self {
+            Self::Closed { id, error } => (Action::Block, id, error),
+            Self::Open { id, error } => (Action::None, id, error),
+            Self::NotFound { .. } => return None,
+        };
+        Some(Verdict { action, score: 0, reasons: vec![format!("rule `{id}` failed: {}", error.message)] })
+    }
+}
+
+impl CallReport {
+    /// The verdict, when this was an `evaluate` that succeeded.
+    pub fn verdict(&self) -> Option<&Verdict> {
+        match &self.reply {
+            Reply::Verdict(Ok(v)) => Some(v),
+            _ => None,
+        }
+    }
+}

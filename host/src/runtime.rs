@@ -1,0 +1,343 @@
+//! The engine and everything per call: loading, limits, deadlines, error classes, metrics.
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use ed25519_dalek::VerifyingKey;
+use prometheus_client::registry::Registry as MetricsRegistry;
+use tokio::sync::Semaphore;
+use wasmtime::component::{Component, HasSelf, Linker};
+use wasmtime::{Config, Engine, InstanceAllocationStrategy, PoolingAllocationConfig, Store, Trap};
+
+use crate::bindings::channel::{ChannelAdapter, ChannelAdapterPre};
+use crate::bindings::policy::{MerchantPolicy, MerchantPolicyPre};
+use crate::bindings::risk::{RiskRule, RiskRulePre};
+use crate::capabilities::HostServices;
+use crate::capabilities::log::LogLine;
+use crate::config::HostConfig;
+use crate::manifest::{Manifest, PluginKind};
+use crate::metrics::{ErrorKind, ErrorLabels, PluginLabels, PluginMetrics};
+use crate::plugin::{Call, Plugin, PluginInfo, Reply, WorldPre};
+use crate::policy::CircuitBreaker;
+use crate::state::{CallContext, CallState};
+use crate::{cache, sandbox, signing};
+
+/// Core instances one component may create. A Rust guest encoded by `wit-component` has
+/// 2–4; a `wasm32-wasip2` guest with the WASI adapter has about 8.
+const CORE_INSTANCES_PER_COMPONENT_MAX: u32 = 20;
+/// Linear memories per component (the guest's, plus the WASI adapter's).
+const MEMORIES_PER_COMPONENT_MAX: u32 = 4;
+/// Tables per component.
+const TABLES_PER_COMPONENT_MAX: u32 = 8;
+/// Largest component accepted, in bytes: Python components run to ~40 MB.
+pub const COMPONENT_BYTES_MAX: usize = 64 << 20;
+
+const _: () = assert!(MEMORIES_PER_COMPONENT_MAX <= CORE_INSTANCES_PER_COMPONENT_MAX);
+
+/// The imports each world's linker provides, as `payloom:plugin/<interface>` names.
+fn world_imports(kind: PluginKind) -> &'static [&'static str] {
+    match kind {
+        PluginKind::Channel => &["types", "http", "crypto", "secrets", "log", "clock"],
+        PluginKind::Risk => &["types", "counters", "lists", "crypto", "log", "clock"],
+        PluginKind::Policy => &["types", "counters", "lists", "log", "clock"],
+    }
+}
+
+/// Why a call produced no reply.
+#[derive(Debug, Clone, thiserror::Error)]
+#[error("{kind:?}: {message}")]
+pub struct CallError {
+    /// The class counted in metrics.
+    pub kind: ErrorKind,
+    /// What happened, for logs and operators.
+    pub message: String,
+}
+
+impl CallError {
+    fn denied(message: impl Into<String>) -> Self {
+        Self { kind: ErrorKind::Denied, message: message.into() }
+    }
+}
+
+/// A reply plus what the call cost.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct CallReport {
+    /// The plugin's answer.
+    pub reply: Reply,
+    /// Wall time, instantiation included.
+    pub wall: Duration,
+    /// Largest linear memory total reached (bytes).
+    pub peak_memory_bytes: usize,
+    /// Serialized size of the arguments.
+    pub input_bytes: usize,
+    /// Serialized size of the reply.
+    pub output_bytes: usize,
+    /// What the plugin logged (capped).
+    pub logs: Vec<LogLine>,
+}
+
+/// Ticks the engine's epoch so deadlines fire; stops when the engine is gone.
+fn start_epoch_ticker(engine: &Engine, tick: Duration) {
+    let weak = engine.weak();
+    std::thread::Builder::new()
+        .name("payloom-epoch".into())
+        .spawn(move || {
+            while let Some(engine) = weak.upgrade() {
+                engine.increment_epoch();
+                drop(engine);
+                std::thread::sleep(tick);
+            }
+        })
+        .expect("spawning the epoch ticker at start-up");
+}
+
+struct Linkers {
+    channel: Linker<CallState>,
+    risk: Linker<CallState>,
+    policy: Linker<CallState>,
+}
+
+impl Linkers {
+    fn new(engine: &Engine) -> anyhow::Result<Self> {
+        let mut channel = Linker::new(engine);
+        ChannelAdapter::add_to_linker::<_, HasSelf<_>>(&mut channel, |s| s)?;
+        let mut risk = Linker::new(engine);
+        RiskRule::add_to_linker::<_, HasSelf<_>>(&mut risk, |s| s)?;
+        let mut policy = Linker::new(engine);
+        MerchantPolicy::add_to_linker::<_, HasSelf<_>>(&mut policy, |s| s)?;
+        for linker in [&mut channel, &mut risk, &mut policy] {
+            wasmtime_wasi::p2::add_to_linker_async(linker)?;
+        }
+        Ok(Self { channel, risk, policy })
+    }
+}
+
+/// One engine per process, with its linkers, limits, metrics and host services.
+pub struct Runtime {
+    engine: Engine,
+    config: HostConfig,
+    linkers: Linkers,
+    services: Arc<HostServices>,
+    permits: Semaphore,
+    trusted_keys: Vec<VerifyingKey>,
+    metrics: PluginMetrics,
+}
+
+impl Runtime {
+    /// Builds the engine (pooling allocator, epochs, no component-model concurrency) and
+    /// starts its epoch ticker.
+    pub fn new(config: HostConfig, services: HostServices, metrics: &mut MetricsRegistry) -> anyhow::Result<Arc<Self>> {
+        config.validate()?;
+        let engine = Engine::new(&engine_config(&config))?;
+        start_epoch_ticker(&engine, Duration::from_millis(config.epoch_tick_ms));
+        let trusted_keys =
+            config.trusted_keys.iter().map(|k| signing::parse_public_key(k)).collect::<anyhow::Result<_>>()?;
+        Ok(Arc::new(Self {
+            linkers: Linkers::new(&engine)?,
+            permits: Semaphore::new(config.concurrent_calls_max as usize),
+            metrics: PluginMetrics::new(metrics),
+            services: Arc::new(services),
+            trusted_keys,
+            engine,
+            config,
+        }))
+    }
+
+    /// The engine.
+    pub fn engine(&self) -> &Engine {
+        &self.engine
+    }
+
+    /// The configuration in force.
+    pub fn config(&self) -> &HostConfig {
+        &self.config
+    }
+
+    /// Host services (counters, lists) for callers that feed them.
+    pub fn services(&self) -> &HostServices {
+        &self.services
+    }
+
+    /// Verifies, compiles, type-checks and smoke-tests a component. Nothing is
+    /// activated here; see [`crate::registry::Registry`].
+    pub async fn load(&self, component: &[u8], manifest_text: &str, signature: Option<&str>) -> anyhow::Result<Arc<Plugin>> {
+        let manifest = Manifest::parse(manifest_text).map_err(|e| anyhow::anyhow!("manifest: {e}"))?;
+        match signature {
+            Some(sig) => signing::verify(&self.trusted_keys, component, manifest_text.as_bytes(), sig)?,
+            None if self.config.allow_unsigned => {}
+            None => anyhow::bail!("component is not signed and unsigned plugins are not allowed"),
+        }
+        anyhow::ensure!(component.len() <= COMPONENT_BYTES_MAX, "component exceeds {COMPONENT_BYTES_MAX} bytes");
+        anyhow::ensure!(
+            Engine::detect_precompiled(component).is_none(),
+            "precompiled artifacts are not accepted; upload the component itself"
+        );
+        anyhow::ensure!(wasmparser::Parser::is_component(component), "not a WebAssembly component");
+        let engine = self.engine.clone();
+        let cache_dir = self.config.cache_dir.clone();
+        let bytes = component.to_vec();
+        let compiled = tokio::task::spawn_blocking(move || cache::compile(&engine, &bytes, cache_dir.as_deref())).await??;
+        let uses_wasi = sandbox::check_imports(&self.engine, &compiled, world_imports(manifest.world))?;
+        let pre = self.pre(&manifest, &compiled)?;
+        // Build the copy-on-write heap image now, so the first real call does not pay for it.
+        compiled.initialize_copy_on_write_image()?;
+        let plugin = Arc::new(Plugin {
+            info: Arc::new(PluginInfo::new(manifest, component, uses_wasi)?),
+            pre,
+            breaker: CircuitBreaker::new(
+                self.config.breaker_failures_max,
+                Duration::from_millis(self.config.breaker_open_ms),
+            ),
+        });
+        self.smoke_test(&plugin).await?;
+        Ok(plugin)
+    }
+
+    fn pre(&self, manifest: &Manifest, component: &Component) -> anyhow::Result<WorldPre> {
+        let context = || format!("component does not implement world `{}`", manifest.world);
+        Ok(match manifest.world {
+            PluginKind::Channel => WorldPre::Channel(
+                ChannelAdapterPre::new(self.linkers.channel.instantiate_pre(component)?).map_err(|e| anyhow::anyhow!("{}: {e}", context()))?,
+            ),
+            PluginKind::Risk => WorldPre::Risk(
+                RiskRulePre::new(self.linkers.risk.instantiate_pre(component)?).map_err(|e| anyhow::anyhow!("{}: {e}", context()))?,
+            ),
+            PluginKind::Policy => WorldPre::Policy(
+                MerchantPolicyPre::new(self.linkers.policy.instantiate_pre(component)?).map_err(|e| anyhow::anyhow!("{}: {e}", context()))?,
+            ),
+        })
+    }
+
+    /// `describe` under production limits; its id and version must match the manifest.
+    async fn smoke_test(&self, plugin: &Plugin) -> anyhow::Result<()> {
+        let report = self
+            .call(plugin, CallContext::default(), Call::describe(plugin.kind()))
+            .await
+            .map_err(|e| anyhow::anyhow!("smoke test (describe) failed: {e}"))?;
+        let (id, version) = match &report.reply {
+            Reply::ChannelDescriptor(d) => (&d.id, &d.version),
+            Reply::RiskDescriptor(d) => (&d.id, &d.version),
+            Reply::PolicyDescriptor(d) => (&d.id, &d.version),
+            other => anyhow::bail!("smoke test: describe answered {other:?}"),
+        };
+        anyhow::ensure!(
+            id == plugin.id() && version == plugin.version(),
+            "describe says {id}@{version} but the manifest says {}@{}",
+            plugin.id(),
+            plugin.version()
+        );
+        Ok(())
+    }
+
+    /// One call on a fresh instance, under every limit, counted in metrics. No failure
+    /// policy or breaker here; [`crate::registry::Registry::call`] adds those.
+    pub async fn call(&self, plugin: &Plugin, ctx: CallContext, call: Call) -> Result<CallReport, CallError> {
+        let started = Instant::now();
+        let labels = PluginLabels { plugin: plugin.id().to_owned(), version: plugin.version().to_owned() };
+        self.metrics.calls.get_or_create(&labels).inc();
+        let result = self.call_unmetered(plugin, ctx, call, started).await;
+        self.metrics.latency.get_or_create(&labels).observe(started.elapsed().as_secs_f64());
+        if let Err(err) = &result {
+            let labels = ErrorLabels { plugin: labels.plugin, version: labels.version, kind: err.kind };
+            self.metrics.errors.get_or_create(&labels).inc();
+        }
+        result
+    }
+
+    async fn call_unmetered(&self, plugin: &Plugin, ctx: CallContext, call: Call, started: Instant) -> Result<CallReport, CallError> {
+        let caps = &self.config.bytes;
+        let input_bytes = json_size(&call);
+        if input_bytes > caps.input_max {
+            return Err(CallError::denied(format!("input of {input_bytes} bytes exceeds {}", caps.input_max)));
+        }
+        let limits = &plugin.info.manifest.limits;
+        let deadline = Duration::from_millis(
+            limits.deadline_ms.map_or(self.config.kind(plugin.kind()).deadline_ms, |ms| ms.min(self.config.kind(plugin.kind()).deadline_ms)),
+        );
+        let memory_max = limits.memory_bytes_max.map_or(self.config.memory_bytes_max, |m| m.min(self.config.memory_bytes_max));
+        let _permit = self.permits.acquire().await.map_err(|_| CallError::denied("runtime shutting down"))?;
+        let mut store = Store::new(
+            &self.engine,
+            CallState::new(
+                plugin.info.clone(),
+                ctx,
+                self.services.clone(),
+                memory_max as usize,
+                caps.log_max,
+                tokio::time::Instant::now() + deadline,
+            ),
+        );
+        store.limiter(|state| &mut state.limiter);
+        // Whole ticks, plus one so a deadline never fires early.
+        store.set_epoch_deadline(deadline.as_millis() as u64 / self.config.epoch_tick_ms + 1);
+        let outcome = tokio::time::timeout(deadline, crate::plugin::dispatch(&plugin.pre, &mut store, call)).await;
+        let state = store.data();
+        let reply = match outcome {
+            Err(_) => return Err(CallError { kind: ErrorKind::Timeout, message: format!("deadline of {deadline:?} passed") }),
+            Ok(Err(err)) => return Err(classify(err, state.limiter.hit, deadline)),
+            Ok(Ok(reply)) => reply,
+        };
+        let output_bytes = json_size(&reply);
+        if output_bytes > caps.output_max {
+            return Err(CallError::denied(format!("output of {output_bytes} bytes exceeds {}", caps.output_max)));
+        }
+        let logs = std::mem::take(&mut state.log.lock().expect("log lock").lines);
+        Ok(CallReport {
+            reply,
+            wall: started.elapsed(),
+            peak_memory_bytes: state.limiter.peak_bytes,
+            input_bytes,
+            output_bytes,
+            logs,
+        })
+    }
+}
+
+fn engine_config(config: &HostConfig) -> Config {
+    let n = config.concurrent_calls_max;
+    let mut pool = PoolingAllocationConfig::new();
+    pool.total_component_instances(n)
+        .total_core_instances(n * CORE_INSTANCES_PER_COMPONENT_MAX)
+        .total_memories(n * MEMORIES_PER_COMPONENT_MAX)
+        .total_tables(n * TABLES_PER_COMPONENT_MAX)
+        // One fiber stack per in-flight async call.
+        .total_stacks(n)
+        .max_core_instances_per_component(CORE_INSTANCES_PER_COMPONENT_MAX)
+        .max_memories_per_component(MEMORIES_PER_COMPONENT_MAX)
+        .max_tables_per_component(TABLES_PER_COMPONENT_MAX)
+        .max_memory_size(config.memory_bytes_max as usize);
+    let mut wasm = Config::new();
+    wasm.strategy(wasmtime::Strategy::Cranelift)
+        .epoch_interruption(true)
+        // Component-model async makes sync calls ~3x dearer here; no plugin world uses it.
+        .concurrency_support(false)
+        .allocation_strategy(InstanceAllocationStrategy::Pooling(pool));
+    wasm
+}
+
+/// Serialized JSON size, counted without allocating the text.
+fn json_size<T: serde::Serialize>(value: &T) -> usize {
+    struct Count(usize);
+    impl std::io::Write for Count {
+        fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+            self.0 += buf.len();
+            Ok(buf.len())
+        }
+        fn flush(&mut self) -> std::io::Result<()> {
+            Ok(())
+        }
+    }
+    let mut count = Count(0);
+    serde_json::to_writer(&mut count, value).expect("plugin values always serialize");
+    count.0
+}
+
+fn classify(err: wasmtime::Error, memory_hit: bool, deadline: Duration) -> CallError {
+    if memory_hit {
+        return CallError { kind: ErrorKind::Memory, message: format!("{err:#}") };
+    }
+    match err.downcast_ref::<Trap>() {
+        Some(Trap::Interrupt) => CallError { kind: ErrorKind::Timeout, message: format!("deadline of {deadline:?} passed") },
+        _ => CallError { kind: ErrorKind::Trap, message: format!("{err:#}") },
+    }
+}

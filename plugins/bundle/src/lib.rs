@@ -1,0 +1,54 @@
+//! The reference plugins, built from `plugins/` by this crate's build script and
+//! embedded, so the `payloom` binary carries them.
+
+/// A component and its manifest.
+#[derive(Debug, Clone, Copy)]
+pub struct Bundled {
+    /// File stem (`sandbox`), equal to the plugin id.
+    pub name: &'static str,
+    /// Component bytes.
+    pub wasm: &'static [u8],
+    /// Manifest text.
+    pub manifest: &'static str,
+}
+
+macro_rules! bundled {
+    ($name:literal) => {
+        Bundled {
+            name: $name,
+            wasm: include_bytes!(concat!(env!("OUT_DIR"), "/", $name, ".wasm")),
+            manifest: include_str!(concat!(env!("OUT_DIR"), "/", $name, ".toml")),
+        }
+    };
+}
+
+/// `channels/sandbox`
+pub const SANDBOX: Bundled = bundled!("sandbox");
+/// `risk/amount-limit`
+pub const AMOUNT_LIMIT: Bundled = bundled!("amount-limit");
+/// `risk/velocity`
+pub const VELOCITY: Bundled = bundled!("velocity");
+/// `risk/blocklist`
+pub const BLOCKLIST: Bundled = bundled!("blocklist");
+/// `policies/standard`
+pub const STANDARD: Bundled = bundled!("standard");
+
+/// Every reference plugin.
+pub const ALL: [Bundled; 5] = [SANDBOX, AMOUNT_LIMIT, VELOCITY, BLOCKLIST, STANDARD];
+
+/// Test guests (not loaded by `payloom dev`).
+pub mod testing {
+    use super::Bundled;
+
+    /// A `wasm32-wasip2` risk rule that probes files, sockets and the environment and
+    /// reports what it got; it panics when configured with `panic = "yes"`.
+    pub const SNOOP: Bundled = bundled!("snoop");
+}
+
+impl Bundled {
+    /// Writes `<name>.wasm` and `<name>.toml` into `dir`.
+    pub fn write_to(&self, dir: &std::path::Path) -> std::io::Result<()> {
+        std::fs::write(dir.join(format!("{}.wasm", self.name)), self.wasm)?;
+        std::fs::write(dir.join(format!("{}.toml", self.name)), self.manifest)
+    }
+}
