@@ -70,10 +70,10 @@ pub mod policy {
     });
 }
 
-pub use imports::payloom::plugin::types;
 /// The `channel` interface's types (requests, outcomes, statements).
 pub use channel::exports::payloom::plugin::channel as channel_types;
-/// The `rule` interface's types (context, verdict).
-pub use risk::exports::payloom::plugin::rule as risk_types;
+pub use imports::payloom::plugin::types;
 /// The `policy` interface's types (context, decision).
 pub use policy::exports::payloom::plugin::policy as policy_types;
+/// The `rule` interface's types (context, verdict).
+pub use risk::exports::payloom::plugin::rule as risk_types;

@@ -15,7 +15,11 @@ use wasmtime::component::Component;
 pub fn entry_path(engine: &Engine, component: &[u8], dir: &Path) -> PathBuf {
     let mut hasher = std::collections::hash_map::DefaultHasher::new();
     engine.precompile_compatibility_hash().hash(&mut hasher);
-    dir.join(format!("{}-{:016x}.cwasm", hex::encode(Sha256::digest(component)), hasher.finish()))
+    dir.join(format!(
+        "{}-{:016x}.cwasm",
+        hex::encode(Sha256::digest(component)),
+        hasher.finish()
+    ))
 }
 
 /// Compiles `component`, reusing or filling the cache in `dir`.
@@ -31,7 +35,9 @@ pub fn compile(engine: &Engine, component: &[u8], dir: Option<&Path>) -> anyhow:
         #[allow(unsafe_code)]
         match unsafe { Component::deserialize_file(engine, &path) } {
             Ok(compiled) => return Ok(compiled),
-            Err(err) => tracing::warn!(path = %path.display(), "ignoring unusable cache entry: {err:#}"),
+            Err(err) => {
+                tracing::warn!(path = %path.display(), "ignoring unusable cache entry: {err:#}")
+            }
         }
     }
     let compiled = Component::new(engine, component)?;

@@ -77,9 +77,18 @@ impl Default for HostConfig {
             // Spin ticks every 10 ms; 5 ms keeps a 20 ms risk deadline honest.
             epoch_tick_ms: 5,
             bytes: ByteCaps::default(),
-            risk: KindConfig { deadline_ms: 50, failure: FailurePolicy::FailClosed },
-            channel: KindConfig { deadline_ms: 10_000, failure: FailurePolicy::FailClosed },
-            policy: KindConfig { deadline_ms: 50, failure: FailurePolicy::FailClosed },
+            risk: KindConfig {
+                deadline_ms: 50,
+                failure: FailurePolicy::FailClosed,
+            },
+            channel: KindConfig {
+                deadline_ms: 10_000,
+                failure: FailurePolicy::FailClosed,
+            },
+            policy: KindConfig {
+                deadline_ms: 50,
+                failure: FailurePolicy::FailClosed,
+            },
             breaker_failures_max: 5,
             // Envoy's FAIL_RELOAD backs off 1 s by default.
             breaker_open_ms: 1_000,
@@ -105,7 +114,10 @@ impl Default for ByteCaps {
 
 impl Default for KindConfig {
     fn default() -> Self {
-        Self { deadline_ms: 1_000, failure: FailurePolicy::FailClosed }
+        Self {
+            deadline_ms: 1_000,
+            failure: FailurePolicy::FailClosed,
+        }
     }
 }
 
@@ -120,14 +132,24 @@ impl HostConfig {
             (1 << 20..=4 << 30).contains(&self.memory_bytes_max),
             "memory_bytes_max must be between 1 MiB and 4 GiB"
         );
-        anyhow::ensure!((1..=100).contains(&self.epoch_tick_ms), "epoch_tick_ms must be 1..=100");
-        for (name, kind) in [("risk", &self.risk), ("channel", &self.channel), ("policy", &self.policy)] {
+        anyhow::ensure!(
+            (1..=100).contains(&self.epoch_tick_ms),
+            "epoch_tick_ms must be 1..=100"
+        );
+        for (name, kind) in [
+            ("risk", &self.risk),
+            ("channel", &self.channel),
+            ("policy", &self.policy),
+        ] {
             anyhow::ensure!(
                 kind.deadline_ms >= 2 * self.epoch_tick_ms,
                 "{name}.deadline_ms must be at least two epoch ticks"
             );
         }
-        anyhow::ensure!(self.breaker_failures_max >= 1, "breaker_failures_max must be at least 1");
+        anyhow::ensure!(
+            self.breaker_failures_max >= 1,
+            "breaker_failures_max must be at least 1"
+        );
         for key in &self.trusted_keys {
             crate::signing::parse_public_key(key)?;
         }

@@ -108,12 +108,22 @@ impl Manifest {
     fn validate(&self) -> anyhow::Result<()> {
         let id_ok = !self.id.is_empty()
             && self.id.len() <= ID_LEN_MAX
-            && self.id.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
+            && self
+                .id
+                .bytes()
+                .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
             && !self.id.starts_with('-');
-        anyhow::ensure!(id_ok, "manifest id {:?} must be 1..={ID_LEN_MAX} of [a-z0-9-]", self.id);
+        anyhow::ensure!(
+            id_ok,
+            "manifest id {:?} must be 1..={ID_LEN_MAX} of [a-z0-9-]",
+            self.id
+        );
         let parts: Vec<&str> = self.version.split('.').collect();
         anyhow::ensure!(
-            parts.len() == 3 && parts.iter().all(|p| !p.is_empty() && p.bytes().all(|b| b.is_ascii_digit())),
+            parts.len() == 3
+                && parts
+                    .iter()
+                    .all(|p| !p.is_empty() && p.bytes().all(|b| b.is_ascii_digit())),
             "manifest version {:?} must be MAJOR.MINOR.PATCH",
             self.version
         );
@@ -124,7 +134,10 @@ impl Manifest {
             anyhow::ensure!(ms > 0, "limits.deadline_ms must be positive");
         }
         if let Some(bytes) = self.limits.memory_bytes_max {
-            anyhow::ensure!(bytes >= 1 << 16, "limits.memory_bytes_max must be at least one 64 KiB page");
+            anyhow::ensure!(
+                bytes >= 1 << 16,
+                "limits.memory_bytes_max must be at least one 64 KiB page"
+            );
         }
         Ok(())
     }

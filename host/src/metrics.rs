@@ -52,7 +52,9 @@ pub struct PluginMetrics {
 
 fn latency_histogram() -> Histogram {
     // 10 µs .. ~5 s: fresh-instance calls take microseconds, adapters wait on PSPs.
-    Histogram::new(prometheus_client::metrics::histogram::exponential_buckets(1e-5, 3.0, 13))
+    Histogram::new(prometheus_client::metrics::histogram::exponential_buckets(
+        1e-5, 3.0, 13,
+    ))
 }
 
 impl PluginMetrics {
@@ -63,8 +65,16 @@ impl PluginMetrics {
             errors: Family::default(),
             latency: Family::new_with_constructor(latency_histogram),
         };
-        registry.register("payloom_plugin_calls", "Plugin calls", metrics.calls.clone());
-        registry.register("payloom_plugin_errors", "Failed plugin calls by kind", metrics.errors.clone());
+        registry.register(
+            "payloom_plugin_calls",
+            "Plugin calls",
+            metrics.calls.clone(),
+        );
+        registry.register(
+            "payloom_plugin_errors",
+            "Failed plugin calls by kind",
+            metrics.errors.clone(),
+        );
         registry.register(
             "payloom_plugin_call_duration_seconds",
             "Wall time of plugin calls, instantiation included",

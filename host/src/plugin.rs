@@ -32,9 +32,17 @@ pub struct PluginInfo {
 }
 
 impl PluginInfo {
-    pub(crate) fn new(manifest: Manifest, component: &[u8], uses_wasi: bool) -> anyhow::Result<Self> {
-        let allowed_hosts =
-            manifest.capabilities.allowed_hosts.iter().map(|h| AllowedHost::parse(h)).collect::<Result<_, _>>()?;
+    pub(crate) fn new(
+        manifest: Manifest,
+        component: &[u8],
+        uses_wasi: bool,
+    ) -> anyhow::Result<Self> {
+        let allowed_hosts = manifest
+            .capabilities
+            .allowed_hosts
+            .iter()
+            .map(|h| AllowedHost::parse(h))
+            .collect::<Result<_, _>>()?;
         Ok(Self {
             deterministic: manifest.world == PluginKind::Risk,
             digest: hex::encode(Sha256::digest(component)),
@@ -220,13 +228,27 @@ pub(crate) async fn dispatch(
             let instance = pre.instantiate_async(&mut *store).await?;
             let channel = instance.payloom_plugin_channel();
             Ok(match call {
-                ChannelCall::Describe => Reply::ChannelDescriptor(channel.call_describe(&mut *store).await?),
-                ChannelCall::CreatePayment(req) => Reply::Payment(channel.call_create_payment(&mut *store, &req).await?),
-                ChannelCall::QueryPayment(req) => Reply::Payment(channel.call_query_payment(&mut *store, &req).await?),
-                ChannelCall::Capture(req) => Reply::Payment(channel.call_capture(&mut *store, &req).await?),
-                ChannelCall::Cancel(req) => Reply::Payment(channel.call_cancel(&mut *store, &req).await?),
-                ChannelCall::Refund(req) => Reply::Refund(channel.call_refund(&mut *store, &req).await?),
-                ChannelCall::QueryRefund(req) => Reply::Refund(channel.call_query_refund(&mut *store, &req).await?),
+                ChannelCall::Describe => {
+                    Reply::ChannelDescriptor(channel.call_describe(&mut *store).await?)
+                }
+                ChannelCall::CreatePayment(req) => {
+                    Reply::Payment(channel.call_create_payment(&mut *store, &req).await?)
+                }
+                ChannelCall::QueryPayment(req) => {
+                    Reply::Payment(channel.call_query_payment(&mut *store, &req).await?)
+                }
+                ChannelCall::Capture(req) => {
+                    Reply::Payment(channel.call_capture(&mut *store, &req).await?)
+                }
+                ChannelCall::Cancel(req) => {
+                    Reply::Payment(channel.call_cancel(&mut *store, &req).await?)
+                }
+                ChannelCall::Refund(req) => {
+                    Reply::Refund(channel.call_refund(&mut *store, &req).await?)
+                }
+                ChannelCall::QueryRefund(req) => {
+                    Reply::Refund(channel.call_query_refund(&mut *store, &req).await?)
+                }
                 ChannelCall::HandleNotification(req) => {
                     Reply::Notification(channel.call_handle_notification(&mut *store, &req).await?)
                 }
@@ -240,15 +262,21 @@ pub(crate) async fn dispatch(
             let rule = instance.payloom_plugin_rule();
             Ok(match call {
                 RiskCall::Describe => Reply::RiskDescriptor(rule.call_describe(&mut *store).await?),
-                RiskCall::Evaluate { ctx, config } => Reply::Verdict(rule.call_evaluate(&mut *store, &ctx, &config).await?),
+                RiskCall::Evaluate { ctx, config } => {
+                    Reply::Verdict(rule.call_evaluate(&mut *store, &ctx, &config).await?)
+                }
             })
         }
         (WorldPre::Policy(pre), Call::Policy(call)) => {
             let instance = pre.instantiate_async(&mut *store).await?;
             let policy = instance.payloom_plugin_policy();
             Ok(match call {
-                PolicyCall::Describe => Reply::PolicyDescriptor(policy.call_describe(&mut *store).await?),
-                PolicyCall::Decide(ctx) => Reply::Decision(policy.call_decide(&mut *store, &ctx).await?),
+                PolicyCall::Describe => {
+                    Reply::PolicyDescriptor(policy.call_describe(&mut *store).await?)
+                }
+                PolicyCall::Decide(ctx) => {
+                    Reply::Decision(policy.call_decide(&mut *store, &ctx).await?)
+                }
             })
         }
         (_, call) => wasmtime::bail!("a {} call cannot go to this plugin", call.kind()),

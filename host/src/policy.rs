@@ -40,7 +40,11 @@ impl CircuitBreaker {
     /// A closed breaker.
     pub fn new(failures_max: u32, open_for: Duration) -> Self {
         assert!(failures_max >= 1);
-        Self { failures_max, open_for, state: Mutex::default() }
+        Self {
+            failures_max,
+            open_for,
+            state: Mutex::default(),
+        }
     }
 
     /// Whether a call may go ahead now. While open, refuses; after the cool-down lets

@@ -87,7 +87,10 @@ pub struct Registry {
 impl Registry {
     /// An empty registry on `runtime`.
     pub fn new(runtime: Arc<Runtime>) -> Arc<Self> {
-        Arc::new(Self { runtime, slots: RwLock::default() })
+        Arc::new(Self {
+            runtime,
+            slots: RwLock::default(),
+        })
     }
 
     /// The runtime underneath.
@@ -97,7 +100,12 @@ impl Registry {
 
     /// Loads, validates and smoke-tests a component, then makes it the active version of
     /// its id. Any failure leaves the serving version untouched.
-    pub async fn install(&self, component: &[u8], manifest: &str, signature: Option<&str>) -> anyhow::Result<Installed> {
+    pub async fn install(
+        &self,
+        component: &[u8],
+        manifest: &str,
+        signature: Option<&str>,
+    ) -> anyhow::Result<Installed> {
         let plugin = self.runtime.load(component, manifest, signature).await?;
         self.activate(plugin)
     }
@@ -109,8 +117,18 @@ impl Registry {
         let version = plugin.version().to_owned();
         let mut slots = self.slots.write().expect("registry lock");
         let Some(slot) = slots.get(&id) else {
-            slots.insert(id.clone(), Arc::new(Slot { active: ArcSwap::new(plugin), previous: ArcSwapOption::empty() }));
-            return Ok(Installed { id, version, replaced: None });
+            slots.insert(
+                id.clone(),
+                Arc::new(Slot {
+                    active: ArcSwap::new(plugin),
+                    previous: ArcSwapOption::empty(),
+                }),
+            );
+            return Ok(Installed {
+                id,
+                version,
+                replaced: None,
+            });
         };
         let current = slot.active.load_full();
         anyhow::ensure!(
@@ -122,18 +140,31 @@ impl Registry {
         let old = slot.active.swap(plugin);
         let replaced = Some(old.version().to_owned());
         slot.previous.store(Some(old));
-        Ok(Installed { id, version, replaced })
+        Ok(Installed {
+            id,
+            version,
+            replaced,
+        })
     }
 
     /// Puts the previous version back; the rolled-back one becomes the previous.
     pub fn rollback(&self, id: &str) -> anyhow::Result<Installed> {
-        let slot = self.slot(id).ok_or_else(|| anyhow::anyhow!("no plugin `{id}`"))?;
-        let previous = slot.previous.load_full().ok_or_else(|| anyhow::anyhow!("`{id}` has no previous version"))?;
+        let slot = self
+            .slot(id)
+            .ok_or_else(|| anyhow::anyhow!("no plugin `{id}`"))?;
+        let previous = slot
+            .previous
+            .load_full()
+            .ok_or_else(|| anyhow::anyhow!("`{id}` has no previous version"))?;
         let version = previous.version().to_owned();
         let old = slot.active.swap(previous);
         let replaced = Some(old.version().to_owned());
         slot.previous.store(Some(old));
-        Ok(Installed { id: id.to_owned(), version, replaced })
+        Ok(Installed {
+            id: id.to_owned(),
+            version,
+            replaced,
+        })
     }
 
     fn slot(&self, id: &str) -> Option<Arc<Slot>> {
@@ -158,7 +189,11 @@ impl Registry {
                     kind: active.kind(),
                     version: active.version().to_owned(),
                     digest: active.info().digest.clone(),
-                    previous: slot.previous.load().as_ref().map(|p| p.version().to_owned()),
+                    previous: slot
+                        .previous
+                        .load()
+                        .as_ref()
+                        .map(|p| p.version().to_owned()),
                     breaker_open: active.breaker.is_open(now),
                 }
             })
@@ -169,13 +204,27 @@ impl Registry {
 
     /// Calls the active version of `id`, through its circuit breaker and the kind's
     /// failure policy. The call runs to completion on the version it started on.
-    pub async fn call(&self, id: &str, ctx: CallContext, call: Call) -> Result<CallReport, CallFailure> {
+    pub async fn call(
+        &self,
+        id: &str,
+        ctx: CallContext,
+        call: Call,
+    ) -> Result<CallReport, CallFailure> {
         self.call_inner(id, ctx, call, true).await
     }
 
-    async fn call_inner(&self, id: &str, ctx: CallContext, call: Call, may_fall_back: bool) -> Result<CallReport, CallFailure> {
+    async fn call_inner(
+        &self,
+        id: &str,
+        ctx: CallContext,
+        call: Call,
+        may_fall_back: bool,
+    ) -> Result<CallReport, CallFailure> {
         let kind = call.kind();
-        let not_found = || CallFailure::NotFound { id: id.to_owned(), kind };
+        let not_found = || CallFailure::NotFound {
+            id: id.to_owned(),
+            kind,
+        };
         let plugin = self.get(id).ok_or_else(not_found)?;
         if plugin.kind() != kind {
             return Err(not_found());
@@ -185,20 +234,36 @@ impl Registry {
             plugin.breaker.record(result.is_ok(), Instant::now());
             result
         } else {
-            Err(CallError { kind: ErrorKind::Denied, message: "circuit breaker is open".into() })
+            Err(CallError {
+                kind: ErrorKind::Denied,
+                message: "circuit breaker is open".into(),
+            })
         };
         let error = match result {
             Ok(report) => return Ok(report),
             Err(error) => error,
         };
-        tracing::warn!(plugin = id, version = plugin.version(), "plugin call failed: {error}");
+        tracing::warn!(
+            plugin = id,
+            version = plugin.version(),
+            "plugin call failed: {error}"
+        );
         match &self.runtime.config().kind(kind).failure {
-            FailurePolicy::FailClosed => Err(CallFailure::Closed { id: id.to_owned(), error }),
-            FailurePolicy::FailOpen => Err(CallFailure::Open { id: id.to_owned(), error }),
+            FailurePolicy::FailClosed => Err(CallFailure::Closed {
+                id: id.to_owned(),
+                error,
+            }),
+            FailurePolicy::FailOpen => Err(CallFailure::Open {
+                id: id.to_owned(),
+                error,
+            }),
             FailurePolicy::Fallback(other) if may_fall_back && other != id => {
                 Box::pin(self.call_inner(other, ctx, call, false)).await
             }
-            FailurePolicy::Fallback(_) => Err(CallFailure::Closed { id: id.to_owned(), error }),
+            FailurePolicy::Fallback(_) => Err(CallFailure::Closed {
+                id: id.to_owned(),
+                error,
+            }),
         }
     }
 }
@@ -212,7 +277,11 @@ impl CallFailure {
             Self::Open { id, error } => (Action::None, id, error),
             Self::NotFound { .. } => return None,
         };
-        Some(Verdict { action, score: 0, reasons: vec![format!("rule `{id}` failed: {}", error.message)] })
+        Some(Verdict {
+            action,
+            score: 0,
+            reasons: vec![format!("rule `{id}` failed: {}", error.message)],
+        })
     }
 }
 

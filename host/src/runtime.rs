@@ -55,7 +55,10 @@ pub struct CallError {
 
 impl CallError {
     fn denied(message: impl Into<String>) -> Self {
-        Self { kind: ErrorKind::Denied, message: message.into() }
+        Self {
+            kind: ErrorKind::Denied,
+            message: message.into(),
+        }
     }
 }
 
@@ -108,7 +111,11 @@ impl Linkers {
         for linker in [&mut channel, &mut risk, &mut policy] {
             wasmtime_wasi::p2::add_to_linker_async(linker)?;
         }
-        Ok(Self { channel, risk, policy })
+        Ok(Self {
+            channel,
+            risk,
+            policy,
+        })
     }
 }
 
@@ -126,12 +133,19 @@ pub struct Runtime {
 impl Runtime {
     /// Builds the engine (pooling allocator, epochs, no component-model concurrency) and
     /// starts its epoch ticker.
-    pub fn new(config: HostConfig, services: HostServices, metrics: &mut MetricsRegistry) -> anyhow::Result<Arc<Self>> {
+    pub fn new(
+        config: HostConfig,
+        services: HostServices,
+        metrics: &mut MetricsRegistry,
+    ) -> anyhow::Result<Arc<Self>> {
         config.validate()?;
         let engine = Engine::new(&engine_config(&config))?;
         start_epoch_ticker(&engine, Duration::from_millis(config.epoch_tick_ms));
-        let trusted_keys =
-            config.trusted_keys.iter().map(|k| signing::parse_public_key(k)).collect::<anyhow::Result<_>>()?;
+        let trusted_keys = config
+            .trusted_keys
+            .iter()
+            .map(|k| signing::parse_public_key(k))
+            .collect::<anyhow::Result<_>>()?;
         Ok(Arc::new(Self {
             linkers: Linkers::new(&engine)?,
             permits: Semaphore::new(config.concurrent_calls_max as usize),
@@ -160,24 +174,42 @@ impl Runtime {
 
     /// Verifies, compiles, type-checks and smoke-tests a component. Nothing is
     /// activated here; see [`crate::registry::Registry`].
-    pub async fn load(&self, component: &[u8], manifest_text: &str, signature: Option<&str>) -> anyhow::Result<Arc<Plugin>> {
-        let manifest = Manifest::parse(manifest_text).map_err(|e| anyhow::anyhow!("manifest: {e}"))?;
+    pub async fn load(
+        &self,
+        component: &[u8],
+        manifest_text: &str,
+        signature: Option<&str>,
+    ) -> anyhow::Result<Arc<Plugin>> {
+        let manifest =
+            Manifest::parse(manifest_text).map_err(|e| anyhow::anyhow!("manifest: {e}"))?;
         match signature {
-            Some(sig) => signing::verify(&self.trusted_keys, component, manifest_text.as_bytes(), sig)?,
+            Some(sig) => {
+                signing::verify(&self.trusted_keys, component, manifest_text.as_bytes(), sig)?
+            }
             None if self.config.allow_unsigned => {}
             None => anyhow::bail!("component is not signed and unsigned plugins are not allowed"),
         }
-        anyhow::ensure!(component.len() <= COMPONENT_BYTES_MAX, "component exceeds {COMPONENT_BYTES_MAX} bytes");
+        anyhow::ensure!(
+            component.len() <= COMPONENT_BYTES_MAX,
+            "component exceeds {COMPONENT_BYTES_MAX} bytes"
+        );
         anyhow::ensure!(
             Engine::detect_precompiled(component).is_none(),
             "precompiled artifacts are not accepted; upload the component itself"
         );
-        anyhow::ensure!(wasmparser::Parser::is_component(component), "not a WebAssembly component");
+        anyhow::ensure!(
+            wasmparser::Parser::is_component(component),
+            "not a WebAssembly component"
+        );
         let engine = self.engine.clone();
         let cache_dir = self.config.cache_dir.clone();
         let bytes = component.to_vec();
-        let compiled = tokio::task::spawn_blocking(move || cache::compile(&engine, &bytes, cache_dir.as_deref())).await??;
-        let uses_wasi = sandbox::check_imports(&self.engine, &compiled, world_imports(manifest.world))?;
+        let compiled = tokio::task::spawn_blocking(move || {
+            cache::compile(&engine, &bytes, cache_dir.as_deref())
+        })
+        .await??;
+        let uses_wasi =
+            sandbox::check_imports(&self.engine, &compiled, world_imports(manifest.world))?;
         let pre = self.pre(&manifest, &compiled)?;
         // Build the copy-on-write heap image now, so the first real call does not pay for it.
         compiled.initialize_copy_on_write_image()?;
@@ -197,13 +229,16 @@ impl Runtime {
         let context = || format!("component does not implement world `{}`", manifest.world);
         Ok(match manifest.world {
             PluginKind::Channel => WorldPre::Channel(
-                ChannelAdapterPre::new(self.linkers.channel.instantiate_pre(component)?).map_err(|e| anyhow::anyhow!("{}: {e}", context()))?,
+                ChannelAdapterPre::new(self.linkers.channel.instantiate_pre(component)?)
+                    .map_err(|e| anyhow::anyhow!("{}: {e}", context()))?,
             ),
             PluginKind::Risk => WorldPre::Risk(
-                RiskRulePre::new(self.linkers.risk.instantiate_pre(component)?).map_err(|e| anyhow::anyhow!("{}: {e}", context()))?,
+                RiskRulePre::new(self.linkers.risk.instantiate_pre(component)?)
+                    .map_err(|e| anyhow::anyhow!("{}: {e}", context()))?,
             ),
             PluginKind::Policy => WorldPre::Policy(
-                MerchantPolicyPre::new(self.linkers.policy.instantiate_pre(component)?).map_err(|e| anyhow::anyhow!("{}: {e}", context()))?,
+                MerchantPolicyPre::new(self.linkers.policy.instantiate_pre(component)?)
+                    .map_err(|e| anyhow::anyhow!("{}: {e}", context()))?,
             ),
         })
     }
@@ -211,7 +246,11 @@ impl Runtime {
     /// `describe` under production limits; its id and version must match the manifest.
     async fn smoke_test(&self, plugin: &Plugin) -> anyhow::Result<()> {
         let report = self
-            .call(plugin, CallContext::default(), Call::describe(plugin.kind()))
+            .call(
+                plugin,
+                CallContext::default(),
+                Call::describe(plugin.kind()),
+            )
             .await
             .map_err(|e| anyhow::anyhow!("smoke test (describe) failed: {e}"))?;
         let (id, version) = match &report.reply {
@@ -231,31 +270,67 @@ impl Runtime {
 
     /// One call on a fresh instance, under every limit, counted in metrics. No failure
     /// policy or breaker here; [`crate::registry::Registry::call`] adds those.
-    pub async fn call(&self, plugin: &Plugin, ctx: CallContext, call: Call) -> Result<CallReport, CallError> {
+    pub async fn call(
+        &self,
+        plugin: &Plugin,
+        ctx: CallContext,
+        call: Call,
+    ) -> Result<CallReport, CallError> {
         let started = Instant::now();
-        let labels = PluginLabels { plugin: plugin.id().to_owned(), version: plugin.version().to_owned() };
+        let labels = PluginLabels {
+            plugin: plugin.id().to_owned(),
+            version: plugin.version().to_owned(),
+        };
         self.metrics.calls.get_or_create(&labels).inc();
         let result = self.call_unmetered(plugin, ctx, call, started).await;
-        self.metrics.latency.get_or_create(&labels).observe(started.elapsed().as_secs_f64());
+        self.metrics
+            .latency
+            .get_or_create(&labels)
+            .observe(started.elapsed().as_secs_f64());
         if let Err(err) = &result {
-            let labels = ErrorLabels { plugin: labels.plugin, version: labels.version, kind: err.kind };
+            let labels = ErrorLabels {
+                plugin: labels.plugin,
+                version: labels.version,
+                kind: err.kind,
+            };
             self.metrics.errors.get_or_create(&labels).inc();
         }
         result
     }
 
-    async fn call_unmetered(&self, plugin: &Plugin, ctx: CallContext, call: Call, started: Instant) -> Result<CallReport, CallError> {
+    async fn call_unmetered(
+        &self,
+        plugin: &Plugin,
+        ctx: CallContext,
+        call: Call,
+        started: Instant,
+    ) -> Result<CallReport, CallError> {
         let caps = &self.config.bytes;
         let input_bytes = json_size(&call);
         if input_bytes > caps.input_max {
-            return Err(CallError::denied(format!("input of {input_bytes} bytes exceeds {}", caps.input_max)));
+            return Err(CallError::denied(format!(
+                "input of {input_bytes} bytes exceeds {}",
+                caps.input_max
+            )));
         }
         let limits = &plugin.info.manifest.limits;
         let deadline = Duration::from_millis(
-            limits.deadline_ms.map_or(self.config.kind(plugin.kind()).deadline_ms, |ms| ms.min(self.config.kind(plugin.kind()).deadline_ms)),
+            limits
+                .deadline_ms
+                .map_or(self.config.kind(plugin.kind()).deadline_ms, |ms| {
+                    ms.min(self.config.kind(plugin.kind()).deadline_ms)
+                }),
         );
-        let memory_max = limits.memory_bytes_max.map_or(self.config.memory_bytes_max, |m| m.min(self.config.memory_bytes_max));
-        let _permit = self.permits.acquire().await.map_err(|_| CallError::denied("runtime shutting down"))?;
+        let memory_max = limits
+            .memory_bytes_max
+            .map_or(self.config.memory_bytes_max, |m| {
+                m.min(self.config.memory_bytes_max)
+            });
+        let _permit = self
+            .permits
+            .acquire()
+            .await
+            .map_err(|_| CallError::denied("runtime shutting down"))?;
         let mut store = Store::new(
             &self.engine,
             CallState::new(
@@ -270,16 +345,28 @@ impl Runtime {
         store.limiter(|state| &mut state.limiter);
         // Whole ticks, plus one so a deadline never fires early.
         store.set_epoch_deadline(deadline.as_millis() as u64 / self.config.epoch_tick_ms + 1);
-        let outcome = tokio::time::timeout(deadline, crate::plugin::dispatch(&plugin.pre, &mut store, call)).await;
+        let outcome = tokio::time::timeout(
+            deadline,
+            crate::plugin::dispatch(&plugin.pre, &mut store, call),
+        )
+        .await;
         let state = store.data();
         let reply = match outcome {
-            Err(_) => return Err(CallError { kind: ErrorKind::Timeout, message: format!("deadline of {deadline:?} passed") }),
+            Err(_) => {
+                return Err(CallError {
+                    kind: ErrorKind::Timeout,
+                    message: format!("deadline of {deadline:?} passed"),
+                });
+            }
             Ok(Err(err)) => return Err(classify(err, state.limiter.hit, deadline)),
             Ok(Ok(reply)) => reply,
         };
         let output_bytes = json_size(&reply);
         if output_bytes > caps.output_max {
-            return Err(CallError::denied(format!("output of {output_bytes} bytes exceeds {}", caps.output_max)));
+            return Err(CallError::denied(format!(
+                "output of {output_bytes} bytes exceeds {}",
+                caps.output_max
+            )));
         }
         let logs = std::mem::take(&mut state.log.lock().expect("log lock").lines);
         Ok(CallReport {
@@ -334,10 +421,19 @@ fn json_size<T: serde::Serialize>(value: &T) -> usize {
 
 fn classify(err: wasmtime::Error, memory_hit: bool, deadline: Duration) -> CallError {
     if memory_hit {
-        return CallError { kind: ErrorKind::Memory, message: format!("{err:#}") };
+        return CallError {
+            kind: ErrorKind::Memory,
+            message: format!("{err:#}"),
+        };
     }
     match err.downcast_ref::<Trap>() {
-        Some(Trap::Interrupt) => CallError { kind: ErrorKind::Timeout, message: format!("deadline of {deadline:?} passed") },
-        _ => CallError { kind: ErrorKind::Trap, message: format!("{err:#}") },
+        Some(Trap::Interrupt) => CallError {
+            kind: ErrorKind::Timeout,
+            message: format!("deadline of {deadline:?} passed"),
+        },
+        _ => CallError {
+            kind: ErrorKind::Trap,
+            message: format!("{err:#}"),
+        },
     }
 }

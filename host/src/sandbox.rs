@@ -28,7 +28,11 @@ const PAYLOOM_PREFIX: &str = "payloom:plugin/";
 
 /// Imports of a component, refused with a message naming the first one not allowed.
 /// Returns whether the component imports any WASI interface.
-pub fn check_imports(engine: &Engine, component: &Component, world_imports: &[&str]) -> anyhow::Result<bool> {
+pub fn check_imports(
+    engine: &Engine,
+    component: &Component,
+    world_imports: &[&str],
+) -> anyhow::Result<bool> {
     let mut uses_wasi = false;
     for (name, _) in component.component_type().imports(engine) {
         if WASI_ALLOWED_PREFIXES.iter().any(|p| name.starts_with(p)) {
@@ -52,16 +56,28 @@ pub fn check_imports(engine: &Engine, component: &Component, world_imports: &[&s
 /// A WASI context with nothing in it: no preopened directories, no environment or
 /// arguments, empty stdin, stdout/stderr into the call's capped log, sockets and name
 /// lookup denied. Deterministic plugins get a fixed clock and seeded randomness.
-pub(crate) fn locked_down_wasi(clock_ms: Option<i64>, plugin: &PluginInfo, log: &Arc<Mutex<LogBuffer>>) -> WasiCtx {
+pub(crate) fn locked_down_wasi(
+    clock_ms: Option<i64>,
+    plugin: &PluginInfo,
+    log: &Arc<Mutex<LogBuffer>>,
+) -> WasiCtx {
     let mut builder = WasiCtxBuilder::new();
     builder
-        .stdout(LogStream::new(log.clone(), crate::capabilities::log::Level::Info))
-        .stderr(LogStream::new(log.clone(), crate::capabilities::log::Level::Warn))
+        .stdout(LogStream::new(
+            log.clone(),
+            crate::capabilities::log::Level::Info,
+        ))
+        .stderr(LogStream::new(
+            log.clone(),
+            crate::capabilities::log::Level::Warn,
+        ))
         .allow_tcp(false)
         .allow_udp(false)
         .allow_ip_name_lookup(false);
     if let Some(now_ms) = clock_ms {
-        builder.wall_clock(FixedClock(now_ms)).monotonic_clock(FixedClock(now_ms));
+        builder
+            .wall_clock(FixedClock(now_ms))
+            .monotonic_clock(FixedClock(now_ms));
     }
     if plugin.deterministic {
         // Same plugin version and clock, same bytes: replays and backtests agree.
@@ -69,7 +85,9 @@ pub(crate) fn locked_down_wasi(clock_ms: Option<i64>, plugin: &PluginInfo, log: 
         builder
             .secure_random(Deterministic::new(seed.to_vec()))
             .insecure_random(Deterministic::new(seed.to_vec()))
-            .insecure_random_seed(u128::from_le_bytes(seed[..16].try_into().expect("32-byte seed")));
+            .insecure_random_seed(u128::from_le_bytes(
+                seed[..16].try_into().expect("32-byte seed"),
+            ));
     }
     builder.build()
 }

@@ -56,8 +56,11 @@ pub fn verify(
         .ok()
         .and_then(|b| b.try_into().ok())
         .ok_or_else(|| anyhow::anyhow!("signature is not 64 hex-encoded bytes"))?;
-    key.verify(&signed_message(component, manifest), &Signature::from_bytes(&sig_bytes))
-        .map_err(|_| anyhow::anyhow!("signature does not match the component and manifest"))
+    key.verify(
+        &signed_message(component, manifest),
+        &Signature::from_bytes(&sig_bytes),
+    )
+    .map_err(|_| anyhow::anyhow!("signature does not match the component and manifest"))
 }
 
 #[cfg(test)]

@@ -8,9 +8,9 @@ use wasmtime::ResourceLimiter;
 use wasmtime::component::ResourceTable;
 use wasmtime_wasi::{WasiCtx, WasiCtxView, WasiView};
 
+use crate::capabilities::HostServices;
 use crate::capabilities::crypto::Key;
 use crate::capabilities::log::LogBuffer;
-use crate::capabilities::HostServices;
 use crate::plugin::PluginInfo;
 
 /// What the caller grants one call: secrets, keys and the clock it runs under.
@@ -48,7 +48,9 @@ impl CallContext {
 
 /// Milliseconds since the Unix epoch, now.
 pub fn unix_now_ms() -> i64 {
-    SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_millis() as i64)
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as i64)
 }
 
 /// Store data for one call.
@@ -101,10 +103,17 @@ impl WasiView for CallState {
     /// WASI is served from a locked-down context, built only if the guest touches WASI.
     fn ctx(&mut self) -> WasiCtxView<'_> {
         if self.wasi.is_none() {
-            self.wasi = Some(crate::sandbox::locked_down_wasi(self.clock_ms, &self.plugin, &self.log));
+            self.wasi = Some(crate::sandbox::locked_down_wasi(
+                self.clock_ms,
+                &self.plugin,
+                &self.log,
+            ));
         }
         let ctx = self.wasi.as_mut().expect("built above");
-        WasiCtxView { ctx, table: &mut self.table }
+        WasiCtxView {
+            ctx,
+            table: &mut self.table,
+        }
     }
 }
 
@@ -124,7 +133,12 @@ const TABLE_ELEMENTS_MAX: usize = 100_000;
 
 impl MemoryLimiter {
     fn new(bytes_max: usize) -> Self {
-        Self { bytes_max, peak_bytes: 0, hit: false, current_total: 0 }
+        Self {
+            bytes_max,
+            peak_bytes: 0,
+            hit: false,
+            current_total: 0,
+        }
     }
 }
 
@@ -139,7 +153,10 @@ impl ResourceLimiter for MemoryLimiter {
         if total > self.bytes_max {
             self.hit = true;
             // Trapping (rather than returning -1) makes a memory bomb fail loudly.
-            wasmtime::bail!("memory cap of {} bytes exceeded (wanted {total})", self.bytes_max);
+            wasmtime::bail!(
+                "memory cap of {} bytes exceeded (wanted {total})",
+                self.bytes_max
+            );
         }
         self.current_total = total;
         self.peak_bytes = self.peak_bytes.max(total);

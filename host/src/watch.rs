@@ -45,7 +45,12 @@ impl Watcher {
     /// Loads every plugin in `dir`, then watches it. Must run inside a tokio runtime.
     pub async fn start(registry: Arc<Registry>, dir: &Path) -> anyhow::Result<Self> {
         let (events, _) = broadcast::channel(EVENTS_BUFFERED_MAX);
-        let mut state = DirState { registry, dir: dir.to_owned(), seen: HashMap::new(), events: events.clone() };
+        let mut state = DirState {
+            registry,
+            dir: dir.to_owned(),
+            seen: HashMap::new(),
+            events: events.clone(),
+        };
         state.scan().await;
         let (tx, mut rx) = mpsc::unbounded_channel();
         let mut debouncer = new_debouncer(DEBOUNCE, move |result: DebounceEventResult| {
@@ -53,7 +58,9 @@ impl Watcher {
                 let _ = tx.send(changes.into_iter().map(|c| c.path).collect::<Vec<_>>());
             }
         })?;
-        debouncer.watcher().watch(dir, notify::RecursiveMode::NonRecursive)?;
+        debouncer
+            .watcher()
+            .watch(dir, notify::RecursiveMode::NonRecursive)?;
         let task = tokio::spawn(async move {
             while let Some(paths) = rx.recv().await {
                 let mut stems: Vec<PathBuf> = paths.iter().filter_map(|p| plugin_stem(p)).collect();
@@ -64,7 +71,11 @@ impl Watcher {
                 }
             }
         });
-        Ok(Self { events, _debouncer: debouncer, _task: task })
+        Ok(Self {
+            events,
+            _debouncer: debouncer,
+            _task: task,
+        })
     }
 
     /// Subscribes to install and rejection events.
@@ -89,7 +100,9 @@ struct DirState {
 
 impl DirState {
     async fn scan(&mut self) {
-        let Ok(entries) = std::fs::read_dir(&self.dir) else { return };
+        let Ok(entries) = std::fs::read_dir(&self.dir) else {
+            return;
+        };
         let mut stems: Vec<PathBuf> = entries
             .filter_map(|e| e.ok())
             .map(|e| e.path())
@@ -104,9 +117,10 @@ impl DirState {
 
     async fn consider(&mut self, stem: &Path) {
         let wasm_path = stem.with_extension("wasm");
-        let (Ok(component), Ok(manifest)) =
-            (std::fs::read(&wasm_path), std::fs::read_to_string(stem.with_extension("toml")))
-        else {
+        let (Ok(component), Ok(manifest)) = (
+            std::fs::read(&wasm_path),
+            std::fs::read_to_string(stem.with_extension("toml")),
+        ) else {
             return; // half a pair (still being copied, or removed): wait for the rest
         };
         let signature = std::fs::read_to_string(stem.with_extension("sig")).ok();
@@ -118,14 +132,21 @@ impl DirState {
         if self.seen.insert(stem.to_owned(), digest) == Some(digest) {
             return;
         }
-        let event = match self.registry.install(&component, &manifest, signature.as_deref()).await {
+        let event = match self
+            .registry
+            .install(&component, &manifest, signature.as_deref())
+            .await
+        {
             Ok(installed) => {
                 tracing::info!(plugin = %installed.id, version = %installed.version, "plugin installed from {}", wasm_path.display());
                 WatchEvent::Installed(installed)
             }
             Err(err) => {
                 tracing::error!(path = %wasm_path.display(), "plugin rejected: {err:#}");
-                WatchEvent::Rejected { path: wasm_path, error: format!("{err:#}") }
+                WatchEvent::Rejected {
+                    path: wasm_path,
+                    error: format!("{err:#}"),
+                }
             }
         };
         let _ = self.events.send(event);

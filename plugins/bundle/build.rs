@@ -8,10 +8,20 @@ use payloom_plugin_build::{Build, Target};
 /// (package, source dir, component file name)
 const PLUGINS: &[(&str, &str, &str)] = &[
     ("payloom-channel-sandbox", "channels/sandbox", "sandbox"),
-    ("payloom-risk-amount-limit", "risk/amount-limit", "amount-limit"),
+    (
+        "payloom-risk-amount-limit",
+        "risk/amount-limit",
+        "amount-limit",
+    ),
     ("payloom-risk-velocity", "risk/velocity", "velocity"),
     ("payloom-risk-blocklist", "risk/blocklist", "blocklist"),
     ("payloom-policy-standard", "policies/standard", "standard"),
+];
+
+/// Guests for the host's tests, built the SDK way.
+const TEST_GUESTS: &[(&str, &str, &str)] = &[
+    ("payloom-test-hostile", "testing/hostile", "hostile"),
+    ("payloom-test-fetcher", "testing/fetcher", "fetcher"),
 ];
 
 fn main() {
@@ -23,18 +33,56 @@ fn main() {
         .map(PathBuf::from)
         .unwrap_or_else(|| root.join("target"))
         .join("plugin-build");
-    for dir in ["plugins/channels", "plugins/risk", "plugins/policies", "plugins/testing", "sdk/guest", "wit"] {
+    for dir in [
+        "plugins/channels",
+        "plugins/risk",
+        "plugins/policies",
+        "plugins/testing",
+        "sdk/guest",
+        "wit",
+    ] {
         println!("cargo:rerun-if-changed={}", root.join(dir).display());
     }
-    println!("cargo:rerun-if-changed={}", root.join("Cargo.lock").display());
+    println!(
+        "cargo:rerun-if-changed={}",
+        root.join("Cargo.lock").display()
+    );
 
     let manifest_path = root.join("Cargo.toml");
     let packages: Vec<&str> = PLUGINS.iter().map(|p| p.0).collect();
-    let built = Build { manifest_path: &manifest_path, packages: &packages, target_dir: &target_dir, target: Target::Component }
-        .run()
-        .unwrap_or_else(|e| panic!("building the reference plugins: {e:#}"));
+    let built = Build {
+        manifest_path: &manifest_path,
+        packages: &packages,
+        target_dir: &target_dir,
+        target: Target::Component,
+    }
+    .run()
+    .unwrap_or_else(|e| panic!("building the reference plugins: {e:#}"));
     for ((_, dir, name), component) in PLUGINS.iter().zip(built) {
-        write(&out, name, &component, &plugins_dir.join(dir).join("plugin.toml"));
+        write(
+            &out,
+            name,
+            &component,
+            &plugins_dir.join(dir).join("plugin.toml"),
+        );
+    }
+
+    let tests: Vec<&str> = TEST_GUESTS.iter().map(|p| p.0).collect();
+    let built = Build {
+        manifest_path: &manifest_path,
+        packages: &tests,
+        target_dir: &target_dir,
+        target: Target::Component,
+    }
+    .run()
+    .unwrap_or_else(|e| panic!("building the test guests: {e:#}"));
+    for ((_, dir, name), component) in TEST_GUESTS.iter().zip(built) {
+        write(
+            &out,
+            name,
+            &component,
+            &plugins_dir.join(dir).join("plugin.toml"),
+        );
     }
 
     let snoop = Build {
@@ -45,7 +93,12 @@ fn main() {
     }
     .run()
     .unwrap_or_else(|e| panic!("building the test guests: {e:#}"));
-    write(&out, "snoop", &snoop[0], &plugins_dir.join("testing/snoop/plugin.toml"));
+    write(
+        &out,
+        "snoop",
+        &snoop[0],
+        &plugins_dir.join("testing/snoop/plugin.toml"),
+    );
 }
 
 fn write(out: &Path, name: &str, component: &[u8], manifest: &Path) {

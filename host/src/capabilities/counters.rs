@@ -38,7 +38,10 @@ impl MemoryCounters {
 impl Counters for MemoryCounters {
     async fn get(&self, name: &str, key: &str, window_ms: i64, now_ms: i64) -> Counter {
         let events = self.events.lock().expect("counters lock");
-        let mut counter = Counter { count: 0, sum_minor: 0 };
+        let mut counter = Counter {
+            count: 0,
+            sum_minor: 0,
+        };
         let Some(list) = events.get(&(name.to_owned(), key.to_owned())) else {
             return counter;
         };
@@ -56,6 +59,9 @@ impl counters::Host for CallState {
     async fn get(&mut self, name: String, key: String, window_seconds: u32) -> Counter {
         let now_ms = self.now_ms();
         let window_ms = i64::from(window_seconds) * 1_000;
-        self.services.counters.get(&name, &key, window_ms, now_ms).await
+        self.services
+            .counters
+            .get(&name, &key, window_ms, now_ms)
+            .await
     }
 }

@@ -28,13 +28,17 @@ impl Key {
     /// An RSA private key from PKCS#8 PEM.
     pub fn rsa_private_pem(pem: &str) -> anyhow::Result<Self> {
         use rsa::pkcs8::DecodePrivateKey;
-        Ok(Self::RsaPrivate(Box::new(RsaPrivateKey::from_pkcs8_pem(pem)?)))
+        Ok(Self::RsaPrivate(Box::new(RsaPrivateKey::from_pkcs8_pem(
+            pem,
+        )?)))
     }
 
     /// An RSA public key from SPKI PEM.
     pub fn rsa_public_pem(pem: &str) -> anyhow::Result<Self> {
         use rsa::pkcs8::DecodePublicKey;
-        Ok(Self::RsaPublic(Box::new(RsaPublicKey::from_public_key_pem(pem)?)))
+        Ok(Self::RsaPublic(Box::new(
+            RsaPublicKey::from_public_key_pem(pem)?,
+        )))
     }
 }
 
@@ -44,7 +48,13 @@ impl CallState {
     /// The key for `handle`, if the manifest grants it and the call carries it. An
     /// ungranted handle reads as unknown so a plugin cannot probe for keys.
     fn key(&self, handle: &str) -> Result<&Key, Error> {
-        let granted = self.plugin.manifest.capabilities.keys.iter().any(|k| k == handle);
+        let granted = self
+            .plugin
+            .manifest
+            .capabilities
+            .keys
+            .iter()
+            .any(|k| k == handle);
         match self.ctx.keys.get(handle) {
             Some(key) if granted => Ok(key),
             _ => Err(Error::UnknownKey(handle.to_owned())),
@@ -53,7 +63,9 @@ impl CallState {
 
     fn hmac(&self, handle: &str) -> Result<HmacSha256, Error> {
         match self.key(handle)? {
-            Key::Hmac(bytes) => Ok(<HmacSha256 as Mac>::new_from_slice(bytes).expect("HMAC takes any key length")),
+            Key::Hmac(bytes) => {
+                Ok(<HmacSha256 as Mac>::new_from_slice(bytes).expect("HMAC takes any key length"))
+            }
             _ => Err(Error::WrongKeyType(handle.to_owned())),
         }
     }
@@ -70,7 +82,12 @@ impl crypto::Host for CallState {
         Ok(mac.finalize().into_bytes().to_vec())
     }
 
-    fn hmac_sha256_verify(&mut self, key: String, data: Vec<u8>, expected: Vec<u8>) -> Result<bool, Error> {
+    fn hmac_sha256_verify(
+        &mut self,
+        key: String,
+        data: Vec<u8>,
+        expected: Vec<u8>,
+    ) -> Result<bool, Error> {
         let mut mac = self.hmac(&key)?;
         mac.update(&data);
         Ok(mac.verify_slice(&expected).is_ok())
@@ -86,7 +103,12 @@ impl crypto::Host for CallState {
         }
     }
 
-    fn rsa_sha256_verify(&mut self, key: String, data: Vec<u8>, signature: Vec<u8>) -> Result<bool, Error> {
+    fn rsa_sha256_verify(
+        &mut self,
+        key: String,
+        data: Vec<u8>,
+        signature: Vec<u8>,
+    ) -> Result<bool, Error> {
         let public = match self.key(&key)? {
             Key::RsaPublic(public) => (**public).clone(),
             Key::RsaPrivate(private) => private.to_public_key(),
@@ -95,7 +117,9 @@ impl crypto::Host for CallState {
         let Ok(signature) = Signature::try_from(signature.as_slice()) else {
             return Err(Error::InvalidInput("malformed RSA signature".into()));
         };
-        Ok(VerifyingKey::<Sha256>::new(public).verify(&data, &signature).is_ok())
+        Ok(VerifyingKey::<Sha256>::new(public)
+            .verify(&data, &signature)
+            .is_ok())
     }
 
     fn aes256_gcm_decrypt(
@@ -113,7 +137,13 @@ impl crypto::Host for CallState {
         }
         let cipher = Aes256Gcm::new_from_slice(&bytes[..]).expect("32-byte key");
         cipher
-            .decrypt(Nonce::from_slice(&nonce), Payload { msg: &ciphertext, aad: &aad })
+            .decrypt(
+                Nonce::from_slice(&nonce),
+                Payload {
+                    msg: &ciphertext,
+                    aad: &aad,
+                },
+            )
             .map_err(|_| Error::InvalidInput("ciphertext did not authenticate".into()))
     }
 }

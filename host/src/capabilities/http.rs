@@ -12,42 +12,68 @@ use crate::bindings::imports::payloom::plugin::http::{self, Error, Request, Resp
 use crate::bindings::imports::payloom::plugin::types::KeyValue;
 use crate::state::CallState;
 
-/// One allow-list entry: `scheme://host[:port]`, host may start with `*.`.
+/// One allow-list entry: `scheme://host[:port]`; the host may start with `*.` and the
+/// port may be `*`.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct AllowedHost {
     scheme: String,
     host: String,
-    port: Option<u16>,
+    port: PortRule,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum PortRule {
+    /// No port given: the scheme's default only.
+    Default,
+    Exact(u16),
+    Any,
 }
 
 impl AllowedHost {
     /// Parses an entry; only http and https are allowed schemes.
     pub fn parse(entry: &str) -> anyhow::Result<Self> {
-        let (scheme, rest) = entry
-            .split_once("://")
-            .ok_or_else(|| anyhow::anyhow!("allowed host {entry:?} must look like https://host[:port]"))?;
-        anyhow::ensure!(matches!(scheme, "http" | "https"), "allowed host {entry:?}: scheme must be http or https");
-        anyhow::ensure!(!rest.contains('/'), "allowed host {entry:?} must not have a path");
+        let (scheme, rest) = entry.split_once("://").ok_or_else(|| {
+            anyhow::anyhow!("allowed host {entry:?} must look like https://host[:port]")
+        })?;
+        anyhow::ensure!(
+            matches!(scheme, "http" | "https"),
+            "allowed host {entry:?}: scheme must be http or https"
+        );
+        anyhow::ensure!(
+            !rest.contains('/'),
+            "allowed host {entry:?} must not have a path"
+        );
         let (host, port) = match rest.rsplit_once(':') {
-            Some((host, port)) if !host.ends_with(']') || rest.starts_with('[') => {
-                (host, Some(port.parse::<u16>().map_err(|_| anyhow::anyhow!("allowed host {entry:?}: bad port"))?))
+            Some((host, "*")) => (host, PortRule::Any),
+            Some((host, port)) if !rest.starts_with('[') || host.ends_with(']') => {
+                let port = port
+                    .parse::<u16>()
+                    .map_err(|_| anyhow::anyhow!("allowed host {entry:?}: bad port"))?;
+                (host, PortRule::Exact(port))
             }
-            _ => (rest, None),
+            _ => (rest, PortRule::Default),
         };
         anyhow::ensure!(!host.is_empty(), "allowed host {entry:?} has no host");
-        Ok(Self { scheme: scheme.to_owned(), host: host.to_ascii_lowercase(), port })
+        Ok(Self {
+            scheme: scheme.to_owned(),
+            host: host.to_ascii_lowercase(),
+            port,
+        })
     }
 
     fn matches(&self, url: &Url) -> bool {
-        let Some(host) = url.host_str() else { return false };
+        let Some(host) = url.host_str() else {
+            return false;
+        };
         let host = host.to_ascii_lowercase();
         let host_ok = match self.host.strip_prefix("*.") {
             Some(suffix) => host.len() > suffix.len() + 1 && host.ends_with(&format!(".{suffix}")),
             None => host == self.host,
         };
         let port_ok = match self.port {
-            Some(port) => url.port_or_known_default() == Some(port),
-            None => url.port().is_none(),
+            PortRule::Exact(port) => url.port_or_known_default() == Some(port),
+            PortRule::Default => url.port().is_none(),
+            PortRule::Any => true,
         };
         url.scheme() == self.scheme && host_ok && port_ok
     }
@@ -91,9 +117,12 @@ impl Resolve for FilteringResolver {
     fn resolve(&self, name: Name) -> Resolving {
         let allow_private = self.allow_private;
         Box::pin(async move {
-            let found: Vec<SocketAddr> = tokio::net::lookup_host((name.as_str(), 0)).await?.collect();
-            let allowed: Vec<SocketAddr> =
-                found.into_iter().filter(|a| allow_private || !is_private(a.ip())).collect();
+            let found: Vec<SocketAddr> =
+                tokio::net::lookup_host((name.as_str(), 0)).await?.collect();
+            let allowed: Vec<SocketAddr> = found
+                .into_iter()
+                .filter(|a| allow_private || !is_private(a.ip()))
+                .collect();
             if allowed.is_empty() {
                 let err: Box<dyn std::error::Error + Send + Sync> =
                     format!("{} resolves only to blocked addresses", name.as_str()).into();
@@ -117,7 +146,10 @@ pub trait Outbound: Send + Sync {
 pub fn check_allowed(url: &str, allowed: &[AllowedHost]) -> Result<Url, Error> {
     let url = Url::parse(url).map_err(|e| Error::InvalidRequest(format!("url: {e}")))?;
     if !allowed.iter().any(|a| a.matches(&url)) {
-        return Err(Error::Denied(format!("{} is not on the plugin's allow-list", origin(&url))));
+        return Err(Error::Denied(format!(
+            "{} is not on the plugin's allow-list",
+            origin(&url)
+        )));
     }
     Ok(url)
 }
@@ -133,14 +165,23 @@ pub struct HttpClient {
 
 impl HttpClient {
     /// A client; `allow_private` lets plugins reach loopback and private networks.
-    pub fn new(allow_private: bool, request_bytes_max: usize, response_bytes_max: usize) -> anyhow::Result<Self> {
+    pub fn new(
+        allow_private: bool,
+        request_bytes_max: usize,
+        response_bytes_max: usize,
+    ) -> anyhow::Result<Self> {
         let client = reqwest::Client::builder()
             // A redirect could leave the allow-list; the plugin sees the 3xx instead.
             .redirect(reqwest::redirect::Policy::none())
             .dns_resolver(Arc::new(FilteringResolver { allow_private }))
             .connect_timeout(Duration::from_secs(5))
             .build()?;
-        Ok(Self { client, allow_private, response_bytes_max, request_bytes_max })
+        Ok(Self {
+            client,
+            allow_private,
+            response_bytes_max,
+            request_bytes_max,
+        })
     }
 
     fn check_address(&self, url: &Url) -> Result<(), Error> {
@@ -151,24 +192,37 @@ impl HttpClient {
             _ => None,
         };
         match literal {
-            Some(ip) if !self.allow_private && is_private(ip) => {
-                Err(Error::Denied(format!("{ip} is a private or loopback address")))
-            }
+            Some(ip) if !self.allow_private && is_private(ip) => Err(Error::Denied(format!(
+                "{ip} is a private or loopback address"
+            ))),
             _ => Ok(()),
         }
     }
 
-    async fn send_checked(&self, req: Request, deadline: tokio::time::Instant) -> Result<Response, Error> {
+    async fn send_checked(
+        &self,
+        req: Request,
+        deadline: tokio::time::Instant,
+    ) -> Result<Response, Error> {
         let url = Url::parse(&req.url).map_err(|e| Error::InvalidRequest(format!("url: {e}")))?;
         self.check_address(&url)?;
         if req.body.len() > self.request_bytes_max {
-            return Err(Error::InvalidRequest(format!("body exceeds {} bytes", self.request_bytes_max)));
+            return Err(Error::InvalidRequest(format!(
+                "body exceeds {} bytes",
+                self.request_bytes_max
+            )));
         }
         let method = reqwest::Method::from_bytes(req.method.as_bytes())
             .map_err(|_| Error::InvalidRequest(format!("method {:?}", req.method)))?;
         let remaining = deadline.saturating_duration_since(tokio::time::Instant::now());
-        let timeout = req.timeout_ms.map_or(remaining, |ms| remaining.min(Duration::from_millis(ms.into())));
-        let mut builder = self.client.request(method, url).timeout(timeout).body(req.body);
+        let timeout = req.timeout_ms.map_or(remaining, |ms| {
+            remaining.min(Duration::from_millis(ms.into()))
+        });
+        let mut builder = self
+            .client
+            .request(method, url)
+            .timeout(timeout)
+            .body(req.body);
         for KeyValue { key, value } in req.headers {
             builder = builder.header(key, value);
         }
@@ -177,14 +231,24 @@ impl HttpClient {
         let headers = response
             .headers()
             .iter()
-            .map(|(k, v)| KeyValue { key: k.to_string(), value: String::from_utf8_lossy(v.as_bytes()).into_owned() })
+            .map(|(k, v)| KeyValue {
+                key: k.to_string(),
+                value: String::from_utf8_lossy(v.as_bytes()).into_owned(),
+            })
             .collect();
         let body = self.read_capped(response).await?;
-        Ok(Response { status, headers, body })
+        Ok(Response {
+            status,
+            headers,
+            body,
+        })
     }
 
     async fn read_capped(&self, mut response: reqwest::Response) -> Result<Vec<u8>, Error> {
-        if response.content_length().is_some_and(|n| n > self.response_bytes_max as u64) {
+        if response
+            .content_length()
+            .is_some_and(|n| n > self.response_bytes_max as u64)
+        {
             return Err(Error::TooLarge);
         }
         let mut body = Vec::new();
@@ -250,13 +314,28 @@ mod tests {
         assert!(wild.matches(&url("http://a.psp.test:8080/")));
         assert!(!wild.matches(&url("http://psp.test:8080/")));
         assert!(!wild.matches(&url("http://a.psp.test/")));
+        let any_port = AllowedHost::parse("http://127.0.0.1:*").unwrap();
+        assert!(any_port.matches(&url("http://127.0.0.1:9/")));
+        assert!(!any_port.matches(&url("https://127.0.0.1:9/")));
         assert!(AllowedHost::parse("ftp://x").is_err());
         assert!(AllowedHost::parse("https://x/path").is_err());
     }
 
     #[test]
     fn private_ranges_are_recognised() {
-        for ip in ["127.0.0.1", "10.1.2.3", "172.16.0.1", "192.168.1.1", "169.254.169.254", "100.64.0.1", "::1", "fd00::1", "fe80::1", "::ffff:127.0.0.1", "0.0.0.0"] {
+        for ip in [
+            "127.0.0.1",
+            "10.1.2.3",
+            "172.16.0.1",
+            "192.168.1.1",
+            "169.254.169.254",
+            "100.64.0.1",
+            "::1",
+            "fd00::1",
+            "fe80::1",
+            "::ffff:127.0.0.1",
+            "0.0.0.0",
+        ] {
             assert!(is_private(ip.parse().unwrap()), "{ip}");
         }
         for ip in ["93.184.216.34", "2606:2800:220:1::1"] {

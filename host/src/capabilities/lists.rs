@@ -23,7 +23,10 @@ impl MemoryLists {
     /// Adds `value` to list `name`.
     pub fn add(&self, name: &str, value: &str) {
         let mut lists = self.lists.write().expect("lists lock");
-        lists.entry(name.to_owned()).or_default().insert(value.to_owned());
+        lists
+            .entry(name.to_owned())
+            .or_default()
+            .insert(value.to_owned());
     }
 
     /// Removes `value` from list `name`.

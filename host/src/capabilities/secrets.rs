@@ -8,6 +8,10 @@ impl secrets::Host for CallState {
         if !self.plugin.manifest.capabilities.secrets.contains(&name) {
             return Err(Error::NotAllowed(name));
         }
-        self.ctx.secrets.get(&name).cloned().ok_or(Error::NotFound(name))
+        self.ctx
+            .secrets
+            .get(&name)
+            .cloned()
+            .ok_or(Error::NotFound(name))
     }
 }

@@ -43,6 +43,10 @@ pub mod testing {
     /// A `wasm32-wasip2` risk rule that probes files, sockets and the environment and
     /// reports what it got; it panics when configured with `panic = "yes"`.
     pub const SNOOP: Bundled = bundled!("snoop");
+    /// A risk rule that misbehaves by config `mode` (loop, memory, output, panic, log, clock, spin).
+    pub const HOSTILE: Bundled = bundled!("hostile");
+    /// A channel whose `create-payment` performs one host call and reports it.
+    pub const FETCHER: Bundled = bundled!("fetcher");
 }
 
 impl Bundled {

@@ -61,8 +61,15 @@ impl Build<'_> {
             cmd.args(["-p", package]);
         }
         let status = cmd.status().context("running cargo for the plugin build")?;
-        anyhow::ensure!(status.success(), "cargo build of {:?} failed", self.packages);
-        self.packages.iter().map(|package| self.component(package)).collect()
+        anyhow::ensure!(
+            status.success(),
+            "cargo build of {:?} failed",
+            self.packages
+        );
+        self.packages
+            .iter()
+            .map(|package| self.component(package))
+            .collect()
     }
 
     fn component(&self, package: &str) -> anyhow::Result<Vec<u8>> {
@@ -70,7 +77,9 @@ impl Build<'_> {
         let bytes = std::fs::read(&path).with_context(|| format!("reading {}", path.display()))?;
         match self.target {
             Target::Wasip2 => Ok(bytes),
-            Target::Component => encode_component(&bytes).with_context(|| format!("encoding {package}")),
+            Target::Component => {
+                encode_component(&bytes).with_context(|| format!("encoding {package}"))
+            }
         }
     }
 
@@ -85,13 +94,18 @@ impl Build<'_> {
 
 /// Encodes a core module carrying wit-bindgen's component-type section as a component.
 pub fn encode_component(module: &[u8]) -> anyhow::Result<Vec<u8>> {
-    wit_component::ComponentEncoder::default().module(module)?.validate(true).encode()
+    wit_component::ComponentEncoder::default()
+        .module(module)?
+        .validate(true)
+        .encode()
 }
 
 /// Installs the rustup target if this toolchain lacks it.
 pub fn ensure_target(target: Target) -> anyhow::Result<()> {
     let rustc = std::env::var_os("RUSTC").unwrap_or_else(|| "rustc".into());
-    let libdir = Command::new(&rustc).args(["--print", "target-libdir", "--target", target.triple()]).output();
+    let libdir = Command::new(&rustc)
+        .args(["--print", "target-libdir", "--target", target.triple()])
+        .output();
     if let Ok(out) = libdir {
         let dir = PathBuf::from(String::from_utf8_lossy(&out.stdout).trim());
         if out.status.success() && dir.is_dir() {
@@ -102,7 +116,11 @@ pub fn ensure_target(target: Target) -> anyhow::Result<()> {
         .args(["target", "add", target.triple()])
         .status()
         .context("installing the wasm target needs rustup")?;
-    anyhow::ensure!(status.success(), "rustup target add {} failed", target.triple());
+    anyhow::ensure!(
+        status.success(),
+        "rustup target add {} failed",
+        target.triple()
+    );
     Ok(())
 }
 
@@ -111,10 +129,18 @@ pub fn ensure_target(target: Target) -> anyhow::Result<()> {
 fn scrub_cargo_env(cmd: &mut Command) {
     for (key, _) in std::env::vars_os() {
         let Some(key) = key.to_str() else { continue };
-        let outer = (key.starts_with("CARGO_") && !matches!(key, "CARGO_HOME" | "CARGO_NET_OFFLINE"))
+        let outer = (key.starts_with("CARGO_")
+            && !matches!(key, "CARGO_HOME" | "CARGO_NET_OFFLINE"))
             || matches!(
                 key,
-                "RUSTFLAGS" | "RUSTC_WRAPPER" | "RUSTC_WORKSPACE_WRAPPER" | "MAKEFLAGS" | "MFLAGS" | "TARGET" | "HOST" | "OUT_DIR"
+                "RUSTFLAGS"
+                    | "RUSTC_WRAPPER"
+                    | "RUSTC_WORKSPACE_WRAPPER"
+                    | "MAKEFLAGS"
+                    | "MFLAGS"
+                    | "TARGET"
+                    | "HOST"
+                    | "OUT_DIR"
             );
         if outer {
             cmd.env_remove(key);

@@ -20,7 +20,11 @@ impl<'a> Config<'a> {
     pub fn parse<T: FromStr>(&self, key: &str) -> Result<Option<T>, String> {
         match self.get(key) {
             None => Ok(None),
-            Some(raw) => raw.trim().parse().map(Some).map_err(|_| format!("config `{key}`: cannot parse {raw:?}")),
+            Some(raw) => raw
+                .trim()
+                .parse()
+                .map(Some)
+                .map_err(|_| format!("config `{key}`: cannot parse {raw:?}")),
         }
     }
 
@@ -31,6 +35,7 @@ impl<'a> Config<'a> {
 
     /// `key` parsed as `T`; absent is an error.
     pub fn require<T: FromStr>(&self, key: &str) -> Result<T, String> {
-        self.parse(key)?.ok_or_else(|| format!("config `{key}` is required"))
+        self.parse(key)?
+            .ok_or_else(|| format!("config `{key}` is required"))
     }
 }

@@ -3,9 +3,9 @@
 use alloc::string::String;
 use alloc::vec::Vec;
 
+use crate::KeyValue;
 pub use crate::imports::payloom::plugin::http::{Error, Response};
 use crate::imports::payloom::plugin::http::{Request as Wire, send};
-use crate::KeyValue;
 
 /// An outbound request under construction.
 pub struct Request(Wire);
@@ -13,7 +13,13 @@ pub struct Request(Wire);
 impl Request {
     /// A request with `method` to `url`.
     pub fn new(method: &str, url: &str) -> Self {
-        Self(Wire { method: method.into(), url: url.into(), headers: Vec::new(), body: Vec::new(), timeout_ms: None })
+        Self(Wire {
+            method: method.into(),
+            url: url.into(),
+            headers: Vec::new(),
+            body: Vec::new(),
+            timeout_ms: None,
+        })
     }
     /// `GET url`
     pub fn get(url: &str) -> Self {
@@ -25,7 +31,10 @@ impl Request {
     }
     /// Adds a header.
     pub fn header(mut self, key: &str, value: &str) -> Self {
-        self.0.headers.push(KeyValue { key: key.into(), value: value.into() });
+        self.0.headers.push(KeyValue {
+            key: key.into(),
+            value: value.into(),
+        });
         self
     }
     /// Sets the body.

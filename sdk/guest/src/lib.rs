@@ -104,15 +104,24 @@ pub use alloc::{format, string::String, string::ToString, vec, vec::Vec};
 
 /// Money in minor units.
 pub fn money(amount_minor: i64, currency: &str) -> Money {
-    Money { amount_minor, currency: currency.into() }
+    Money {
+        amount_minor,
+        currency: currency.into(),
+    }
 }
 
 /// A key/value pair.
 pub fn kv(key: &str, value: &str) -> KeyValue {
-    KeyValue { key: key.into(), value: value.into() }
+    KeyValue {
+        key: key.into(),
+        value: value.into(),
+    }
 }
 
 /// The value for `key` in a list of pairs (metadata, headers are matched exactly).
 pub fn find<'a>(pairs: &'a [KeyValue], key: &str) -> Option<&'a str> {
-    pairs.iter().find(|p| p.key == key).map(|p| p.value.as_str())
+    pairs
+        .iter()
+        .find(|p| p.key == key)
+        .map(|p| p.value.as_str())
 }

@@ -4,10 +4,12 @@
 //! returns carries what a later query needs.
 
 use payloom_sdk::channel::*;
-use payloom_sdk::{KeyValue, Money, crypto, find, format, kv, money, String, ToString, Vec, vec};
+use payloom_sdk::{KeyValue, Money, String, ToString, Vec, crypto, find, format, kv, money, vec};
 
 /// Currencies the simulator accepts.
-const CURRENCIES: &[&str] = &["USD", "EUR", "GBP", "JPY", "CNY", "HKD", "SGD", "AUD", "CAD", "CHF"];
+const CURRENCIES: &[&str] = &[
+    "USD", "EUR", "GBP", "JPY", "CNY", "HKD", "SGD", "AUD", "CAD", "CHF",
+];
 /// Methods the simulator accepts.
 const METHODS: &[&str] = &["card", "wallet"];
 /// Notification timestamps older or newer than this are refused (ms), as Stripe does.
@@ -30,9 +32,13 @@ fn scenario_for_card(number: &str) -> Option<Scenario> {
     Some(match number {
         "4242424242424242" | "5555555555554444" => Scenario::Approve,
         "4000000000000002" => Scenario::Decline("card_declined", "The card was declined."),
-        "4000000000009995" => Scenario::Decline("insufficient_funds", "The card has insufficient funds."),
+        "4000000000009995" => {
+            Scenario::Decline("insufficient_funds", "The card has insufficient funds.")
+        }
         "4000000000000069" => Scenario::Decline("expired_card", "The card has expired."),
-        "4000000000000127" => Scenario::Decline("incorrect_cvc", "The card's security code is incorrect."),
+        "4000000000000127" => {
+            Scenario::Decline("incorrect_cvc", "The card's security code is incorrect.")
+        }
         "4000002500003155" => Scenario::Redirect,
         "4000000000000077" => Scenario::Pending,
         "4000000000000119" => Scenario::Unknown,
@@ -54,15 +60,24 @@ fn scenario_for_amount(amount_minor: i64) -> Scenario {
 }
 
 fn decline(code: &str, message: &str) -> Outcome {
-    Outcome::Declined(Decline { code: code.into(), message: message.into() })
+    Outcome::Declined(Decline {
+        code: code.into(),
+        message: message.into(),
+    })
 }
 
 fn validate_money(amount: &Money) -> Result<(), ChannelError> {
     if amount.amount_minor <= 0 {
-        return Err(ChannelError::InvalidRequest(format!("amount must be positive, got {}", amount.amount_minor)));
+        return Err(ChannelError::InvalidRequest(format!(
+            "amount must be positive, got {}",
+            amount.amount_minor
+        )));
     }
     if !CURRENCIES.contains(&amount.currency.as_str()) {
-        return Err(ChannelError::Unsupported(format!("currency {} is not supported", amount.currency)));
+        return Err(ChannelError::Unsupported(format!(
+            "currency {} is not supported",
+            amount.currency
+        )));
     }
     Ok(())
 }
@@ -77,7 +92,9 @@ fn payment_reference(payment: &payloom_sdk::Payment) -> String {
 }
 
 fn is_manual(reference: &Option<String>) -> bool {
-    reference.as_deref().is_some_and(|r| r.starts_with("sbx_m_"))
+    reference
+        .as_deref()
+        .is_some_and(|r| r.starts_with("sbx_m_"))
 }
 
 fn settle(scenario: Scenario, manual: bool, payment_id: &str, return_url: Option<&str>) -> Outcome {
@@ -91,7 +108,9 @@ fn settle(scenario: Scenario, manual: bool, payment_id: &str, return_url: Option
                 "https://sandbox.payloom.test/authenticate/{payment_id}?return_url={back}"
             )))
         }
-        Scenario::Qr => Outcome::RequiresAction(NextAction::QrCode(format!("payloom-sandbox://pay/{payment_id}"))),
+        Scenario::Qr => Outcome::RequiresAction(NextAction::QrCode(format!(
+            "payloom-sandbox://pay/{payment_id}"
+        ))),
         Scenario::Pending => Outcome::Pending,
         Scenario::Unknown => Outcome::Unknown("sandbox simulated a timeout; query later".into()),
     }
@@ -123,7 +142,10 @@ impl Guest for Sandbox {
         let payment = &req.payment;
         validate_money(&payment.amount)?;
         if !METHODS.contains(&payment.method.as_str()) {
-            return Err(ChannelError::Unsupported(format!("method {} is not supported", payment.method)));
+            return Err(ChannelError::Unsupported(format!(
+                "method {} is not supported",
+                payment.method
+            )));
         }
         let scenario = find(&req.method_data, "card.number")
             .and_then(scenario_for_card)
@@ -131,13 +153,19 @@ impl Guest for Sandbox {
         let reference = payment_reference(payment);
         let manual = payment.capture == payloom_sdk::CaptureMode::Manual;
         let outcome = settle(scenario, manual, &payment.id, payment.return_url.as_deref());
-        Ok(PaymentResponse { outcome, reference: Some(reference), amount: payment.amount.clone() })
+        Ok(PaymentResponse {
+            outcome,
+            reference: Some(reference),
+            amount: payment.amount.clone(),
+        })
     }
 
     fn query_payment(req: PaymentRef) -> Result<PaymentResponse, ChannelError> {
         validate_money(&req.amount)?;
         let Some(reference) = req.reference.clone() else {
-            return Err(ChannelError::InvalidRequest("query needs the sandbox reference".into()));
+            return Err(ChannelError::InvalidRequest(
+                "query needs the sandbox reference".into(),
+            ));
         };
         // The PSP has finished by the time anyone asks: unknown resolves to its real outcome.
         let scenario = match scenario_for_amount(req.amount.amount_minor) {
@@ -145,43 +173,75 @@ impl Guest for Sandbox {
             other => other,
         };
         let outcome = settle(scenario, is_manual(&req.reference), &req.payment_id, None);
-        Ok(PaymentResponse { outcome, reference: Some(reference), amount: req.amount })
+        Ok(PaymentResponse {
+            outcome,
+            reference: Some(reference),
+            amount: req.amount,
+        })
     }
 
     fn capture(req: PaymentRef) -> Result<PaymentResponse, ChannelError> {
         validate_money(&req.amount)?;
         if !is_manual(&req.reference) {
-            return Err(ChannelError::InvalidRequest("only manual-capture payments can be captured".into()));
+            return Err(ChannelError::InvalidRequest(
+                "only manual-capture payments can be captured".into(),
+            ));
         }
-        Ok(PaymentResponse { outcome: Outcome::Succeeded, reference: req.reference, amount: req.amount })
+        Ok(PaymentResponse {
+            outcome: Outcome::Succeeded,
+            reference: req.reference,
+            amount: req.amount,
+        })
     }
 
     fn cancel(req: PaymentRef) -> Result<PaymentResponse, ChannelError> {
         validate_money(&req.amount)?;
         if !is_manual(&req.reference) {
-            return Err(ChannelError::InvalidRequest("only uncaptured payments can be canceled".into()));
+            return Err(ChannelError::InvalidRequest(
+                "only uncaptured payments can be canceled".into(),
+            ));
         }
-        Ok(PaymentResponse { outcome: Outcome::Canceled, reference: req.reference, amount: req.amount })
+        Ok(PaymentResponse {
+            outcome: Outcome::Canceled,
+            reference: req.reference,
+            amount: req.amount,
+        })
     }
 
     fn refund(req: RefundRequest) -> Result<RefundResponse, ChannelError> {
         validate_money(&req.amount)?;
         let outcome = match scenario_for_amount(req.amount.amount_minor) {
-            Scenario::Decline(code, message) => RefundOutcome::Declined(Decline { code: code.into(), message: message.into() }),
+            Scenario::Decline(code, message) => RefundOutcome::Declined(Decline {
+                code: code.into(),
+                message: message.into(),
+            }),
             Scenario::Pending => RefundOutcome::Pending,
-            Scenario::Unknown => RefundOutcome::Unknown("sandbox simulated a timeout; query later".into()),
+            Scenario::Unknown => {
+                RefundOutcome::Unknown("sandbox simulated a timeout; query later".into())
+            }
             Scenario::Approve | Scenario::Redirect | Scenario::Qr => RefundOutcome::Succeeded,
         };
-        Ok(RefundResponse { outcome, reference: Some(format!("sbxre_{}", req.refund_id)), amount: req.amount })
+        Ok(RefundResponse {
+            outcome,
+            reference: Some(format!("sbxre_{}", req.refund_id)),
+            amount: req.amount,
+        })
     }
 
     fn query_refund(req: RefundRef) -> Result<RefundResponse, ChannelError> {
         validate_money(&req.amount)?;
         let outcome = match scenario_for_amount(req.amount.amount_minor) {
-            Scenario::Decline(code, message) => RefundOutcome::Declined(Decline { code: code.into(), message: message.into() }),
+            Scenario::Decline(code, message) => RefundOutcome::Declined(Decline {
+                code: code.into(),
+                message: message.into(),
+            }),
             _ => RefundOutcome::Succeeded,
         };
-        Ok(RefundResponse { outcome, reference: req.reference, amount: req.amount })
+        Ok(RefundResponse {
+            outcome,
+            reference: req.reference,
+            amount: req.amount,
+        })
     }
 
     fn handle_notification(req: Notification) -> Result<NotificationResponse, ChannelError> {
@@ -192,20 +252,38 @@ impl Guest for Sandbox {
             .map(|h| h.value.as_str())
             .ok_or_else(|| ChannelError::Unauthorized("missing Sandbox-Signature header".into()))?;
         verify_signature(header, &req.body)?;
-        let body = core::str::from_utf8(&req.body).map_err(|_| ChannelError::InvalidRequest("body is not UTF-8".into()))?;
+        let body = core::str::from_utf8(&req.body)
+            .map_err(|_| ChannelError::InvalidRequest("body is not UTF-8".into()))?;
         let fields = parse_form(body);
         let event = event_from_fields(&fields)?;
-        Ok(NotificationResponse { event, ack_status: 200, ack_body: b"ok".to_vec() })
+        Ok(NotificationResponse {
+            event,
+            ack_status: 200,
+            ack_body: b"ok".to_vec(),
+        })
     }
 
     fn parse_statement(content: Vec<u8>) -> Result<Vec<StatementLine>, ChannelError> {
-        let text = core::str::from_utf8(&content).map_err(|_| ChannelError::InvalidRequest("statement is not UTF-8".into()))?;
-        let mut lines = text.lines().enumerate().filter(|(_, l)| !l.trim().is_empty());
+        let text = core::str::from_utf8(&content)
+            .map_err(|_| ChannelError::InvalidRequest("statement is not UTF-8".into()))?;
+        let mut lines = text
+            .lines()
+            .enumerate()
+            .filter(|(_, l)| !l.trim().is_empty());
         match lines.next() {
             Some((_, header)) if header.trim() == STATEMENT_HEADER => {}
-            _ => return Err(ChannelError::InvalidRequest(format!("statement must start with `{STATEMENT_HEADER}`"))),
+            _ => {
+                return Err(ChannelError::InvalidRequest(format!(
+                    "statement must start with `{STATEMENT_HEADER}`"
+                )));
+            }
         }
-        lines.map(|(n, line)| parse_statement_line(line).map_err(|e| ChannelError::InvalidRequest(format!("line {}: {e}", n + 1)))).collect()
+        lines
+            .map(|(n, line)| {
+                parse_statement_line(line)
+                    .map_err(|e| ChannelError::InvalidRequest(format!("line {}: {e}", n + 1)))
+            })
+            .collect()
     }
 }
 
@@ -221,17 +299,25 @@ fn verify_signature(header: &str, body: &[u8]) -> Result<(), ChannelError> {
         }
     }
     let (Some(timestamp), Some(mac)) = (timestamp, mac) else {
-        return Err(ChannelError::Unauthorized("malformed Sandbox-Signature header".into()));
+        return Err(ChannelError::Unauthorized(
+            "malformed Sandbox-Signature header".into(),
+        ));
     };
     if (payloom_sdk::clock::now_ms() - timestamp).abs() > NOTIFY_TOLERANCE_MS {
-        return Err(ChannelError::Unauthorized("notification timestamp outside the tolerance".into()));
+        return Err(ChannelError::Unauthorized(
+            "notification timestamp outside the tolerance".into(),
+        ));
     }
     let mut signed = format!("{timestamp}.").into_bytes();
     signed.extend_from_slice(body);
     match crypto::hmac_sha256_verify(NOTIFY_KEY, &signed, &mac) {
         Ok(true) => Ok(()),
-        Ok(false) => Err(ChannelError::Unauthorized("notification signature does not match".into())),
-        Err(_) => Err(ChannelError::InvalidRequest("no notification secret is configured".into())),
+        Ok(false) => Err(ChannelError::Unauthorized(
+            "notification signature does not match".into(),
+        )),
+        Err(_) => Err(ChannelError::InvalidRequest(
+            "no notification secret is configured".into(),
+        )),
     }
 }
 
@@ -239,17 +325,28 @@ fn decode_hex(text: &str) -> Option<Vec<u8>> {
     if text.len() % 2 != 0 {
         return None;
     }
-    (0..text.len()).step_by(2).map(|i| u8::from_str_radix(text.get(i..i + 2)?, 16).ok()).collect()
+    (0..text.len())
+        .step_by(2)
+        .map(|i| u8::from_str_radix(text.get(i..i + 2)?, 16).ok())
+        .collect()
 }
 
 /// `a=1&b=2` without percent-decoding (the sandbox never sends reserved characters).
 fn parse_form(body: &str) -> Vec<KeyValue> {
-    body.split('&').filter_map(|pair| pair.split_once('=')).map(|(k, v)| kv(k, v)).collect()
+    body.split('&')
+        .filter_map(|pair| pair.split_once('='))
+        .map(|(k, v)| kv(k, v))
+        .collect()
 }
 
 fn event_from_fields(fields: &[KeyValue]) -> Result<NotificationEvent, ChannelError> {
-    let field = |name: &str| find(fields, name).ok_or_else(|| ChannelError::InvalidRequest(format!("missing field `{name}`")));
-    let amount_minor: i64 = field("amount")?.parse().map_err(|_| ChannelError::InvalidRequest("bad amount".into()))?;
+    let field = |name: &str| {
+        find(fields, name)
+            .ok_or_else(|| ChannelError::InvalidRequest(format!("missing field `{name}`")))
+    };
+    let amount_minor: i64 = field("amount")?
+        .parse()
+        .map_err(|_| ChannelError::InvalidRequest("bad amount".into()))?;
     let amount = money(amount_minor, field("currency")?);
     let reference = find(fields, "reference").map(String::from);
     let failed = || Decline {
@@ -262,22 +359,47 @@ fn event_from_fields(fields: &[KeyValue]) -> Result<NotificationEvent, ChannelEr
         "payment.failed" => payment_event(fields, reference, Outcome::Declined(failed()), amount)?,
         "payment.canceled" => payment_event(fields, reference, Outcome::Canceled, amount)?,
         "refund.succeeded" => refund_event(fields, reference, RefundOutcome::Succeeded, amount)?,
-        "refund.failed" => refund_event(fields, reference, RefundOutcome::Declined(failed()), amount)?,
+        "refund.failed" => {
+            refund_event(fields, reference, RefundOutcome::Declined(failed()), amount)?
+        }
         _ => NotificationEvent::Ignored,
     })
 }
 
-fn payment_event(fields: &[KeyValue], reference: Option<String>, outcome: Outcome, amount: Money) -> Result<NotificationEvent, ChannelError> {
-    let payment_id = find(fields, "payment_id").ok_or_else(|| ChannelError::InvalidRequest("missing field `payment_id`".into()))?;
-    Ok(NotificationEvent::Payment(PaymentUpdate { payment_id: payment_id.into(), reference, outcome, amount }))
+fn payment_event(
+    fields: &[KeyValue],
+    reference: Option<String>,
+    outcome: Outcome,
+    amount: Money,
+) -> Result<NotificationEvent, ChannelError> {
+    let payment_id = find(fields, "payment_id")
+        .ok_or_else(|| ChannelError::InvalidRequest("missing field `payment_id`".into()))?;
+    Ok(NotificationEvent::Payment(PaymentUpdate {
+        payment_id: payment_id.into(),
+        reference,
+        outcome,
+        amount,
+    }))
 }
 
-fn refund_event(fields: &[KeyValue], reference: Option<String>, outcome: RefundOutcome, amount: Money) -> Result<NotificationEvent, ChannelError> {
-    let refund_id = find(fields, "refund_id").ok_or_else(|| ChannelError::InvalidRequest("missing field `refund_id`".into()))?;
-    Ok(NotificationEvent::Refund(RefundUpdate { refund_id: refund_id.into(), reference, outcome, amount }))
+fn refund_event(
+    fields: &[KeyValue],
+    reference: Option<String>,
+    outcome: RefundOutcome,
+    amount: Money,
+) -> Result<NotificationEvent, ChannelError> {
+    let refund_id = find(fields, "refund_id")
+        .ok_or_else(|| ChannelError::InvalidRequest("missing field `refund_id`".into()))?;
+    Ok(NotificationEvent::Refund(RefundUpdate {
+        refund_id: refund_id.into(),
+        reference,
+        outcome,
+        amount,
+    }))
 }
 
-const STATEMENT_HEADER: &str = "reference,host_id,kind,amount_minor,currency,fee_minor,booked_at_ms";
+const STATEMENT_HEADER: &str =
+    "reference,host_id,kind,amount_minor,currency,fee_minor,booked_at_ms";
 
 fn parse_statement_line(line: &str) -> Result<StatementLine, String> {
     let cols: Vec<&str> = line.split(',').map(str::trim).collect();
@@ -300,7 +422,11 @@ fn parse_statement_line(line: &str) -> Result<StatementLine, String> {
         host_id: (!host_id.is_empty()).then(|| host_id.into()),
         kind,
         amount: money(number("amount", amount)?, currency),
-        fee: if fee.is_empty() { None } else { Some(money(number("fee", fee)?, currency)) },
+        fee: if fee.is_empty() {
+            None
+        } else {
+            Some(money(number("fee", fee)?, currency))
+        },
         booked_at_ms: number("booked_at_ms", booked)?,
     })
 }
@@ -316,13 +442,17 @@ mod tests {
         assert_eq!(scenario_for_amount(1000), Scenario::Approve);
         assert_eq!(scenario_for_amount(1070), Scenario::Pending);
         assert_eq!(scenario_for_amount(1080), Scenario::Unknown);
-        assert_eq!(scenario_for_card("4000002500003155"), Some(Scenario::Redirect));
+        assert_eq!(
+            scenario_for_card("4000002500003155"),
+            Some(Scenario::Redirect)
+        );
         assert_eq!(scenario_for_card("1234"), None);
     }
 
     #[test]
     fn statement_lines_parse_and_reject() {
-        let line = parse_statement_line("sbx_a_pay_1,pay_1,payment,1000,USD,30,1700000000000").unwrap();
+        let line =
+            parse_statement_line("sbx_a_pay_1,pay_1,payment,1000,USD,30,1700000000000").unwrap();
         assert_eq!(line.amount.amount_minor, 1000);
         assert_eq!(line.fee.unwrap().amount_minor, 30);
         assert!(parse_statement_line("x,,payment,ten,USD,,1").is_err());

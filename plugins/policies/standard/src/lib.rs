@@ -38,7 +38,8 @@ fn fee_minor(amount_minor: i64, bps: i64, fixed_minor: i64) -> Result<i64, Strin
 fn eligible(channel: &ChannelOption, method: &str, currency: &str, country: Option<&str>) -> bool {
     channel.methods.iter().any(|m| m == method)
         && channel.currencies.iter().any(|c| c == currency)
-        && (channel.countries.is_empty() || country.is_none_or(|c| channel.countries.iter().any(|x| x == c)))
+        && (channel.countries.is_empty()
+            || country.is_none_or(|c| channel.countries.iter().any(|x| x == c)))
 }
 
 impl Guest for Standard {
@@ -65,26 +66,51 @@ impl Guest for Standard {
             None => config.parse_or("fee.fixed_minor", 0)?,
         };
         let fee = money(fee_minor(amount, bps, fixed)?, currency);
-        let limits = Limits { min_minor: limit(&config, "min_minor", currency)?, max_minor: limit(&config, "max_minor", currency)? };
+        let limits = Limits {
+            min_minor: limit(&config, "min_minor", currency)?,
+            max_minor: limit(&config, "max_minor", currency)?,
+        };
 
         let country = payment.customer.country.as_deref();
-        let mut channels: Vec<&ChannelOption> =
-            ctx.channels.iter().filter(|c| eligible(c, &payment.method, currency, country)).collect();
-        let preferred: Vec<&str> = config.get(&format!("route.{currency}")).map(|r| r.split(',').map(str::trim).collect()).unwrap_or_default();
-        let rank = |c: &ChannelOption| preferred.iter().position(|p| *p == c.id).unwrap_or(usize::MAX);
+        let mut channels: Vec<&ChannelOption> = ctx
+            .channels
+            .iter()
+            .filter(|c| eligible(c, &payment.method, currency, country))
+            .collect();
+        let preferred: Vec<&str> = config
+            .get(&format!("route.{currency}"))
+            .map(|r| r.split(',').map(str::trim).collect())
+            .unwrap_or_default();
+        let rank = |c: &ChannelOption| {
+            preferred
+                .iter()
+                .position(|p| *p == c.id)
+                .unwrap_or(usize::MAX)
+        };
         channels.sort_by(|a, b| rank(a).cmp(&rank(b)).then_with(|| a.id.cmp(&b.id)));
         let channels: Vec<String> = channels.into_iter().map(|c| c.id.to_string()).collect();
 
         let verdict = if limits.min_minor.is_some_and(|min| amount < min) {
-            Verdict::Deny(format!("amount {amount} is below the minimum {}", limits.min_minor.unwrap_or_default()))
+            Verdict::Deny(format!(
+                "amount {amount} is below the minimum {}",
+                limits.min_minor.unwrap_or_default()
+            ))
         } else if limits.max_minor.is_some_and(|max| amount > max) {
-            Verdict::Deny(format!("amount {amount} is above the maximum {}", limits.max_minor.unwrap_or_default()))
+            Verdict::Deny(format!(
+                "amount {amount} is above the maximum {}",
+                limits.max_minor.unwrap_or_default()
+            ))
         } else if channels.is_empty() {
             Verdict::Deny(format!("no channel takes {} in {currency}", payment.method))
         } else {
             Verdict::Allow
         };
-        Ok(Decision { verdict, fee, channels, limits })
+        Ok(Decision {
+            verdict,
+            fee,
+            channels,
+            limits,
+        })
     }
 }
 

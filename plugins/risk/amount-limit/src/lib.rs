@@ -34,7 +34,9 @@ impl Guest for AmountLimit {
         let review = threshold(&config, "review_above_minor", &amount.currency)?;
         if let (Some(block), Some(review)) = (block, review) {
             if review > block {
-                return Err(format!("review_above_minor ({review}) is above block_above_minor ({block})"));
+                return Err(format!(
+                    "review_above_minor ({review}) is above block_above_minor ({block})"
+                ));
             }
         }
         let over = |limit: Option<i64>| limit.filter(|l| amount.amount_minor > *l);
@@ -42,16 +44,26 @@ impl Guest for AmountLimit {
             Verdict {
                 action: Action::Block,
                 score: 900,
-                reasons: vec![format!("amount {} {} is above the block limit {limit}", amount.amount_minor, amount.currency)],
+                reasons: vec![format!(
+                    "amount {} {} is above the block limit {limit}",
+                    amount.amount_minor, amount.currency
+                )],
             }
         } else if let Some(limit) = over(review) {
             Verdict {
                 action: Action::Review,
                 score: 600,
-                reasons: vec![format!("amount {} {} is above the review limit {limit}", amount.amount_minor, amount.currency)],
+                reasons: vec![format!(
+                    "amount {} {} is above the review limit {limit}",
+                    amount.amount_minor, amount.currency
+                )],
             }
         } else {
-            Verdict { action: Action::Allow, score: 0, reasons: vec![] }
+            Verdict {
+                action: Action::Allow,
+                score: 0,
+                reasons: vec![],
+            }
         })
     }
 }

@@ -48,8 +48,16 @@ impl Guest for Blocklist {
             }
         }
         Ok(match reasons.is_empty() {
-            true => Verdict { action: Action::Allow, score: 0, reasons: vec![] },
-            false => Verdict { action: Action::Block, score: 1000, reasons },
+            true => Verdict {
+                action: Action::Allow,
+                score: 0,
+                reasons: vec![],
+            },
+            false => Verdict {
+                action: Action::Block,
+                score: 1000,
+                reasons,
+            },
         })
     }
 }

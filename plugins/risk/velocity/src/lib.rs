@@ -17,7 +17,13 @@ impl Guest for Velocity {
             id: "velocity".into(),
             version: env!("CARGO_PKG_VERSION").into(),
             description: "Limits payments per customer key in a trailing window".into(),
-            config_keys: vec!["key".into(), "window_seconds".into(), "max_count".into(), "max_sum_minor".into(), "action".into()],
+            config_keys: vec![
+                "key".into(),
+                "window_seconds".into(),
+                "max_count".into(),
+                "max_sum_minor".into(),
+                "action".into(),
+            ],
         }
     }
 
@@ -44,21 +50,39 @@ impl Guest for Velocity {
             other => return Err(format!("config `action`: {other:?} is not block or review")),
         };
         let Some(value) = value else {
-            return Ok(Verdict { action: Action::None, score: 0, reasons: vec![format!("no {key_name} to count by")] });
+            return Ok(Verdict {
+                action: Action::None,
+                score: 0,
+                reasons: vec![format!("no {key_name} to count by")],
+            });
         };
         let seen = counters::get(&format!("payments-by-{key_name}"), value, window);
         let count = seen.count + 1;
-        let sum = seen.sum_minor.saturating_add(ctx.payment.amount.amount_minor);
+        let sum = seen
+            .sum_minor
+            .saturating_add(ctx.payment.amount.amount_minor);
         let mut reasons = Vec::new();
         if let Some(max) = max_count.filter(|max| count > *max) {
-            reasons.push(format!("{count} payments by this {key_name} in {window}s (limit {max})"));
+            reasons.push(format!(
+                "{count} payments by this {key_name} in {window}s (limit {max})"
+            ));
         }
         if let Some(max) = max_sum.filter(|max| sum > *max) {
-            reasons.push(format!("{sum} minor units by this {key_name} in {window}s (limit {max})"));
+            reasons.push(format!(
+                "{sum} minor units by this {key_name} in {window}s (limit {max})"
+            ));
         }
         Ok(match reasons.is_empty() {
-            true => Verdict { action: Action::Allow, score: 0, reasons },
-            false => Verdict { action, score: 800, reasons },
+            true => Verdict {
+                action: Action::Allow,
+                score: 0,
+                reasons,
+            },
+            false => Verdict {
+                action,
+                score: 800,
+                reasons,
+            },
         })
     }
 }

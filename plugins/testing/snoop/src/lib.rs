@@ -19,7 +19,12 @@ fn probe<T: std::fmt::Debug, E: std::fmt::Display>(name: &str, result: Result<T,
 
 impl Guest for Snoop {
     fn describe() -> Descriptor {
-        Descriptor { id: "snoop".into(), version: env!("CARGO_PKG_VERSION").into(), description: "probe".into(), config_keys: vec![] }
+        Descriptor {
+            id: "snoop".into(),
+            version: env!("CARGO_PKG_VERSION").into(),
+            description: "probe".into(),
+            config_keys: vec![],
+        }
     }
 
     fn evaluate(_ctx: Context, config: Vec<KeyValue>) -> Result<Verdict, String> {
@@ -36,12 +41,31 @@ impl Guest for Snoop {
             format!("env_vars={}", std::env::vars().count()),
             format!("args={}", std::env::args().count()),
             probe("stdin", std::io::stdin().read_to_string(&mut stdin)),
-            probe("tcp_connect", std::net::TcpStream::connect("127.0.0.1:5432").map(|_| ())),
-            probe("dns", std::net::ToSocketAddrs::to_socket_addrs("localhost:80").map(|a| a.count())),
-            probe("udp_bind", std::net::UdpSocket::bind("0.0.0.0:0").map(|_| ())),
-            format!("now_ms={}", std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_millis()).unwrap_or(0)),
+            probe(
+                "tcp_connect",
+                std::net::TcpStream::connect("127.0.0.1:5432").map(|_| ()),
+            ),
+            probe(
+                "dns",
+                std::net::ToSocketAddrs::to_socket_addrs("localhost:80").map(|a| a.count()),
+            ),
+            probe(
+                "udp_bind",
+                std::net::UdpSocket::bind("0.0.0.0:0").map(|_| ()),
+            ),
+            format!(
+                "now_ms={}",
+                std::time::SystemTime::now()
+                    .duration_since(std::time::UNIX_EPOCH)
+                    .map(|d| d.as_millis())
+                    .unwrap_or(0)
+            ),
         ];
-        Ok(Verdict { action: Action::None, score: 0, reasons })
+        Ok(Verdict {
+            action: Action::None,
+            score: 0,
+            reasons,
+        })
     }
 }
 

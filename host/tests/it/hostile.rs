@@ -1,0 +1,211 @@
+//! Components that misbehave get stopped, and get nothing from the host.
+
+use std::time::{Duration, Instant};
+
+use payloom_host::bindings::risk_types::Action;
+use payloom_host::metrics::ErrorKind;
+use payloom_host::{CallFailure, policy::FailurePolicy};
+use payloom_reference_plugins::testing::{HOSTILE, SNOOP};
+
+use crate::support::*;
+
+fn closed_error(result: Result<payloom_host::CallReport, CallFailure>) -> payloom_host::CallError {
+    match result {
+        Err(CallFailure::Closed { error, .. }) => error,
+        other => panic!("expected a closed failure, got {other:?}"),
+    }
+}
+
+#[tokio::test]
+async fn infinite_loop_is_killed_at_its_deadline() {
+    let host = TestHost::with(&[HOSTILE]).await;
+    let started = Instant::now();
+    let error = closed_error(
+        host.evaluate("hostile", risk_ctx(100), &[("mode", "loop")])
+            .await,
+    );
+    assert_eq!(error.kind, ErrorKind::Timeout, "{error}");
+    // The deadline is 200 ms; allow generous scheduling slack, but not "forever".
+    assert!(
+        started.elapsed() < Duration::from_secs(5),
+        "took {:?}",
+        started.elapsed()
+    );
+    // The engine is fine afterwards.
+    let verdict = host.verdict("hostile", risk_ctx(100), &[]).await;
+    assert_eq!(verdict.action, Action::Allow);
+}
+
+#[tokio::test]
+async fn memory_bomb_traps_at_the_cap() {
+    let host = TestHost::builder()
+        .config(|c| c.memory_bytes_max = 16 << 20)
+        .build();
+    host.install(&HOSTILE).await;
+    let error = closed_error(
+        host.evaluate("hostile", risk_ctx(100), &[("mode", "memory")])
+            .await,
+    );
+    assert_eq!(error.kind, ErrorKind::Memory, "{error}");
+    assert!(error.message.contains("memory cap"), "{error}");
+}
+
+#[tokio::test]
+async fn oversized_output_is_refused() {
+    let host = TestHost::with(&[HOSTILE]).await;
+    let error = closed_error(
+        host.evaluate("hostile", risk_ctx(100), &[("mode", "output")])
+            .await,
+    );
+    assert_eq!(error.kind, ErrorKind::Denied);
+    assert!(error.message.contains("output of"), "{error}");
+}
+
+#[tokio::test]
+async fn oversized_input_is_refused_before_the_call() {
+    let host = TestHost::with(&[HOSTILE]).await;
+    let big = "x".repeat(200 * 1024);
+    let error = closed_error(
+        host.evaluate("hostile", risk_ctx(100), &[("mode", &big)])
+            .await,
+    );
+    assert_eq!(error.kind, ErrorKind::Denied);
+    assert!(error.message.contains("input of"), "{error}");
+}
+
+#[tokio::test]
+async fn panicking_guests_yield_a_clean_trap_error() {
+    let host = TestHost::with(&[HOSTILE, SNOOP]).await;
+    let error = closed_error(
+        host.evaluate("hostile", risk_ctx(100), &[("mode", "panic")])
+            .await,
+    );
+    assert_eq!(error.kind, ErrorKind::Trap, "{error}");
+    let error = closed_error(
+        host.evaluate("snoop", risk_ctx(100), &[("panic", "yes")])
+            .await,
+    );
+    assert_eq!(error.kind, ErrorKind::Trap, "{error}");
+    // Fresh stores: the next call is unaffected.
+    assert_eq!(
+        host.verdict("hostile", risk_ctx(100), &[]).await.action,
+        Action::Allow
+    );
+}
+
+#[tokio::test]
+async fn wasi_guest_gets_no_files_sockets_or_environment() {
+    let host = TestHost::with(&[SNOOP]).await;
+    let report = host.evaluate("snoop", risk_ctx(100), &[]).await.unwrap();
+    let reasons = report.verdict().unwrap().reasons.join("\n");
+    for expected in [
+        "read_file=err",
+        "read_dir=err",
+        "write_file=err",
+        "env_vars=0",
+        "args=0",
+        "tcp_connect=err",
+        "dns=err",
+        "udp_bind=err",
+    ] {
+        assert!(
+            reasons.contains(expected),
+            "missing {expected} in:\n{reasons}"
+        );
+    }
+    // stdin is empty (reads zero bytes or is closed), never host data.
+    assert!(
+        reasons.contains("stdin=ok:0") || reasons.contains("stdin=err"),
+        "{reasons}"
+    );
+    // Risk rules see the call's fixed clock through WASI too.
+    assert!(reasons.contains(&format!("now_ms={NOW_MS}")), "{reasons}");
+    // stdout and stderr went into the plugin's capped log.
+    let logs: Vec<&str> = report.logs.iter().map(|l| l.message.as_str()).collect();
+    assert!(
+        logs.contains(&"snoop writes to stdout") && logs.contains(&"snoop writes to stderr"),
+        "{logs:?}"
+    );
+}
+
+#[tokio::test]
+async fn logs_are_capped_per_call() {
+    let host = TestHost::with(&[HOSTILE]).await;
+    let report = host
+        .evaluate("hostile", risk_ctx(100), &[("mode", "log")])
+        .await
+        .unwrap();
+    let logged: usize = report.logs.iter().map(|l| l.message.len()).sum();
+    assert!(logged <= 4 * 1024, "kept {logged} bytes");
+    assert!(!report.logs.is_empty());
+}
+
+#[tokio::test]
+async fn risk_rules_run_on_a_fixed_clock() {
+    let host = TestHost::with(&[HOSTILE]).await;
+    let verdict = host
+        .verdict("hostile", risk_ctx(100), &[("mode", "clock")])
+        .await;
+    assert!(
+        verdict.reasons.contains(&format!("now_ms={NOW_MS}")),
+        "{:?}",
+        verdict.reasons
+    );
+}
+
+#[tokio::test]
+async fn breaker_opens_after_repeated_failures_and_risk_fails_closed() {
+    let host = TestHost::builder()
+        .config(|c| c.breaker_failures_max = 3)
+        .build();
+    host.install(&HOSTILE).await;
+    for _ in 0..3 {
+        let failure = host
+            .evaluate("hostile", risk_ctx(100), &[("mode", "panic")])
+            .await
+            .unwrap_err();
+        assert_eq!(failure.risk_verdict().unwrap().action, Action::Block);
+    }
+    // Open: even a good call is refused without running.
+    let error = closed_error(host.evaluate("hostile", risk_ctx(100), &[]).await);
+    assert!(error.message.contains("circuit breaker"), "{error}");
+    assert!(host.registry.list()[0].breaker_open);
+}
+
+#[tokio::test]
+async fn fail_open_policy_gives_no_opinion() {
+    let host = TestHost::builder()
+        .config(|c| c.risk.failure = FailurePolicy::FailOpen)
+        .build();
+    host.install(&HOSTILE).await;
+    let failure = host
+        .evaluate("hostile", risk_ctx(100), &[("mode", "panic")])
+        .await
+        .unwrap_err();
+    assert!(matches!(failure, CallFailure::Open { .. }), "{failure:?}");
+    assert_eq!(failure.risk_verdict().unwrap().action, Action::None);
+}
+
+#[tokio::test]
+async fn metrics_count_calls_and_errors_by_kind() {
+    let host = TestHost::with(&[HOSTILE]).await;
+    host.evaluate("hostile", risk_ctx(100), &[]).await.unwrap();
+    host.evaluate("hostile", risk_ctx(100), &[("mode", "loop")])
+        .await
+        .unwrap_err();
+    let text = host.metrics_text();
+    assert!(
+        text.contains(r#"payloom_plugin_calls_total{plugin="hostile",version="9.1.0"} 3"#),
+        "{text}"
+    ); // + smoke test
+    assert!(
+        text.contains(
+            r#"payloom_plugin_errors_total{plugin="hostile",version="9.1.0",kind="Timeout"} 1"#
+        ),
+        "{text}"
+    );
+    assert!(
+        text.contains("payloom_plugin_call_duration_seconds_bucket"),
+        "{text}"
+    );
+}

@@ -1,0 +1,11 @@
+//! Host integration tests: real components through the real runtime.
+//! One binary, one module per area (see `tests/README.md`).
+
+mod support;
+
+mod hostile;
+mod http;
+mod loading;
+mod reference;
+mod swap;
+mod watch;
