@@ -180,6 +180,19 @@ impl Runtime {
         manifest_text: &str,
         signature: Option<&str>,
     ) -> anyhow::Result<Arc<Plugin>> {
+        let plugin = self.prepare(component, manifest_text, signature).await?;
+        self.smoke_test(&plugin).await?;
+        Ok(plugin)
+    }
+
+    /// [`Runtime::load`] without the smoke test, for tools that inspect a component
+    /// before they know its identity.
+    pub async fn prepare(
+        &self,
+        component: &[u8],
+        manifest_text: &str,
+        signature: Option<&str>,
+    ) -> anyhow::Result<Arc<Plugin>> {
         let manifest =
             Manifest::parse(manifest_text).map_err(|e| anyhow::anyhow!("manifest: {e}"))?;
         match signature {
@@ -221,7 +234,6 @@ impl Runtime {
                 Duration::from_millis(self.config.breaker_open_ms),
             ),
         });
-        self.smoke_test(&plugin).await?;
         Ok(plugin)
     }
 
@@ -244,7 +256,7 @@ impl Runtime {
     }
 
     /// `describe` under production limits; its id and version must match the manifest.
-    async fn smoke_test(&self, plugin: &Plugin) -> anyhow::Result<()> {
+    pub async fn smoke_test(&self, plugin: &Plugin) -> anyhow::Result<()> {
         let report = self
             .call(
                 plugin,

@@ -47,25 +47,24 @@ pub struct Build<'a> {
 
 impl Build<'_> {
     /// Builds the packages; returns each one's component bytes, in order.
+    ///
+    /// Guest crates are plain libraries (so `cargo test` works natively); the cdylib
+    /// that becomes the component is requested here with `cargo rustc --crate-type`.
     pub fn run(&self) -> anyhow::Result<Vec<Vec<u8>>> {
         ensure_target(self.target)?;
-        let mut cmd = Command::new(std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into()));
-        scrub_cargo_env(&mut cmd);
-        cmd.arg("build")
-            .arg("--manifest-path")
-            .arg(self.manifest_path)
-            .args(["--target", self.target.triple(), "--profile", PROFILE])
-            .arg("--target-dir")
-            .arg(self.target_dir);
         for package in self.packages {
-            cmd.args(["-p", package]);
+            let mut cmd = Command::new(std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into()));
+            scrub_cargo_env(&mut cmd);
+            cmd.arg("rustc")
+                .arg("--manifest-path")
+                .arg(self.manifest_path)
+                .args(["-p", package, "--lib", "--crate-type", "cdylib"])
+                .args(["--target", self.target.triple(), "--profile", PROFILE])
+                .arg("--target-dir")
+                .arg(self.target_dir);
+            let status = cmd.status().context("running cargo for the plugin build")?;
+            anyhow::ensure!(status.success(), "cargo build of {package} failed");
         }
-        let status = cmd.status().context("running cargo for the plugin build")?;
-        anyhow::ensure!(
-            status.success(),
-            "cargo build of {:?} failed",
-            self.packages
-        );
         self.packages
             .iter()
             .map(|package| self.component(package))
