@@ -57,7 +57,29 @@ fn latency_histogram() -> Histogram {
     ))
 }
 
+/// One plugin version's call counter and latency histogram, looked up once at load so
+/// the per-call path does no label hashing.
+#[derive(Debug, Clone)]
+pub struct PluginSeries {
+    /// Calls to this version.
+    pub calls: Counter,
+    /// Their latency.
+    pub latency: Histogram,
+}
+
 impl PluginMetrics {
+    /// The series of one plugin version.
+    pub fn series(&self, plugin: &str, version: &str) -> PluginSeries {
+        let labels = PluginLabels {
+            plugin: plugin.to_owned(),
+            version: version.to_owned(),
+        };
+        PluginSeries {
+            calls: self.calls.get_or_create(&labels).clone(),
+            latency: self.latency.get_or_create(&labels).clone(),
+        }
+    }
+
     /// Creates the families and registers them.
     pub fn new(registry: &mut Registry) -> Self {
         let metrics = Self {

@@ -75,6 +75,7 @@ pub struct Plugin {
     pub(crate) info: Arc<PluginInfo>,
     pub(crate) pre: WorldPre,
     pub(crate) breaker: CircuitBreaker,
+    pub(crate) series: crate::metrics::PluginSeries,
 }
 
 impl Plugin {

@@ -32,6 +32,16 @@ impl Target {
 /// workspace defines it.
 pub const PROFILE: &str = "plugin";
 
+/// Memory layout of SDK components: a 256 KiB stack (Rust's default is 1 MiB; plugins
+/// recurse little) and 1 MiB of initial memory, so a typical call allocates from memory
+/// the component already has and never grows it (see the SDK's allocator).
+const LINK_ARGS: &[&str] = &[
+    "-C",
+    "link-arg=-zstack-size=262144",
+    "-C",
+    "link-arg=--initial-memory=1048576",
+];
+
 /// One cargo invocation building several packages of one workspace.
 pub struct Build<'a> {
     /// The workspace (or package) `Cargo.toml`.
@@ -62,6 +72,9 @@ impl Build<'_> {
                 .args(["--target", self.target.triple(), "--profile", PROFILE])
                 .arg("--target-dir")
                 .arg(self.target_dir);
+            if self.target == Target::Component {
+                cmd.arg("--").args(LINK_ARGS);
+            }
             let status = cmd.status().context("running cargo for the plugin build")?;
             anyhow::ensure!(status.success(), "cargo build of {package} failed");
         }

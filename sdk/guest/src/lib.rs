@@ -20,6 +20,8 @@
 #![no_std]
 extern crate alloc;
 
+#[cfg(all(target_arch = "wasm32", not(feature = "system-allocator")))]
+mod allocator;
 pub mod config;
 pub mod http;
 pub mod log;
