@@ -106,6 +106,8 @@ impl std::fmt::Debug for Plugin {
 /// A call to a channel adapter.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(tag = "call", content = "input", rename_all = "kebab-case")]
+// Moved once per call; boxing the big variants would add an allocation instead.
+#[allow(clippy::large_enum_variant)]
 pub enum ChannelCall {
     /// `describe`
     Describe,
@@ -130,6 +132,8 @@ pub enum ChannelCall {
 /// A call to a risk rule.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(tag = "call", content = "input", rename_all = "kebab-case")]
+// Moved once per call; boxing the big variants would add an allocation instead.
+#[allow(clippy::large_enum_variant)]
 pub enum RiskCall {
     /// `describe`
     Describe,
@@ -145,6 +149,8 @@ pub enum RiskCall {
 /// A call to a merchant policy.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(tag = "call", content = "input", rename_all = "kebab-case")]
+// Moved once per call; boxing the big variants would add an allocation instead.
+#[allow(clippy::large_enum_variant)]
 pub enum PolicyCall {
     /// `describe`
     Describe,

@@ -13,10 +13,13 @@ pub trait Counters: Send + Sync {
     async fn get(&self, name: &str, key: &str, window_ms: i64, now_ms: i64) -> Counter;
 }
 
+/// `(at_ms, amount_minor)` events per `(counter name, key)`.
+type Events = HashMap<(String, String), Vec<(i64, i64)>>;
+
 /// Events kept in process memory; callers record them as payments happen.
 #[derive(Default)]
 pub struct MemoryCounters {
-    events: Mutex<HashMap<(String, String), Vec<(i64, i64)>>>,
+    events: Mutex<Events>,
 }
 
 /// Events kept per key; older ones are dropped first. Bounds memory under abuse.

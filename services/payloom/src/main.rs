@@ -1,6 +1,7 @@
-//! `payloom`: one binary, many roles. Today it carries the plugin tooling:
+//! `payloom`: one binary, many roles. Today it carries the plugin host and tooling:
 //!
 //! ```text
+//! payloom dev                                        the plugin host on embedded defaults
 //! payloom plugin new <channel|risk|policy> <name>   scaffold a plugin crate
 //! payloom plugin build [dir]                         build it into a component
 //! payloom plugin check <component.wasm>              validate a component
@@ -10,6 +11,7 @@
 //! payloom plugin keygen | sign                       ed25519 signing of artifacts
 //! ```
 
+mod dev;
 mod plugin;
 
 use std::process::ExitCode;
@@ -25,6 +27,9 @@ struct Cli {
 
 #[derive(Subcommand)]
 enum Command {
+    /// Run the platform on embedded defaults (today: the plugin host with the
+    /// reference plugins, hot reload, health and metrics).
+    Dev(dev::DevArgs),
     /// Plugin tooling: scaffold, build, check, run, conformance, bench, sign.
     #[command(subcommand)]
     Plugin(plugin::PluginCommand),
@@ -37,6 +42,7 @@ fn main() -> ExitCode {
         .init();
     let cli = Cli::parse();
     let result = match cli.command {
+        Command::Dev(args) => dev::run(args).map(|()| ExitCode::SUCCESS),
         Command::Plugin(command) => plugin::run(command),
     };
     match result {

@@ -322,7 +322,7 @@ fn verify_signature(header: &str, body: &[u8]) -> Result<(), ChannelError> {
 }
 
 fn decode_hex(text: &str) -> Option<Vec<u8>> {
-    if text.len() % 2 != 0 {
+    if !text.len().is_multiple_of(2) {
         return None;
     }
     (0..text.len())

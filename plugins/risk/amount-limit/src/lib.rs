@@ -32,12 +32,10 @@ impl Guest for AmountLimit {
         let amount = &ctx.payment.amount;
         let block = threshold(&config, "block_above_minor", &amount.currency)?;
         let review = threshold(&config, "review_above_minor", &amount.currency)?;
-        if let (Some(block), Some(review)) = (block, review) {
-            if review > block {
-                return Err(format!(
-                    "review_above_minor ({review}) is above block_above_minor ({block})"
-                ));
-            }
+        if let (Some(block), Some(review)) = (block, review)
+            && review > block
+        {
+            return Err(format!("review_above_minor ({review}) is above block_above_minor ({block})"));
         }
         let over = |limit: Option<i64>| limit.filter(|l| amount.amount_minor > *l);
         Ok(if let Some(limit) = over(block) {

@@ -41,10 +41,10 @@ impl Guest for Blocklist {
                 "phone" => customer.phone.as_deref().map(str::to_string),
                 _ => customer.country.as_deref().map(|c| c.to_uppercase()),
             };
-            if let Some(value) = value.filter(|_| !list.is_empty()) {
-                if lists::contains(list, &value) {
-                    reasons.push(format!("{field} is on list {list}"));
-                }
+            if let Some(value) = value.filter(|_| !list.is_empty())
+                && lists::contains(list, &value)
+            {
+                reasons.push(format!("{field} is on list {list}"));
             }
         }
         Ok(match reasons.is_empty() {

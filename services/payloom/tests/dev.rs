@@ -1,0 +1,83 @@
+//! `payloom dev` as an operator meets it: a running process, HTTP, and a watched folder.
+
+use std::io::{BufRead, BufReader};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use payloom_reference_plugins::testing::HOSTILE;
+
+/// Kills the server when the test ends, pass or fail.
+struct Server(Child);
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+fn start(data_dir: &std::path::Path) -> (Server, String) {
+    let mut child = Command::new(env!("CARGO_BIN_EXE_payloom"))
+        .args(["dev", "--listen", "127.0.0.1:0", "--data-dir"])
+        .arg(data_dir)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
+    let first = lines.next().expect("a first line").unwrap();
+    let base = first.split_whitespace().last().unwrap().to_owned();
+    assert!(base.starts_with("http://127.0.0.1:"), "{first}");
+    (Server(child), base)
+}
+
+async fn plugins(client: &reqwest::Client, base: &str) -> Vec<serde_json::Value> {
+    let text = client.get(format!("{base}/v1/plugins")).send().await.unwrap().text().await.unwrap();
+    let body: serde_json::Value = serde_json::from_str(&text).unwrap();
+    body["data"].as_array().unwrap().clone()
+}
+
+#[tokio::test]
+async fn dev_serves_reference_plugins_and_hot_swaps_the_folder() {
+    let data = tempfile::tempdir().unwrap();
+    let (_server, base) = start(data.path());
+    let client = reqwest::Client::new();
+
+    let health = client.get(format!("{base}/health")).send().await.unwrap();
+    assert_eq!(health.status(), 200);
+    assert_eq!(client.get(format!("{base}/ready")).send().await.unwrap().status(), 200);
+    let ids: Vec<String> = plugins(&client, &base).await.iter().map(|p| p["id"].as_str().unwrap().to_owned()).collect();
+    assert_eq!(ids, ["amount-limit", "blocklist", "sandbox", "standard", "velocity"]);
+
+    // Smoke tests ran under the metrics.
+    let metrics = client.get(format!("{base}/metrics")).send().await.unwrap().text().await.unwrap();
+    assert!(metrics.contains(r#"payloom_plugin_calls_total{plugin="sandbox",version="0.1.0"} 1"#), "{metrics}");
+
+    // A plugin dropped into the folder goes live without a restart.
+    HOSTILE.write_to(&data.path().join("plugins")).unwrap();
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let found = plugins(&client, &base).await.into_iter().find(|p| p["id"] == "hostile");
+        if let Some(plugin) = found {
+            assert_eq!(plugin["version"], "9.1.0");
+            assert_eq!(plugin["kind"], "risk-rule");
+            break;
+        }
+        assert!(Instant::now() < deadline, "hostile never went live");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+#[test]
+fn dev_refuses_an_address_it_cannot_bind() {
+    let taken = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = taken.local_addr().unwrap().to_string();
+    let data = tempfile::tempdir().unwrap();
+    let output = Command::new(env!("CARGO_BIN_EXE_payloom"))
+        .args(["dev", "--listen", &addr, "--data-dir"])
+        .arg(data.path())
+        .output()
+        .unwrap();
+    assert!(!output.status.success());
+    assert!(String::from_utf8_lossy(&output.stderr).contains("binding"), "{}", String::from_utf8_lossy(&output.stderr));
+}
