@@ -56,6 +56,9 @@ pub struct ByteCaps {
     pub http_response_max: usize,
     /// Body bytes of one outbound HTTP request.
     pub http_request_max: usize,
+    /// Bytes of a settlement statement given to `parse-statement`, and of its parsed
+    /// result (statements are files: thousands of lines).
+    pub statement_max: usize,
 }
 
 /// Settings that differ by plugin kind.
@@ -108,6 +111,7 @@ impl Default for ByteCaps {
             log_max: 4 * 1024,
             http_response_max: 1 << 20,
             http_request_max: 256 * 1024,
+            statement_max: 8 << 20,
         }
     }
 }

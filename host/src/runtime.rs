@@ -17,7 +17,7 @@ use crate::capabilities::log::LogLine;
 use crate::config::HostConfig;
 use crate::manifest::{Manifest, PluginKind};
 use crate::metrics::{ErrorKind, ErrorLabels, PluginMetrics};
-use crate::plugin::{Call, Plugin, PluginInfo, Reply, WorldPre};
+use crate::plugin::{Call, ChannelCall, Plugin, PluginInfo, Reply, WorldPre};
 use crate::policy::CircuitBreaker;
 use crate::state::{CallContext, CallState};
 use crate::{cache, sandbox, signing};
@@ -29,6 +29,9 @@ const CORE_INSTANCES_PER_COMPONENT_MAX: u32 = 20;
 const MEMORIES_PER_COMPONENT_MAX: u32 = 4;
 /// Tables per component.
 const TABLES_PER_COMPONENT_MAX: u32 = 8;
+/// Parsed statement lines serialize to about four times their CSV size, so the reply of
+/// `parse-statement` may be that much larger than the file.
+const STATEMENT_OUTPUT_EXPANSION: usize = 4;
 /// Largest component accepted, in bytes: Python components run to ~40 MB.
 pub const COMPONENT_BYTES_MAX: usize = 64 << 20;
 
@@ -327,11 +330,22 @@ impl Runtime {
         started: Instant,
     ) -> Result<CallReport, CallError> {
         let caps = &self.config.bytes;
-        let input_bytes = json_size(&call);
-        if input_bytes > caps.input_max {
+        // Statements are files, not messages: they get their own, larger cap.
+        let is_statement = matches!(call, Call::Channel(ChannelCall::ParseStatement(_)));
+        let (input_max, output_max) = match is_statement {
+            true => (
+                caps.statement_max,
+                caps.statement_max * STATEMENT_OUTPUT_EXPANSION,
+            ),
+            false => (caps.input_max, caps.output_max),
+        };
+        let input_bytes = match &call {
+            Call::Channel(ChannelCall::ParseStatement(content)) => content.len(),
+            other => json_size(other),
+        };
+        if input_bytes > input_max {
             return Err(CallError::denied(format!(
-                "input of {input_bytes} bytes exceeds {}",
-                caps.input_max
+                "input of {input_bytes} bytes exceeds {input_max}"
             )));
         }
         let limits = &plugin.info.manifest.limits;
@@ -383,10 +397,9 @@ impl Runtime {
             Ok(Ok(reply)) => reply,
         };
         let output_bytes = json_size(&reply);
-        if output_bytes > caps.output_max {
+        if output_bytes > output_max {
             return Err(CallError::denied(format!(
-                "output of {output_bytes} bytes exceeds {}",
-                caps.output_max
+                "output of {output_bytes} bytes exceeds {output_max}"
             )));
         }
         let logs = std::mem::take(&mut state.log.lock().expect("log lock").lines);

@@ -209,3 +209,39 @@ async fn metrics_count_calls_and_errors_by_kind() {
         "{text}"
     );
 }
+
+#[tokio::test]
+async fn statements_have_their_own_larger_cap() {
+    use payloom_host::{Call, CallContext, ChannelCall, Reply};
+    let host = TestHost::builder()
+        .config(|c| c.bytes.statement_max = 512 * 1024)
+        .build();
+    host.install(&payloom_reference_plugins::SANDBOX).await;
+    let mut csv =
+        String::from("reference,host_id,kind,amount_minor,currency,fee_minor,booked_at_ms\n");
+    while csv.len() < 200 * 1024 {
+        csv.push_str("sbx_a_pay_1,pay_1,payment,1000,USD,30,1767225600000\n");
+    }
+    let lines = csv.lines().count() - 1;
+    let call = |content: String| Call::Channel(ChannelCall::ParseStatement(content.into_bytes()));
+    // Well above the 128 KiB message cap, within the statement cap.
+    let report = host
+        .registry
+        .call("sandbox", CallContext::default(), call(csv.clone()))
+        .await
+        .unwrap();
+    assert!(
+        matches!(&report.reply, Reply::Statement(Ok(parsed)) if parsed.len() == lines),
+        "{:?}",
+        report.reply
+    );
+    while csv.len() < 600 * 1024 {
+        csv.push_str("sbx_a_pay_1,pay_1,payment,1000,USD,30,1767225600000\n");
+    }
+    let error = closed_error(
+        host.registry
+            .call("sandbox", CallContext::default(), call(csv))
+            .await,
+    );
+    assert_eq!(error.kind, ErrorKind::Denied);
+}

@@ -37,7 +37,10 @@ struct App {
 }
 
 pub fn run(args: DevArgs) -> anyhow::Result<()> {
-    tokio::runtime::Builder::new_multi_thread().enable_all().build()?.block_on(serve(args))
+    tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()?
+        .block_on(serve(args))
 }
 
 /// Writes the reference plugins that are not there yet; an operator's edits stay.
@@ -61,26 +64,44 @@ async fn serve(args: DevArgs) -> anyhow::Result<()> {
         ..HostConfig::default()
     };
     let bytes = &config.bytes;
-    let http = HttpClient::new(config.http_allow_private, bytes.http_request_max, bytes.http_response_max)?;
+    let http = HttpClient::new(
+        config.http_allow_private,
+        bytes.http_request_max,
+        bytes.http_response_max,
+    )?;
     let mut metrics = Metrics::default();
-    let runtime = Runtime::new(config, HostServices::in_memory(Arc::new(http)), &mut metrics)?;
+    let runtime = Runtime::new(
+        config,
+        HostServices::in_memory(Arc::new(http)),
+        &mut metrics,
+    )?;
     let registry = Registry::new(runtime);
     let _watcher = Watcher::start(registry.clone(), &plugins_dir).await?;
     let app = Arc::new(App { registry, metrics });
     let router = Router::new()
-        .route("/health", get(|| async { Json(serde_json::json!({"status": "ok"})) }))
+        .route(
+            "/health",
+            get(|| async { Json(serde_json::json!({"status": "ok"})) }),
+        )
         .route("/ready", get(ready))
         .route("/metrics", get(metrics_text))
         .route("/v1/plugins", get(list_plugins))
         .with_state(app.clone());
-    let listener = tokio::net::TcpListener::bind(args.listen).await.with_context(|| format!("binding {}", args.listen))?;
+    let listener = tokio::net::TcpListener::bind(args.listen)
+        .await
+        .with_context(|| format!("binding {}", args.listen))?;
     let addr = listener.local_addr()?;
     println!("payloom dev listening on http://{addr}");
-    println!("  plugins: {} (watched; drop a .wasm + .toml pair in to hot-swap)", plugins_dir.display());
+    println!(
+        "  plugins: {} (watched; drop a .wasm + .toml pair in to hot-swap)",
+        plugins_dir.display()
+    );
     for row in app.registry.list() {
         println!("  loaded {}@{} ({})", row.id, row.version, row.kind);
     }
-    axum::serve(listener, router).with_graceful_shutdown(shutdown()).await?;
+    axum::serve(listener, router)
+        .with_graceful_shutdown(shutdown())
+        .await?;
     Ok(())
 }
 
@@ -90,7 +111,10 @@ async fn shutdown() {
 
 async fn ready(State(app): State<Arc<App>>) -> impl IntoResponse {
     match app.registry.list().is_empty() {
-        true => (StatusCode::SERVICE_UNAVAILABLE, Json(serde_json::json!({"status": "no plugins loaded"}))),
+        true => (
+            StatusCode::SERVICE_UNAVAILABLE,
+            Json(serde_json::json!({"status": "no plugins loaded"})),
+        ),
         false => (StatusCode::OK, Json(serde_json::json!({"status": "ready"}))),
     }
 }
@@ -98,7 +122,12 @@ async fn ready(State(app): State<Arc<App>>) -> impl IntoResponse {
 async fn metrics_text(State(app): State<Arc<App>>) -> impl IntoResponse {
     let mut text = String::new();
     match prometheus_client::encoding::text::encode(&mut text, &app.metrics) {
-        Ok(()) => (StatusCode::OK, [(header::CONTENT_TYPE, "text/plain; version=0.0.4")], text).into_response(),
+        Ok(()) => (
+            StatusCode::OK,
+            [(header::CONTENT_TYPE, "text/plain; version=0.0.4")],
+            text,
+        )
+            .into_response(),
         Err(_) => StatusCode::INTERNAL_SERVER_ERROR.into_response(),
     }
 }

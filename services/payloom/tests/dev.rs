@@ -32,7 +32,14 @@ fn start(data_dir: &std::path::Path) -> (Server, String) {
 }
 
 async fn plugins(client: &reqwest::Client, base: &str) -> Vec<serde_json::Value> {
-    let text = client.get(format!("{base}/v1/plugins")).send().await.unwrap().text().await.unwrap();
+    let text = client
+        .get(format!("{base}/v1/plugins"))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
     let body: serde_json::Value = serde_json::from_str(&text).unwrap();
     body["data"].as_array().unwrap().clone()
 }
@@ -45,19 +52,53 @@ async fn dev_serves_reference_plugins_and_hot_swaps_the_folder() {
 
     let health = client.get(format!("{base}/health")).send().await.unwrap();
     assert_eq!(health.status(), 200);
-    assert_eq!(client.get(format!("{base}/ready")).send().await.unwrap().status(), 200);
-    let ids: Vec<String> = plugins(&client, &base).await.iter().map(|p| p["id"].as_str().unwrap().to_owned()).collect();
-    assert_eq!(ids, ["amount-limit", "blocklist", "sandbox", "standard", "velocity"]);
+    assert_eq!(
+        client
+            .get(format!("{base}/ready"))
+            .send()
+            .await
+            .unwrap()
+            .status(),
+        200
+    );
+    let ids: Vec<String> = plugins(&client, &base)
+        .await
+        .iter()
+        .map(|p| p["id"].as_str().unwrap().to_owned())
+        .collect();
+    assert_eq!(
+        ids,
+        [
+            "amount-limit",
+            "blocklist",
+            "sandbox",
+            "standard",
+            "velocity"
+        ]
+    );
 
     // Smoke tests ran under the metrics.
-    let metrics = client.get(format!("{base}/metrics")).send().await.unwrap().text().await.unwrap();
-    assert!(metrics.contains(r#"payloom_plugin_calls_total{plugin="sandbox",version="0.1.0"} 1"#), "{metrics}");
+    let metrics = client
+        .get(format!("{base}/metrics"))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(
+        metrics.contains(r#"payloom_plugin_calls_total{plugin="sandbox",version="0.1.0"} 1"#),
+        "{metrics}"
+    );
 
     // A plugin dropped into the folder goes live without a restart.
     HOSTILE.write_to(&data.path().join("plugins")).unwrap();
     let deadline = Instant::now() + Duration::from_secs(30);
     loop {
-        let found = plugins(&client, &base).await.into_iter().find(|p| p["id"] == "hostile");
+        let found = plugins(&client, &base)
+            .await
+            .into_iter()
+            .find(|p| p["id"] == "hostile");
         if let Some(plugin) = found {
             assert_eq!(plugin["version"], "9.1.0");
             assert_eq!(plugin["kind"], "risk-rule");
@@ -79,5 +120,9 @@ fn dev_refuses_an_address_it_cannot_bind() {
         .output()
         .unwrap();
     assert!(!output.status.success());
-    assert!(String::from_utf8_lossy(&output.stderr).contains("binding"), "{}", String::from_utf8_lossy(&output.stderr));
+    assert!(
+        String::from_utf8_lossy(&output.stderr).contains("binding"),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
 }

@@ -35,7 +35,9 @@ impl Guest for AmountLimit {
         if let (Some(block), Some(review)) = (block, review)
             && review > block
         {
-            return Err(format!("review_above_minor ({review}) is above block_above_minor ({block})"));
+            return Err(format!(
+                "review_above_minor ({review}) is above block_above_minor ({block})"
+            ));
         }
         let over = |limit: Option<i64>| limit.filter(|l| amount.amount_minor > *l);
         Ok(if let Some(limit) = over(block) {
