@@ -1,6 +1,8 @@
 //! Prometheus metrics per plugin id and version.
 
-use prometheus_client::encoding::{EncodeLabelSet, EncodeLabelValue};
+use std::fmt::Write;
+
+use prometheus_client::encoding::{EncodeLabelSet, EncodeLabelValue, LabelValueEncoder};
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::histogram::Histogram;
@@ -26,8 +28,8 @@ pub struct ErrorLabels {
     pub kind: ErrorKind,
 }
 
-/// Why a call failed, as counted.
-#[derive(Clone, Copy, Debug, Hash, PartialEq, Eq, EncodeLabelValue)]
+/// Why a call failed, as counted (label values `trap`, `timeout`, `memory`, `denied`).
+#[derive(Clone, Copy, Debug, Hash, PartialEq, Eq)]
 pub enum ErrorKind {
     /// The guest trapped (panic, unreachable, bad memory access).
     Trap,
@@ -37,6 +39,24 @@ pub enum ErrorKind {
     Memory,
     /// The host refused something: a byte cap, the circuit breaker, a full pool.
     Denied,
+}
+
+impl ErrorKind {
+    /// The label value.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Trap => "trap",
+            Self::Timeout => "timeout",
+            Self::Memory => "memory",
+            Self::Denied => "denied",
+        }
+    }
+}
+
+impl EncodeLabelValue for ErrorKind {
+    fn encode(&self, encoder: &mut LabelValueEncoder<'_>) -> Result<(), std::fmt::Error> {
+        encoder.write_str(self.as_str())
+    }
 }
 
 /// Every plugin metric, registered once per process.

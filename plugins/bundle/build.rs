@@ -5,7 +5,7 @@ use std::path::{Path, PathBuf};
 
 use payloom_plugin_build::{Build, Target};
 
-/// (package, source dir, component file name)
+/// (package, source dir under `plugins/`, component file name)
 const PLUGINS: &[(&str, &str, &str)] = &[
     ("payloom-channel-sandbox", "channels/sandbox", "sandbox"),
     (
@@ -48,57 +48,48 @@ fn main() {
         root.join("Cargo.lock").display()
     );
 
-    let manifest_path = root.join("Cargo.toml");
-    let packages: Vec<&str> = PLUGINS.iter().map(|p| p.0).collect();
-    let built = Build {
-        manifest_path: &manifest_path,
-        packages: &packages,
-        target_dir: &target_dir,
-        target: Target::Component,
-    }
-    .run()
-    .unwrap_or_else(|e| panic!("building the reference plugins: {e:#}"));
-    for ((_, dir, name), component) in PLUGINS.iter().zip(built) {
-        write(
-            &out,
-            name,
-            &component,
-            &plugins_dir.join(dir).join("plugin.toml"),
-        );
-    }
-
-    let tests: Vec<&str> = TEST_GUESTS.iter().map(|p| p.0).collect();
-    let built = Build {
-        manifest_path: &manifest_path,
-        packages: &tests,
-        target_dir: &target_dir,
-        target: Target::Component,
-    }
-    .run()
-    .unwrap_or_else(|e| panic!("building the test guests: {e:#}"));
-    for ((_, dir, name), component) in TEST_GUESTS.iter().zip(built) {
-        write(
-            &out,
-            name,
-            &component,
-            &plugins_dir.join(dir).join("plugin.toml"),
-        );
-    }
-
-    let snoop = Build {
-        manifest_path: &manifest_path,
-        packages: &["payloom-test-snoop"],
-        target_dir: &target_dir,
-        target: Target::Wasip2,
-    }
-    .run()
-    .unwrap_or_else(|e| panic!("building the test guests: {e:#}"));
-    write(
-        &out,
-        "snoop",
-        &snoop[0],
-        &plugins_dir.join("testing/snoop/plugin.toml"),
+    let paths = Paths {
+        manifest: root.join("Cargo.toml"),
+        target_dir,
+        out,
+        plugins_dir,
+    };
+    paths.build(PLUGINS, Target::Component);
+    paths.build(TEST_GUESTS, Target::Component);
+    paths.build(
+        &[("payloom-test-snoop", "testing/snoop", "snoop")],
+        Target::Wasip2,
     );
+}
+
+struct Paths {
+    manifest: PathBuf,
+    target_dir: PathBuf,
+    out: PathBuf,
+    plugins_dir: PathBuf,
+}
+
+impl Paths {
+    /// Builds `guests` and writes `<name>.wasm` + `<name>.toml` into `OUT_DIR`.
+    fn build(&self, guests: &[(&str, &str, &str)], target: Target) {
+        let packages: Vec<&str> = guests.iter().map(|g| g.0).collect();
+        let built = Build {
+            manifest_path: &self.manifest,
+            packages: &packages,
+            target_dir: &self.target_dir,
+            target,
+        }
+        .run()
+        .unwrap_or_else(|e| panic!("building {packages:?}: {e:#}"));
+        for ((_, dir, name), component) in guests.iter().zip(built) {
+            write(
+                &self.out,
+                name,
+                &component,
+                &self.plugins_dir.join(dir).join("plugin.toml"),
+            );
+        }
+    }
 }
 
 fn write(out: &Path, name: &str, component: &[u8], manifest: &Path) {

@@ -200,7 +200,7 @@ async fn metrics_count_calls_and_errors_by_kind() {
     ); // + smoke test
     assert!(
         text.contains(
-            r#"payloom_plugin_errors_total{plugin="hostile",version="9.1.0",kind="Timeout"} 1"#
+            r#"payloom_plugin_errors_total{plugin="hostile",version="9.1.0",kind="timeout"} 1"#
         ),
         "{text}"
     );
