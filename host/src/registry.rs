@@ -258,7 +258,20 @@ impl Registry {
                 error,
             }),
             FailurePolicy::Fallback(other) if may_fall_back && other != id => {
-                Box::pin(self.call_inner(other, ctx, call, false)).await
+                match Box::pin(self.call_inner(other, ctx, call, false)).await {
+                    Ok(report) => Ok(report),
+                    // A fallback that cannot answer leaves the original failure standing, closed.
+                    Err(fallback) => {
+                        let message = format!("{}; fallback: {fallback}", error.message);
+                        Err(CallFailure::Closed {
+                            id: id.to_owned(),
+                            error: CallError {
+                                kind: error.kind,
+                                message,
+                            },
+                        })
+                    }
+                }
             }
             FailurePolicy::Fallback(_) => Err(CallFailure::Closed {
                 id: id.to_owned(),

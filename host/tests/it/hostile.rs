@@ -245,3 +245,36 @@ async fn statements_have_their_own_larger_cap() {
     );
     assert_eq!(error.kind, ErrorKind::Denied);
 }
+
+#[tokio::test]
+async fn fallback_policy_asks_another_plugin_of_the_kind() {
+    let host = TestHost::builder()
+        .config(|c| c.risk.failure = FailurePolicy::Fallback("amount-limit".into()))
+        .build();
+    host.install(&HOSTILE).await;
+    host.install(&payloom_reference_plugins::AMOUNT_LIMIT).await;
+    // hostile panics; amount-limit answers with the same context and config.
+    let report = host
+        .evaluate(
+            "hostile",
+            risk_ctx(5_000),
+            &[("mode", "panic"), ("block_above_minor", "1000")],
+        )
+        .await
+        .unwrap();
+    assert_eq!(report.verdict().unwrap().action, Action::Block);
+    // A failing fallback does not fall back again; the failure stands, closed.
+    let host = TestHost::builder()
+        .config(|c| c.risk.failure = FailurePolicy::Fallback("missing".into()))
+        .build();
+    host.install(&HOSTILE).await;
+    let failure = host
+        .evaluate("hostile", risk_ctx(5_000), &[("mode", "panic")])
+        .await
+        .unwrap_err();
+    assert_eq!(
+        failure.risk_verdict().unwrap().action,
+        Action::Block,
+        "{failure:?}"
+    );
+}
