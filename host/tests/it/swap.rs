@@ -114,18 +114,21 @@ async fn bad_upload_keeps_the_good_version_and_rollback_restores_the_previous() 
 }
 
 #[tokio::test]
-async fn an_id_cannot_change_world() {
+async fn a_manifest_cannot_relabel_another_component() {
     let host = TestHost::with(&[HOSTILE]).await;
     let sandbox = payloom_reference_plugins::SANDBOX;
     let manifest = sandbox
         .manifest
         .replace("id = \"sandbox\"", "id = \"hostile\"");
-    // describe still says "sandbox", so this fails at the smoke test or the world check.
+    // describe still says "sandbox": the smoke test refuses it before any swap.
+    let error = host
+        .registry
+        .install(sandbox.wasm, &manifest, None)
+        .await
+        .unwrap_err();
     assert!(
-        host.registry
-            .install(sandbox.wasm, &manifest, None)
-            .await
-            .is_err()
+        format!("{error:#}").contains("describe says sandbox@0.1.0"),
+        "{error:#}"
     );
     assert_eq!(host.registry.get("hostile").unwrap().version(), "9.1.0");
 }
