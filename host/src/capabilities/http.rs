@@ -199,6 +199,16 @@ impl HttpClient {
         }
     }
 
+    /// A client with the limits and private-network setting of `config`.
+    pub fn from_config(config: &crate::HostConfig) -> anyhow::Result<Self> {
+        let bytes = &config.bytes;
+        Self::new(
+            config.http_allow_private,
+            bytes.http_request_max,
+            bytes.http_response_max,
+        )
+    }
+
     async fn send_checked(
         &self,
         req: Request,

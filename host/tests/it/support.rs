@@ -33,13 +33,7 @@ impl TestHostBuilder {
     pub fn build(self) -> TestHost {
         let counters = Arc::new(MemoryCounters::default());
         let lists = Arc::new(MemoryLists::default());
-        let bytes = &self.config.bytes;
-        let http = HttpClient::new(
-            self.config.http_allow_private,
-            bytes.http_request_max,
-            bytes.http_response_max,
-        )
-        .unwrap();
+        let http = HttpClient::from_config(&self.config).unwrap();
         let services = HostServices {
             http: Arc::new(http),
             counters: counters.clone(),

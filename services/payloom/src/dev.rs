@@ -63,12 +63,7 @@ async fn serve(args: DevArgs) -> anyhow::Result<()> {
         cache_dir: Some(args.data_dir.join("cache")),
         ..HostConfig::default()
     };
-    let bytes = &config.bytes;
-    let http = HttpClient::new(
-        config.http_allow_private,
-        bytes.http_request_max,
-        bytes.http_response_max,
-    )?;
+    let http = HttpClient::from_config(&config)?;
     let mut metrics = Metrics::default();
     let runtime = Runtime::new(
         config,

@@ -153,16 +153,19 @@ fn check_infers_the_manifest_and_verifies_signatures() {
     assert_ok(&keygen, "keygen");
     let public = String::from_utf8_lossy(&keygen.stdout).trim().to_owned();
     assert_eq!(public.len(), 64);
-    let unsigned = payloom(
-        &[
-            "plugin",
-            "check",
-            "amount-limit.wasm",
-            "--trusted-key",
-            &public,
-        ],
-        dir.path(),
-    );
+    let check_trusted = || {
+        payloom(
+            &[
+                "plugin",
+                "check",
+                "amount-limit.wasm",
+                "--trusted-key",
+                &public,
+            ],
+            dir.path(),
+        )
+    };
+    let unsigned = check_trusted();
     assert!(
         !unsigned.status.success() && text(&unsigned).contains("not signed"),
         "{}",
@@ -181,35 +184,14 @@ fn check_infers_the_manifest_and_verifies_signatures() {
         ),
         "sign",
     );
-    assert_ok(
-        &payloom(
-            &[
-                "plugin",
-                "check",
-                "amount-limit.wasm",
-                "--trusted-key",
-                &public,
-            ],
-            dir.path(),
-        ),
-        "signed check",
-    );
+    assert_ok(&check_trusted(), "signed check");
     // Widening the manifest after signing breaks the signature.
     let widened = format!(
         "{}\n[capabilities]\nallowed_hosts = [\"https://evil.example\"]\n",
         AMOUNT_LIMIT.manifest
     );
     std::fs::write(dir.path().join("amount-limit.toml"), widened).unwrap();
-    let output = payloom(
-        &[
-            "plugin",
-            "check",
-            "amount-limit.wasm",
-            "--trusted-key",
-            &public,
-        ],
-        dir.path(),
-    );
+    let output = check_trusted();
     assert!(
         !output.status.success() && text(&output).contains("does not match"),
         "{}",

@@ -31,15 +31,12 @@ fn start(data_dir: &std::path::Path) -> (Server, String) {
     (Server(child), base)
 }
 
+async fn get_text(client: &reqwest::Client, url: &str) -> String {
+    client.get(url).send().await.unwrap().text().await.unwrap()
+}
+
 async fn plugins(client: &reqwest::Client, base: &str) -> Vec<serde_json::Value> {
-    let text = client
-        .get(format!("{base}/v1/plugins"))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let text = get_text(client, &format!("{base}/v1/plugins")).await;
     let body: serde_json::Value = serde_json::from_str(&text).unwrap();
     body["data"].as_array().unwrap().clone()
 }
@@ -78,14 +75,7 @@ async fn dev_serves_reference_plugins_and_hot_swaps_the_folder() {
     );
 
     // Smoke tests ran under the metrics.
-    let metrics = client
-        .get(format!("{base}/metrics"))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let metrics = get_text(&client, &format!("{base}/metrics")).await;
     assert!(
         metrics.contains(r#"payloom_plugin_calls_total{plugin="sandbox",version="0.1.0"} 1"#),
         "{metrics}"
