@@ -1,0 +1,179 @@
+//! Channel dispatch with sealed per-merchant credentials.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+use async_trait::async_trait;
+use axum::extract::{Path, State};
+use axum::routing::{post, put};
+use axum::{Json, Router};
+use payloom_host::bindings::channel_types as ch;
+use payloom_host::capabilities::crypto::Key;
+use payloom_host::{Call, CallContext, CallFailure, ChannelCall, PluginKind, Registry, Reply};
+use payloom_platform::client::ServiceClient;
+use payloom_platform::clock::SharedClock;
+use payloom_platform::db::Migration;
+use payloom_platform::seal::MasterKey;
+use payloom_platform::{ApiError, ApiJson, ApiResult, Db};
+use serde::{Deserialize, Serialize};
+use sqlx::Row;
+
+pub const MIGRATIONS: &[Migration] = &[Migration {
+    version: 1,
+    name: "channel credentials",
+    sql: include_str!("../migrations/0001_credentials.sql"),
+}];
+
+/// One operation on a channel for a merchant.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct ChannelIn {
+    pub merchant_id: String,
+    pub channel: String,
+    pub call: ChannelCall,
+}
+
+/// What the component answered. `Err` is the component's own refusal (bad request,
+/// credentials, unsupported); a call that never produced an answer is an `ApiError`.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub enum ChannelOut {
+    Payment(Result<ch::PaymentResponse, ch::ChannelError>),
+    Refund(Result<ch::RefundResponse, ch::ChannelError>),
+}
+
+#[async_trait]
+pub trait ChannelApi: Send + Sync {
+    /// Runs a payment or refund operation. 400 `channel_unknown` for a channel that is not
+    /// loaded; 502 `channel_failed` when the component could not answer (the outcome at
+    /// the PSP is then unknown).
+    async fn call(&self, req: ChannelIn) -> ApiResult<ChannelOut>;
+    async fn set_credentials(&self, merchant_id: &str, channel: &str, values: BTreeMap<String, String>) -> ApiResult<()>;
+}
+
+pub struct ChannelAdapter {
+    db: Db,
+    registry: Arc<Registry>,
+    master_key: MasterKey,
+    clock: SharedClock,
+}
+
+/// Most credential entries per merchant and channel, and the longest value.
+const CREDENTIAL_ENTRIES_MAX: usize = 32;
+const CREDENTIAL_VALUE_LEN_MAX: usize = 8 * 1024;
+
+impl ChannelAdapter {
+    pub async fn new(db: Db, registry: Arc<Registry>, master_key: MasterKey, clock: SharedClock) -> anyhow::Result<Arc<Self>> {
+        db.migrate("channel-adapter", MIGRATIONS).await?;
+        Ok(Arc::new(Self { db, registry, master_key, clock }))
+    }
+
+    fn seal_context(merchant_id: &str, channel: &str) -> String {
+        format!("channel:{merchant_id}:{channel}")
+    }
+
+    async fn credentials(&self, merchant_id: &str, channel: &str) -> ApiResult<BTreeMap<String, String>> {
+        let row = sqlx::query("SELECT sealed FROM channel_credentials WHERE merchant_id = $1 AND channel_id = $2")
+            .bind(merchant_id)
+            .bind(channel)
+            .fetch_optional(self.db.pool())
+            .await?;
+        let Some(row) = row else { return Ok(BTreeMap::new()) };
+        let sealed: String = row.try_get("sealed")?;
+        let plain = self.master_key.open(&sealed, &Self::seal_context(merchant_id, channel)).map_err(ApiError::internal)?;
+        serde_json::from_slice(&plain).map_err(ApiError::internal)
+    }
+
+    /// The call context for `channel`: only what its manifest names.
+    async fn context(&self, merchant_id: &str, channel: &str) -> ApiResult<CallContext> {
+        let plugin = self
+            .registry
+            .get(channel)
+            .filter(|p| p.kind() == PluginKind::Channel)
+            .ok_or_else(|| unknown_channel(channel))?;
+        let mut credentials = self.credentials(merchant_id, channel).await?;
+        let caps = &plugin.info().manifest.capabilities;
+        let keys: Vec<(String, Key)> = caps
+            .keys
+            .iter()
+            .filter_map(|name| credentials.get(name).map(|v| (name.clone(), Key::Hmac(v.as_bytes().to_vec()))))
+            .collect();
+        credentials.retain(|name, _| caps.secrets.contains(name));
+        Ok(CallContext::default().with_secrets(credentials).with_keys(keys).at(self.clock.now_ms()))
+    }
+}
+
+fn unknown_channel(channel: &str) -> ApiError {
+    ApiError::new(400, "invalid_request_error", "channel_unknown", format!("no channel '{channel}' is available")).with_param("channel")
+}
+
+#[async_trait]
+impl ChannelApi for ChannelAdapter {
+    async fn call(&self, req: ChannelIn) -> ApiResult<ChannelOut> {
+        let ctx = self.context(&req.merchant_id, &req.channel).await?;
+        match self.registry.call(&req.channel, ctx, Call::Channel(req.call)).await {
+            Ok(report) => match report.reply {
+                Reply::Payment(r) => Ok(ChannelOut::Payment(r)),
+                Reply::Refund(r) => Ok(ChannelOut::Refund(r)),
+                other => Err(ApiError::internal(format!("channel answered {other:?}"))),
+            },
+            Err(CallFailure::NotFound { .. }) => Err(unknown_channel(&req.channel)),
+            Err(failure) => Err(ApiError::new(502, "api_error", "channel_failed", failure.to_string())),
+        }
+    }
+
+    async fn set_credentials(&self, merchant_id: &str, channel: &str, values: BTreeMap<String, String>) -> ApiResult<()> {
+        if values.len() > CREDENTIAL_ENTRIES_MAX || values.values().any(|v| v.len() > CREDENTIAL_VALUE_LEN_MAX) {
+            return Err(ApiError::invalid("credentials", "at most 32 entries of up to 8 KiB each"));
+        }
+        if values.keys().any(|k| k.is_empty() || k.len() > 64) {
+            return Err(ApiError::invalid("credentials", "names are 1 to 64 characters"));
+        }
+        let plain = serde_json::to_vec(&values).map_err(ApiError::internal)?;
+        let sealed = self.master_key.seal(&plain, &Self::seal_context(merchant_id, channel));
+        sqlx::query(
+            "INSERT INTO channel_credentials (merchant_id, channel_id, sealed, updated_at_ms) VALUES ($1, $2, $3, $4)
+             ON CONFLICT (merchant_id, channel_id) DO UPDATE SET sealed = excluded.sealed, updated_at_ms = excluded.updated_at_ms",
+        )
+        .bind(merchant_id)
+        .bind(channel)
+        .bind(sealed)
+        .bind(self.clock.now_ms())
+        .execute(self.db.pool())
+        .await?;
+        Ok(())
+    }
+}
+
+/// [`ChannelApi`] over HTTP.
+pub struct ChannelHttp(pub ServiceClient);
+
+#[async_trait]
+impl ChannelApi for ChannelHttp {
+    async fn call(&self, req: ChannelIn) -> ApiResult<ChannelOut> {
+        self.0.post("/internal/v1/channels/call", &req).await
+    }
+    async fn set_credentials(&self, merchant_id: &str, channel: &str, values: BTreeMap<String, String>) -> ApiResult<()> {
+        let path = format!("/internal/v1/merchants/{merchant_id}/channels/{channel}/credentials");
+        let _: serde_json::Value = self.0.post(&path, &values).await?;
+        Ok(())
+    }
+}
+
+pub fn router(service: Arc<ChannelAdapter>) -> Router {
+    Router::new()
+        .route("/internal/v1/channels/call", post(call))
+        .route("/internal/v1/merchants/{merchant}/channels/{channel}/credentials", post(set_credentials).merge(put(set_credentials)))
+        .with_state(service)
+}
+
+async fn call(State(s): State<Arc<ChannelAdapter>>, ApiJson(req): ApiJson<ChannelIn>) -> ApiResult<Json<ChannelOut>> {
+    s.call(req).await.map(Json)
+}
+
+async fn set_credentials(
+    State(s): State<Arc<ChannelAdapter>>,
+    Path((merchant, channel)): Path<(String, String)>,
+    ApiJson(values): ApiJson<BTreeMap<String, String>>,
+) -> ApiResult<Json<serde_json::Value>> {
+    s.set_credentials(&merchant, &channel, values).await?;
+    Ok(Json(serde_json::json!({"merchant_id": merchant, "channel": channel, "updated": true})))
+}

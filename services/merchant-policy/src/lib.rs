@@ -1,0 +1,167 @@
+//! Merchant policy: allow or deny, fee, limits and channel ranking, decided by a component.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+use async_trait::async_trait;
+use axum::extract::State;
+use axum::routing::post;
+use axum::{Json, Router};
+use payloom_host::bindings::{channel_types as ch, policy_types as po, types};
+use payloom_host::{Call, CallContext, CallFailure, ChannelCall, PluginKind, PolicyCall, Registry, Reply};
+use payloom_platform::client::ServiceClient;
+use payloom_platform::clock::SharedClock;
+use payloom_platform::db::Migration;
+use payloom_platform::{ApiError, ApiJson, ApiResult, Db};
+use serde::{Deserialize, Serialize};
+use sqlx::Row;
+
+pub const MIGRATIONS: &[Migration] = &[Migration {
+    version: 1,
+    name: "merchant policies",
+    sql: include_str!("../migrations/0001_policies.sql"),
+}];
+
+/// `[policy]`: the component and configuration merchants get unless they have their own.
+#[derive(Debug, Clone, Deserialize, Serialize)]
+pub struct PolicyConfig {
+    pub plugin: String,
+    #[serde(default)]
+    pub config: BTreeMap<String, String>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct DecideIn {
+    pub tier: String,
+    pub payment: types::Payment,
+}
+
+/// What the policy decided.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct Decision {
+    /// `None` when allowed; otherwise why not.
+    pub denied: Option<String>,
+    pub fee_minor: i64,
+    /// Channel ids to try, best first.
+    pub channels: Vec<String>,
+    pub plugin: String,
+}
+
+#[async_trait]
+pub trait PolicyApi: Send + Sync {
+    async fn decide(&self, req: DecideIn) -> ApiResult<Decision>;
+}
+
+pub struct MerchantPolicy {
+    db: Db,
+    registry: Arc<Registry>,
+    config: PolicyConfig,
+    clock: SharedClock,
+}
+
+impl MerchantPolicy {
+    pub async fn new(db: Db, registry: Arc<Registry>, config: PolicyConfig, clock: SharedClock) -> anyhow::Result<Arc<Self>> {
+        db.migrate("merchant-policy", MIGRATIONS).await?;
+        Ok(Arc::new(Self { db, registry, config, clock }))
+    }
+
+    /// Gives `merchant_id` its own policy component and configuration.
+    pub async fn set_policy(&self, merchant_id: &str, plugin: &str, config: &BTreeMap<String, String>) -> ApiResult<()> {
+        let config = serde_json::to_string(config).map_err(ApiError::internal)?;
+        sqlx::query(
+            "INSERT INTO merchant_policies (merchant_id, plugin_id, config, updated_at_ms) VALUES ($1, $2, $3, $4)
+             ON CONFLICT (merchant_id) DO UPDATE SET plugin_id = excluded.plugin_id, config = excluded.config, updated_at_ms = excluded.updated_at_ms",
+        )
+        .bind(merchant_id)
+        .bind(plugin)
+        .bind(config)
+        .bind(self.clock.now_ms())
+        .execute(self.db.pool())
+        .await?;
+        Ok(())
+    }
+
+    async fn policy_for(&self, merchant_id: &str) -> ApiResult<(String, BTreeMap<String, String>)> {
+        let row = sqlx::query("SELECT plugin_id, config FROM merchant_policies WHERE merchant_id = $1")
+            .bind(merchant_id)
+            .fetch_optional(self.db.pool())
+            .await?;
+        match row {
+            Some(row) => {
+                let config: String = row.try_get("config")?;
+                Ok((row.try_get("plugin_id")?, serde_json::from_str(&config).map_err(ApiError::internal)?))
+            }
+            None => Ok((self.config.plugin.clone(), self.config.config.clone())),
+        }
+    }
+
+    /// The loaded channel components, as the policy sees them.
+    async fn channel_options(&self) -> Vec<po::ChannelOption> {
+        let mut options = Vec::new();
+        for row in self.registry.list().into_iter().filter(|r| r.kind == PluginKind::Channel) {
+            let call = Call::Channel(ChannelCall::Describe);
+            if let Ok(report) = self.registry.call(&row.id, CallContext::default(), call).await
+                && let Reply::ChannelDescriptor(d) = report.reply
+            {
+                options.push(describe_to_option(d));
+            }
+        }
+        options
+    }
+}
+
+fn describe_to_option(d: ch::Descriptor) -> po::ChannelOption {
+    po::ChannelOption { id: d.id, methods: d.methods, currencies: d.currencies, countries: d.countries }
+}
+
+#[async_trait]
+impl PolicyApi for MerchantPolicy {
+    async fn decide(&self, req: DecideIn) -> ApiResult<Decision> {
+        let (plugin, config) = self.policy_for(&req.payment.merchant_id).await?;
+        let channels = self.channel_options().await;
+        let all_channels: Vec<String> = channels.iter().map(|c| c.id.clone()).collect();
+        let ctx = po::Context {
+            payment: req.payment,
+            merchant_tier: req.tier,
+            config: config.into_iter().map(|(key, value)| types::KeyValue { key, value }).collect(),
+            channels,
+        };
+        let call = Call::Policy(PolicyCall::Decide(ctx));
+        match self.registry.call(&plugin, CallContext::default(), call).await {
+            Ok(report) => match report.reply {
+                Reply::Decision(Ok(d)) => Ok(Decision {
+                    denied: match d.verdict {
+                        po::Verdict::Allow => None,
+                        po::Verdict::Deny(reason) => Some(reason),
+                    },
+                    fee_minor: d.fee.amount_minor,
+                    channels: d.channels,
+                    plugin,
+                }),
+                Reply::Decision(Err(message)) => Err(ApiError::new(503, "api_error", "policy_unavailable", format!("policy `{plugin}` refused its configuration: {message}"))),
+                other => Err(ApiError::internal(format!("policy answered {other:?}"))),
+            },
+            // Failing open: no opinion, so allow at no fee across every channel.
+            Err(CallFailure::Open { .. }) => Ok(Decision { denied: None, fee_minor: 0, channels: all_channels, plugin }),
+            Err(failure) => Err(ApiError::new(503, "api_error", "policy_unavailable", failure.to_string())),
+        }
+    }
+}
+
+/// [`PolicyApi`] over HTTP.
+pub struct PolicyHttp(pub ServiceClient);
+
+#[async_trait]
+impl PolicyApi for PolicyHttp {
+    async fn decide(&self, req: DecideIn) -> ApiResult<Decision> {
+        self.0.post("/internal/v1/policy/decide", &req).await
+    }
+}
+
+pub fn router(service: Arc<MerchantPolicy>) -> Router {
+    Router::new().route("/internal/v1/policy/decide", post(decide)).with_state(service)
+}
+
+async fn decide(State(s): State<Arc<MerchantPolicy>>, ApiJson(req): ApiJson<DecideIn>) -> ApiResult<Json<Decision>> {
+    s.decide(req).await.map(Json)
+}

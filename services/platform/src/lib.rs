@@ -1,0 +1,21 @@
+//! Shared infrastructure for Payloom's services.
+//!
+//! Every service crate builds on the same pieces: layered [`config`], a [`db`] pool that is
+//! SQLite or PostgreSQL behind one query layer, the [`server`] bootstrap, one API [`error`]
+//! shape, prefixed sortable [`ids`], [`money`] in minor units, a [`clock`] tests can move,
+//! [`seal`] for secrets at rest, a short-lived key [`cache`] and the inter-service [`client`].
+
+pub mod cache;
+pub mod client;
+pub mod clock;
+pub mod config;
+pub mod db;
+pub mod error;
+pub mod ids;
+pub mod money;
+pub mod seal;
+pub mod server;
+
+pub use clock::{Clock, ManualClock, SystemClock};
+pub use db::Db;
+pub use error::{ApiError, ApiJson, ApiResult};

@@ -1,0 +1,246 @@
+//! Risk decisions: an ordered set of rule components, aggregated and persisted.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+use async_trait::async_trait;
+use axum::extract::State;
+use axum::routing::post;
+use axum::{Json, Router};
+use payloom_host::bindings::{risk_types as ri, types};
+use payloom_host::capabilities::counters::MemoryCounters;
+use payloom_host::{Call, CallContext, Registry, RiskCall};
+use payloom_platform::client::ServiceClient;
+use payloom_platform::clock::SharedClock;
+use payloom_platform::db::Migration;
+use payloom_platform::{ApiError, ApiJson, ApiResult, Db, ids};
+use serde::{Deserialize, Serialize};
+
+pub const MIGRATIONS: &[Migration] = &[Migration {
+    version: 1,
+    name: "risk decisions",
+    sql: include_str!("../migrations/0001_decisions.sql"),
+}];
+
+/// One rule of the set.
+#[derive(Debug, Clone, Deserialize, Serialize)]
+pub struct RuleConfig {
+    /// The risk component's id.
+    pub plugin: String,
+    #[serde(default)]
+    pub config: BTreeMap<String, String>,
+}
+
+/// `[risk]`.
+#[derive(Debug, Clone, Default, Deserialize, Serialize)]
+pub struct RiskConfig {
+    /// Evaluated in order; every rule runs, so each decision explains itself fully.
+    #[serde(default)]
+    pub rules: Vec<RuleConfig>,
+    /// Lists the rules read (`blocked-emails = ["…"]`), loaded at start.
+    #[serde(default)]
+    pub lists: BTreeMap<String, Vec<String>>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Action {
+    Allow,
+    Review,
+    Block,
+}
+
+impl Action {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Allow => "allow",
+            Self::Review => "review",
+            Self::Block => "block",
+        }
+    }
+}
+
+/// What one rule said.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct RuleResult {
+    pub rule: String,
+    pub version: Option<String>,
+    /// `allow`, `review`, `block` or `none` (abstained).
+    pub action: String,
+    pub score: u32,
+    pub reasons: Vec<String>,
+}
+
+/// The aggregated decision, as stored.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct RiskDecision {
+    pub id: String,
+    pub action: Action,
+    pub score: u32,
+    pub rules: Vec<RuleResult>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct EvaluateIn {
+    pub payment: types::Payment,
+    pub channel: Option<String>,
+}
+
+#[async_trait]
+pub trait RiskApi: Send + Sync {
+    async fn evaluate(&self, req: EvaluateIn) -> ApiResult<RiskDecision>;
+}
+
+pub struct Risk {
+    db: Db,
+    registry: Arc<Registry>,
+    counters: Arc<MemoryCounters>,
+    config: RiskConfig,
+    clock: SharedClock,
+}
+
+/// The counter fields velocity rules read, as `payments-by-<field>`.
+const COUNTED_FIELDS: [&str; 4] = ["email", "ip", "device_id", "phone"];
+
+impl Risk {
+    /// `counters` must be the store the registry's plugins read.
+    pub async fn new(
+        db: Db,
+        registry: Arc<Registry>,
+        counters: Arc<MemoryCounters>,
+        config: RiskConfig,
+        clock: SharedClock,
+    ) -> anyhow::Result<Arc<Self>> {
+        db.migrate("risk", MIGRATIONS).await?;
+        Ok(Arc::new(Self { db, registry, counters, config, clock }))
+    }
+
+    pub fn config(&self) -> &RiskConfig {
+        &self.config
+    }
+
+    async fn run_rule(&self, rule: &RuleConfig, ctx: &ri::Context, now_ms: i64) -> RuleResult {
+        let config = rule.config.iter().map(|(k, v)| types::KeyValue { key: k.clone(), value: v.clone() }).collect();
+        let call = Call::Risk(RiskCall::Evaluate { ctx: ctx.clone(), config });
+        let version = self.registry.get(&rule.plugin).map(|p| p.version().to_owned());
+        let verdict = match self.registry.call(&rule.plugin, CallContext::default().at(now_ms), call).await {
+            Ok(report) => match report.verdict() {
+                Some(v) => v.clone(),
+                None => ri::Verdict {
+                    action: ri::Action::Block,
+                    score: 0,
+                    reasons: vec![format!("rule `{}` refused its configuration: {:?}", rule.plugin, report.reply)],
+                },
+            },
+            // A missing rule is a misconfiguration: it blocks, like any rule failing closed.
+            Err(failure) => failure.risk_verdict().unwrap_or_else(|| ri::Verdict {
+                action: ri::Action::Block,
+                score: 0,
+                reasons: vec![format!("rule `{}` is not loaded", rule.plugin)],
+            }),
+        };
+        RuleResult {
+            rule: rule.plugin.clone(),
+            version,
+            action: match verdict.action {
+                ri::Action::Allow => "allow",
+                ri::Action::Review => "review",
+                ri::Action::Block => "block",
+                ri::Action::None => "none",
+            }
+            .into(),
+            score: verdict.score,
+            reasons: verdict.reasons,
+        }
+    }
+
+    fn record_counters(&self, payment: &types::Payment, now_ms: i64) {
+        let c = &payment.customer;
+        for (field, value) in COUNTED_FIELDS.iter().zip([&c.email, &c.ip, &c.device_id, &c.phone]) {
+            if let Some(value) = value {
+                self.counters.record(&format!("payments-by-{field}"), value, now_ms, payment.amount.amount_minor);
+            }
+        }
+    }
+}
+
+/// block > review > allow; abstentions do not count.
+pub fn aggregate(rules: &[RuleResult]) -> Action {
+    rules
+        .iter()
+        .filter_map(|r| match r.action.as_str() {
+            "block" => Some(Action::Block),
+            "review" => Some(Action::Review),
+            "allow" => Some(Action::Allow),
+            _ => None,
+        })
+        .max()
+        .unwrap_or(Action::Allow)
+}
+
+#[async_trait]
+impl RiskApi for Risk {
+    async fn evaluate(&self, req: EvaluateIn) -> ApiResult<RiskDecision> {
+        let now = self.clock.now_ms();
+        let ctx = ri::Context { payment: req.payment, channel: req.channel };
+        let mut rules = Vec::with_capacity(self.config.rules.len());
+        for rule in &self.config.rules {
+            rules.push(self.run_rule(rule, &ctx, now).await);
+        }
+        let decision = RiskDecision {
+            id: ids::new_id("rd", now),
+            action: aggregate(&rules),
+            score: rules.iter().map(|r| r.score).fold(0u32, u32::saturating_add),
+            rules,
+        };
+        sqlx::query(
+            "INSERT INTO risk_decisions (id, payment_id, merchant_id, action, score, rules, created_at_ms) VALUES ($1, $2, $3, $4, $5, $6, $7)",
+        )
+        .bind(&decision.id)
+        .bind(&ctx.payment.id)
+        .bind(&ctx.payment.merchant_id)
+        .bind(decision.action.as_str())
+        .bind(i64::from(decision.score))
+        .bind(serde_json::to_string(&decision.rules).map_err(ApiError::internal)?)
+        .bind(now)
+        .execute(self.db.pool())
+        .await?;
+        self.record_counters(&ctx.payment, now);
+        Ok(decision)
+    }
+}
+
+/// [`RiskApi`] over HTTP.
+pub struct RiskHttp(pub ServiceClient);
+
+#[async_trait]
+impl RiskApi for RiskHttp {
+    async fn evaluate(&self, req: EvaluateIn) -> ApiResult<RiskDecision> {
+        self.0.post("/internal/v1/risk/evaluate", &req).await
+    }
+}
+
+pub fn router(service: Arc<Risk>) -> Router {
+    Router::new().route("/internal/v1/risk/evaluate", post(evaluate)).with_state(service)
+}
+
+async fn evaluate(State(s): State<Arc<Risk>>, ApiJson(req): ApiJson<EvaluateIn>) -> ApiResult<Json<RiskDecision>> {
+    s.evaluate(req).await.map(Json)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn result(action: &str) -> RuleResult {
+        RuleResult { rule: "r".into(), version: None, action: action.into(), score: 0, reasons: vec![] }
+    }
+
+    #[test]
+    fn block_beats_review_beats_allow_and_none_abstains() {
+        assert_eq!(aggregate(&[]), Action::Allow);
+        assert_eq!(aggregate(&[result("none")]), Action::Allow);
+        assert_eq!(aggregate(&[result("allow"), result("review")]), Action::Review);
+        assert_eq!(aggregate(&[result("review"), result("block"), result("allow")]), Action::Block);
+    }
+}
