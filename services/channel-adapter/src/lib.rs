@@ -46,7 +46,12 @@ pub trait ChannelApi: Send + Sync {
     /// loaded; 502 `channel_failed` when the component could not answer (the outcome at
     /// the PSP is then unknown).
     async fn call(&self, req: ChannelIn) -> ApiResult<ChannelOut>;
-    async fn set_credentials(&self, merchant_id: &str, channel: &str, values: BTreeMap<String, String>) -> ApiResult<()>;
+    async fn set_credentials(
+        &self,
+        merchant_id: &str,
+        channel: &str,
+        values: BTreeMap<String, String>,
+    ) -> ApiResult<()>;
 }
 
 pub struct ChannelAdapter {
@@ -61,24 +66,45 @@ const CREDENTIAL_ENTRIES_MAX: usize = 32;
 const CREDENTIAL_VALUE_LEN_MAX: usize = 8 * 1024;
 
 impl ChannelAdapter {
-    pub async fn new(db: Db, registry: Arc<Registry>, master_key: MasterKey, clock: SharedClock) -> anyhow::Result<Arc<Self>> {
+    pub async fn new(
+        db: Db,
+        registry: Arc<Registry>,
+        master_key: MasterKey,
+        clock: SharedClock,
+    ) -> anyhow::Result<Arc<Self>> {
         db.migrate("channel-adapter", MIGRATIONS).await?;
-        Ok(Arc::new(Self { db, registry, master_key, clock }))
+        Ok(Arc::new(Self {
+            db,
+            registry,
+            master_key,
+            clock,
+        }))
     }
 
     fn seal_context(merchant_id: &str, channel: &str) -> String {
         format!("channel:{merchant_id}:{channel}")
     }
 
-    async fn credentials(&self, merchant_id: &str, channel: &str) -> ApiResult<BTreeMap<String, String>> {
-        let row = sqlx::query("SELECT sealed FROM channel_credentials WHERE merchant_id = $1 AND channel_id = $2")
-            .bind(merchant_id)
-            .bind(channel)
-            .fetch_optional(self.db.pool())
-            .await?;
-        let Some(row) = row else { return Ok(BTreeMap::new()) };
+    async fn credentials(
+        &self,
+        merchant_id: &str,
+        channel: &str,
+    ) -> ApiResult<BTreeMap<String, String>> {
+        let row = sqlx::query(
+            "SELECT sealed FROM channel_credentials WHERE merchant_id = $1 AND channel_id = $2",
+        )
+        .bind(merchant_id)
+        .bind(channel)
+        .fetch_optional(self.db.pool())
+        .await?;
+        let Some(row) = row else {
+            return Ok(BTreeMap::new());
+        };
         let sealed: String = row.try_get("sealed")?;
-        let plain = self.master_key.open(&sealed, &Self::seal_context(merchant_id, channel)).map_err(ApiError::internal)?;
+        let plain = self
+            .master_key
+            .open(&sealed, &Self::seal_context(merchant_id, channel))
+            .map_err(ApiError::internal)?;
         serde_json::from_slice(&plain).map_err(ApiError::internal)
     }
 
@@ -94,41 +120,78 @@ impl ChannelAdapter {
         let keys: Vec<(String, Key)> = caps
             .keys
             .iter()
-            .filter_map(|name| credentials.get(name).map(|v| (name.clone(), Key::Hmac(v.as_bytes().to_vec()))))
+            .filter_map(|name| {
+                credentials
+                    .get(name)
+                    .map(|v| (name.clone(), Key::Hmac(v.as_bytes().to_vec())))
+            })
             .collect();
         credentials.retain(|name, _| caps.secrets.contains(name));
-        Ok(CallContext::default().with_secrets(credentials).with_keys(keys).at(self.clock.now_ms()))
+        Ok(CallContext::default()
+            .with_secrets(credentials)
+            .with_keys(keys)
+            .at(self.clock.now_ms()))
     }
 }
 
 fn unknown_channel(channel: &str) -> ApiError {
-    ApiError::new(400, "invalid_request_error", "channel_unknown", format!("no channel '{channel}' is available")).with_param("channel")
+    ApiError::new(
+        400,
+        "invalid_request_error",
+        "channel_unknown",
+        format!("no channel '{channel}' is available"),
+    )
+    .with_param("channel")
 }
 
 #[async_trait]
 impl ChannelApi for ChannelAdapter {
     async fn call(&self, req: ChannelIn) -> ApiResult<ChannelOut> {
         let ctx = self.context(&req.merchant_id, &req.channel).await?;
-        match self.registry.call(&req.channel, ctx, Call::Channel(req.call)).await {
+        match self
+            .registry
+            .call(&req.channel, ctx, Call::Channel(req.call))
+            .await
+        {
             Ok(report) => match report.reply {
                 Reply::Payment(r) => Ok(ChannelOut::Payment(r)),
                 Reply::Refund(r) => Ok(ChannelOut::Refund(r)),
                 other => Err(ApiError::internal(format!("channel answered {other:?}"))),
             },
             Err(CallFailure::NotFound { .. }) => Err(unknown_channel(&req.channel)),
-            Err(failure) => Err(ApiError::new(502, "api_error", "channel_failed", failure.to_string())),
+            Err(failure) => Err(ApiError::new(
+                502,
+                "api_error",
+                "channel_failed",
+                failure.to_string(),
+            )),
         }
     }
 
-    async fn set_credentials(&self, merchant_id: &str, channel: &str, values: BTreeMap<String, String>) -> ApiResult<()> {
-        if values.len() > CREDENTIAL_ENTRIES_MAX || values.values().any(|v| v.len() > CREDENTIAL_VALUE_LEN_MAX) {
-            return Err(ApiError::invalid("credentials", "at most 32 entries of up to 8 KiB each"));
+    async fn set_credentials(
+        &self,
+        merchant_id: &str,
+        channel: &str,
+        values: BTreeMap<String, String>,
+    ) -> ApiResult<()> {
+        if values.len() > CREDENTIAL_ENTRIES_MAX
+            || values.values().any(|v| v.len() > CREDENTIAL_VALUE_LEN_MAX)
+        {
+            return Err(ApiError::invalid(
+                "credentials",
+                "at most 32 entries of up to 8 KiB each",
+            ));
         }
         if values.keys().any(|k| k.is_empty() || k.len() > 64) {
-            return Err(ApiError::invalid("credentials", "names are 1 to 64 characters"));
+            return Err(ApiError::invalid(
+                "credentials",
+                "names are 1 to 64 characters",
+            ));
         }
         let plain = serde_json::to_vec(&values).map_err(ApiError::internal)?;
-        let sealed = self.master_key.seal(&plain, &Self::seal_context(merchant_id, channel));
+        let sealed = self
+            .master_key
+            .seal(&plain, &Self::seal_context(merchant_id, channel));
         sqlx::query(
             "INSERT INTO channel_credentials (merchant_id, channel_id, sealed, updated_at_ms) VALUES ($1, $2, $3, $4)
              ON CONFLICT (merchant_id, channel_id) DO UPDATE SET sealed = excluded.sealed, updated_at_ms = excluded.updated_at_ms",
@@ -151,7 +214,12 @@ impl ChannelApi for ChannelHttp {
     async fn call(&self, req: ChannelIn) -> ApiResult<ChannelOut> {
         self.0.post("/internal/v1/channels/call", &req).await
     }
-    async fn set_credentials(&self, merchant_id: &str, channel: &str, values: BTreeMap<String, String>) -> ApiResult<()> {
+    async fn set_credentials(
+        &self,
+        merchant_id: &str,
+        channel: &str,
+        values: BTreeMap<String, String>,
+    ) -> ApiResult<()> {
         let path = format!("/internal/v1/merchants/{merchant_id}/channels/{channel}/credentials");
         let _: serde_json::Value = self.0.post(&path, &values).await?;
         Ok(())
@@ -161,11 +229,17 @@ impl ChannelApi for ChannelHttp {
 pub fn router(service: Arc<ChannelAdapter>) -> Router {
     Router::new()
         .route("/internal/v1/channels/call", post(call))
-        .route("/internal/v1/merchants/{merchant}/channels/{channel}/credentials", post(set_credentials).merge(put(set_credentials)))
+        .route(
+            "/internal/v1/merchants/{merchant}/channels/{channel}/credentials",
+            post(set_credentials).merge(put(set_credentials)),
+        )
         .with_state(service)
 }
 
-async fn call(State(s): State<Arc<ChannelAdapter>>, ApiJson(req): ApiJson<ChannelIn>) -> ApiResult<Json<ChannelOut>> {
+async fn call(
+    State(s): State<Arc<ChannelAdapter>>,
+    ApiJson(req): ApiJson<ChannelIn>,
+) -> ApiResult<Json<ChannelOut>> {
     s.call(req).await.map(Json)
 }
 
@@ -175,5 +249,7 @@ async fn set_credentials(
     ApiJson(values): ApiJson<BTreeMap<String, String>>,
 ) -> ApiResult<Json<serde_json::Value>> {
     s.set_credentials(&merchant, &channel, values).await?;
-    Ok(Json(serde_json::json!({"merchant_id": merchant, "channel": channel, "updated": true})))
+    Ok(Json(
+        serde_json::json!({"merchant_id": merchant, "channel": channel, "updated": true}),
+    ))
 }

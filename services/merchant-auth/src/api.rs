@@ -7,7 +7,9 @@ use axum::routing::{get, post};
 use axum::{Json, Router};
 use payloom_platform::{ApiJson, ApiResult};
 
-use crate::{ApiKeyOut, Merchant, MerchantAuth, MerchantAuthApi, MerchantIn, VerifiedOut, VerifyIn};
+use crate::{
+    ApiKeyOut, Merchant, MerchantAuth, MerchantAuthApi, MerchantIn, VerifiedOut, VerifyIn,
+};
 
 pub fn router(service: Arc<MerchantAuth>) -> Router {
     Router::new()
@@ -15,23 +17,38 @@ pub fn router(service: Arc<MerchantAuth>) -> Router {
         .route("/internal/v1/merchants", post(create_merchant))
         .route("/internal/v1/merchants/{id}", get(get_merchant))
         .route("/internal/v1/merchants/{id}/api-keys", post(create_api_key))
-        .route("/internal/v1/merchants/{id}/api-keys/{key_id}/revoke", post(revoke_api_key))
+        .route(
+            "/internal/v1/merchants/{id}/api-keys/{key_id}/revoke",
+            post(revoke_api_key),
+        )
         .with_state(service)
 }
 
-async fn verify(State(s): State<Arc<MerchantAuth>>, ApiJson(req): ApiJson<VerifyIn>) -> ApiResult<Json<VerifiedOut>> {
+async fn verify(
+    State(s): State<Arc<MerchantAuth>>,
+    ApiJson(req): ApiJson<VerifyIn>,
+) -> ApiResult<Json<VerifiedOut>> {
     s.verify(req).await.map(Json)
 }
 
-async fn create_merchant(State(s): State<Arc<MerchantAuth>>, ApiJson(req): ApiJson<MerchantIn>) -> ApiResult<Json<Merchant>> {
+async fn create_merchant(
+    State(s): State<Arc<MerchantAuth>>,
+    ApiJson(req): ApiJson<MerchantIn>,
+) -> ApiResult<Json<Merchant>> {
     s.create_merchant(req).await.map(Json)
 }
 
-async fn get_merchant(State(s): State<Arc<MerchantAuth>>, Path(id): Path<String>) -> ApiResult<Json<Merchant>> {
+async fn get_merchant(
+    State(s): State<Arc<MerchantAuth>>,
+    Path(id): Path<String>,
+) -> ApiResult<Json<Merchant>> {
     s.get_merchant(&id).await.map(Json)
 }
 
-async fn create_api_key(State(s): State<Arc<MerchantAuth>>, Path(id): Path<String>) -> ApiResult<Json<ApiKeyOut>> {
+async fn create_api_key(
+    State(s): State<Arc<MerchantAuth>>,
+    Path(id): Path<String>,
+) -> ApiResult<Json<ApiKeyOut>> {
     s.create_api_key(&id).await.map(Json)
 }
 
@@ -40,5 +57,7 @@ async fn revoke_api_key(
     Path((id, key_id)): Path<(String, String)>,
 ) -> ApiResult<Json<serde_json::Value>> {
     s.revoke_api_key(&id, &key_id).await?;
-    Ok(Json(serde_json::json!({"key_id": key_id, "status": "revoked"})))
+    Ok(Json(
+        serde_json::json!({"key_id": key_id, "status": "revoked"}),
+    ))
 }

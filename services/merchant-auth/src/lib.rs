@@ -7,8 +7,8 @@ use std::sync::Arc;
 
 use async_trait::async_trait;
 use payloom_platform::cache::KeyStore;
-use payloom_platform::clock::SharedClock;
 use payloom_platform::client::ServiceClient;
+use payloom_platform::clock::SharedClock;
 use payloom_platform::db::Migration;
 use payloom_platform::seal::MasterKey;
 use payloom_platform::{ApiError, ApiResult, Db, ids};
@@ -135,11 +135,17 @@ impl MerchantAuthApi for MerchantAuth {
     async fn create_merchant(&self, req: MerchantIn) -> ApiResult<Merchant> {
         let name = req.name.trim();
         if name.is_empty() || name.len() > MERCHANT_NAME_LEN_MAX {
-            return Err(ApiError::invalid("name", "name must be 1 to 200 characters"));
+            return Err(ApiError::invalid(
+                "name",
+                "name must be 1 to 200 characters",
+            ));
         }
         let tier = req.tier.unwrap_or_else(|| "standard".into());
         if tier.is_empty() || !tier.bytes().all(|b| b.is_ascii_lowercase() || b == b'_') {
-            return Err(ApiError::invalid("tier", "tier is lower-case letters and underscores"));
+            return Err(ApiError::invalid(
+                "tier",
+                "tier is lower-case letters and underscores",
+            ));
         }
         let now = self.clock.now_ms();
         let merchant = Merchant {
@@ -161,11 +167,13 @@ impl MerchantAuthApi for MerchantAuth {
     }
 
     async fn get_merchant(&self, id: &str) -> ApiResult<Merchant> {
-        let row = sqlx::query("SELECT id, name, tier, status, created_at_ms FROM merchants WHERE id = $1")
-            .bind(id)
-            .fetch_optional(self.db.pool())
-            .await?
-            .ok_or_else(|| ApiError::not_found("merchant", id))?;
+        let row = sqlx::query(
+            "SELECT id, name, tier, status, created_at_ms FROM merchants WHERE id = $1",
+        )
+        .bind(id)
+        .fetch_optional(self.db.pool())
+        .await?
+        .ok_or_else(|| ApiError::not_found("merchant", id))?;
         Ok(merchant_from_row(&row)?)
     }
 
@@ -174,9 +182,10 @@ impl MerchantAuthApi for MerchantAuth {
         let now = self.clock.now_ms();
         let key_id = ids::new_id("key", now);
         let secret = format!("sk_{}", ids::random_hex(signature::SECRET_BYTES));
-        let sealed = self
-            .master_key
-            .seal(&signature::signing_key(&secret), &Self::seal_context(&key_id));
+        let sealed = self.master_key.seal(
+            &signature::signing_key(&secret),
+            &Self::seal_context(&key_id),
+        );
         sqlx::query(
             "INSERT INTO api_keys (key_id, merchant_id, signing_key_sealed, status, created_at_ms) VALUES ($1, $2, $3, 'active', $4)",
         )

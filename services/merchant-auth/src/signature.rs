@@ -21,12 +21,25 @@ const _: () = assert!(3 + 2 * SECRET_BYTES > 64);
 const NONCE_LEN_MAX: usize = 64;
 
 /// The message a merchant signs.
-pub fn string_to_sign(method: &str, path_and_query: &str, timestamp: &str, nonce: &str, body: &str) -> String {
+pub fn string_to_sign(
+    method: &str,
+    path_and_query: &str,
+    timestamp: &str,
+    nonce: &str,
+    body: &str,
+) -> String {
     format!("{method}\n{path_and_query}\n{timestamp}\n{nonce}\n{body}")
 }
 
 /// Hex HMAC-SHA256 of the request under `secret` (what a merchant's client computes).
-pub fn sign(secret: &str, method: &str, path_and_query: &str, timestamp: &str, nonce: &str, body: &str) -> String {
+pub fn sign(
+    secret: &str,
+    method: &str,
+    path_and_query: &str,
+    timestamp: &str,
+    nonce: &str,
+    body: &str,
+) -> String {
     let mut mac = Hmac::<Sha256>::new_from_slice(secret.as_bytes()).expect("any key length");
     mac.update(string_to_sign(method, path_and_query, timestamp, nonce, body).as_bytes());
     hex::encode(mac.finalize().into_bytes())
@@ -48,10 +61,16 @@ pub(crate) async fn verify(auth: &MerchantAuth, req: VerifyIn) -> ApiResult<Veri
         .parse()
         .map_err(|_| refuse("timestamp_invalid", "X-Timestamp must be unix seconds"))?;
     if (now_secs - timestamp).abs() > SIGNATURE_WINDOW_SECS {
-        return Err(refuse("timestamp_out_of_window", "X-Timestamp is more than 300 s from server time"));
+        return Err(refuse(
+            "timestamp_out_of_window",
+            "X-Timestamp is more than 300 s from server time",
+        ));
     }
     if req.nonce.is_empty() || req.nonce.len() > NONCE_LEN_MAX {
-        return Err(refuse("nonce_invalid", "X-Nonce must be 1 to 64 characters"));
+        return Err(refuse(
+            "nonce_invalid",
+            "X-Nonce must be 1 to 64 characters",
+        ));
     }
     let row = sqlx::query(
         "SELECT k.merchant_id, k.signing_key_sealed, k.status, m.tier, m.status AS merchant_status
@@ -73,15 +92,37 @@ pub(crate) async fn verify(auth: &MerchantAuth, req: VerifyIn) -> ApiResult<Veri
         .master_key
         .open(&sealed, &MerchantAuth::seal_context(&req.key_id))
         .map_err(ApiError::internal)?;
-    let expected = hex::decode(&req.signature)
-        .map_err(|_| refuse("signature_invalid", "the signature does not match the request"))?;
+    let expected = hex::decode(&req.signature).map_err(|_| {
+        refuse(
+            "signature_invalid",
+            "the signature does not match the request",
+        )
+    })?;
     let mut mac = Hmac::<Sha256>::new_from_slice(&key).expect("any key length");
-    mac.update(string_to_sign(&req.method, &req.path_and_query, &req.timestamp, &req.nonce, &req.body).as_bytes());
-    mac.verify_slice(&expected)
-        .map_err(|_| refuse("signature_invalid", "the signature does not match the request"))?;
+    mac.update(
+        string_to_sign(
+            &req.method,
+            &req.path_and_query,
+            &req.timestamp,
+            &req.nonce,
+            &req.body,
+        )
+        .as_bytes(),
+    );
+    mac.verify_slice(&expected).map_err(|_| {
+        refuse(
+            "signature_invalid",
+            "the signature does not match the request",
+        )
+    })?;
     // Claimed only after the signature checks out, so nobody can burn a merchant's nonces.
     let nonce_key = format!("{}:{}", req.key_id, req.nonce);
-    if !auth.nonces.insert_if_absent(&nonce_key, NONCE_TTL_MS).await.map_err(ApiError::internal)? {
+    if !auth
+        .nonces
+        .insert_if_absent(&nonce_key, NONCE_TTL_MS)
+        .await
+        .map_err(ApiError::internal)?
+    {
         return Err(refuse("nonce_replayed", "this X-Nonce was already used"));
     }
     Ok(VerifiedOut {

@@ -8,7 +8,9 @@ use axum::extract::State;
 use axum::routing::post;
 use axum::{Json, Router};
 use payloom_host::bindings::{channel_types as ch, policy_types as po, types};
-use payloom_host::{Call, CallContext, CallFailure, ChannelCall, PluginKind, PolicyCall, Registry, Reply};
+use payloom_host::{
+    Call, CallContext, CallFailure, ChannelCall, PluginKind, PolicyCall, Registry, Reply,
+};
 use payloom_platform::client::ServiceClient;
 use payloom_platform::clock::SharedClock;
 use payloom_platform::db::Migration;
@@ -60,13 +62,28 @@ pub struct MerchantPolicy {
 }
 
 impl MerchantPolicy {
-    pub async fn new(db: Db, registry: Arc<Registry>, config: PolicyConfig, clock: SharedClock) -> anyhow::Result<Arc<Self>> {
+    pub async fn new(
+        db: Db,
+        registry: Arc<Registry>,
+        config: PolicyConfig,
+        clock: SharedClock,
+    ) -> anyhow::Result<Arc<Self>> {
         db.migrate("merchant-policy", MIGRATIONS).await?;
-        Ok(Arc::new(Self { db, registry, config, clock }))
+        Ok(Arc::new(Self {
+            db,
+            registry,
+            config,
+            clock,
+        }))
     }
 
     /// Gives `merchant_id` its own policy component and configuration.
-    pub async fn set_policy(&self, merchant_id: &str, plugin: &str, config: &BTreeMap<String, String>) -> ApiResult<()> {
+    pub async fn set_policy(
+        &self,
+        merchant_id: &str,
+        plugin: &str,
+        config: &BTreeMap<String, String>,
+    ) -> ApiResult<()> {
         let config = serde_json::to_string(config).map_err(ApiError::internal)?;
         sqlx::query(
             "INSERT INTO merchant_policies (merchant_id, plugin_id, config, updated_at_ms) VALUES ($1, $2, $3, $4)
@@ -82,14 +99,18 @@ impl MerchantPolicy {
     }
 
     async fn policy_for(&self, merchant_id: &str) -> ApiResult<(String, BTreeMap<String, String>)> {
-        let row = sqlx::query("SELECT plugin_id, config FROM merchant_policies WHERE merchant_id = $1")
-            .bind(merchant_id)
-            .fetch_optional(self.db.pool())
-            .await?;
+        let row =
+            sqlx::query("SELECT plugin_id, config FROM merchant_policies WHERE merchant_id = $1")
+                .bind(merchant_id)
+                .fetch_optional(self.db.pool())
+                .await?;
         match row {
             Some(row) => {
                 let config: String = row.try_get("config")?;
-                Ok((row.try_get("plugin_id")?, serde_json::from_str(&config).map_err(ApiError::internal)?))
+                Ok((
+                    row.try_get("plugin_id")?,
+                    serde_json::from_str(&config).map_err(ApiError::internal)?,
+                ))
             }
             None => Ok((self.config.plugin.clone(), self.config.config.clone())),
         }
@@ -98,9 +119,17 @@ impl MerchantPolicy {
     /// The loaded channel components, as the policy sees them.
     async fn channel_options(&self) -> Vec<po::ChannelOption> {
         let mut options = Vec::new();
-        for row in self.registry.list().into_iter().filter(|r| r.kind == PluginKind::Channel) {
+        for row in self
+            .registry
+            .list()
+            .into_iter()
+            .filter(|r| r.kind == PluginKind::Channel)
+        {
             let call = Call::Channel(ChannelCall::Describe);
-            if let Ok(report) = self.registry.call(&row.id, CallContext::default(), call).await
+            if let Ok(report) = self
+                .registry
+                .call(&row.id, CallContext::default(), call)
+                .await
                 && let Reply::ChannelDescriptor(d) = report.reply
             {
                 options.push(describe_to_option(d));
@@ -111,7 +140,12 @@ impl MerchantPolicy {
 }
 
 fn describe_to_option(d: ch::Descriptor) -> po::ChannelOption {
-    po::ChannelOption { id: d.id, methods: d.methods, currencies: d.currencies, countries: d.countries }
+    po::ChannelOption {
+        id: d.id,
+        methods: d.methods,
+        currencies: d.currencies,
+        countries: d.countries,
+    }
 }
 
 #[async_trait]
@@ -123,11 +157,18 @@ impl PolicyApi for MerchantPolicy {
         let ctx = po::Context {
             payment: req.payment,
             merchant_tier: req.tier,
-            config: config.into_iter().map(|(key, value)| types::KeyValue { key, value }).collect(),
+            config: config
+                .into_iter()
+                .map(|(key, value)| types::KeyValue { key, value })
+                .collect(),
             channels,
         };
         let call = Call::Policy(PolicyCall::Decide(ctx));
-        match self.registry.call(&plugin, CallContext::default(), call).await {
+        match self
+            .registry
+            .call(&plugin, CallContext::default(), call)
+            .await
+        {
             Ok(report) => match report.reply {
                 Reply::Decision(Ok(d)) => Ok(Decision {
                     denied: match d.verdict {
@@ -138,12 +179,27 @@ impl PolicyApi for MerchantPolicy {
                     channels: d.channels,
                     plugin,
                 }),
-                Reply::Decision(Err(message)) => Err(ApiError::new(503, "api_error", "policy_unavailable", format!("policy `{plugin}` refused its configuration: {message}"))),
+                Reply::Decision(Err(message)) => Err(ApiError::new(
+                    503,
+                    "api_error",
+                    "policy_unavailable",
+                    format!("policy `{plugin}` refused its configuration: {message}"),
+                )),
                 other => Err(ApiError::internal(format!("policy answered {other:?}"))),
             },
             // Failing open: no opinion, so allow at no fee across every channel.
-            Err(CallFailure::Open { .. }) => Ok(Decision { denied: None, fee_minor: 0, channels: all_channels, plugin }),
-            Err(failure) => Err(ApiError::new(503, "api_error", "policy_unavailable", failure.to_string())),
+            Err(CallFailure::Open { .. }) => Ok(Decision {
+                denied: None,
+                fee_minor: 0,
+                channels: all_channels,
+                plugin,
+            }),
+            Err(failure) => Err(ApiError::new(
+                503,
+                "api_error",
+                "policy_unavailable",
+                failure.to_string(),
+            )),
         }
     }
 }
@@ -159,9 +215,14 @@ impl PolicyApi for PolicyHttp {
 }
 
 pub fn router(service: Arc<MerchantPolicy>) -> Router {
-    Router::new().route("/internal/v1/policy/decide", post(decide)).with_state(service)
+    Router::new()
+        .route("/internal/v1/policy/decide", post(decide))
+        .with_state(service)
 }
 
-async fn decide(State(s): State<Arc<MerchantPolicy>>, ApiJson(req): ApiJson<DecideIn>) -> ApiResult<Json<Decision>> {
+async fn decide(
+    State(s): State<Arc<MerchantPolicy>>,
+    ApiJson(req): ApiJson<DecideIn>,
+) -> ApiResult<Json<Decision>> {
     s.decide(req).await.map(Json)
 }

@@ -44,20 +44,35 @@ pub struct QuotaConfig {
 
 impl QuotaConfig {
     pub fn validate(&self) -> anyhow::Result<()> {
-        let all = std::iter::once(&self.limits_default()).chain(self.currencies.values()).copied().collect::<Vec<_>>();
+        let all = std::iter::once(&self.limits_default())
+            .chain(self.currencies.values())
+            .copied()
+            .collect::<Vec<_>>();
         for l in all {
-            anyhow::ensure!(l.daily_minor > 0 && l.monthly_minor > 0, "quota limits must be positive");
-            anyhow::ensure!(l.daily_minor <= l.monthly_minor, "a daily quota above the monthly one never applies");
+            anyhow::ensure!(
+                l.daily_minor > 0 && l.monthly_minor > 0,
+                "quota limits must be positive"
+            );
+            anyhow::ensure!(
+                l.daily_minor <= l.monthly_minor,
+                "a daily quota above the monthly one never applies"
+            );
         }
         Ok(())
     }
 
     fn limits_default(&self) -> Limits {
-        Limits { daily_minor: self.daily_minor, monthly_minor: self.monthly_minor }
+        Limits {
+            daily_minor: self.daily_minor,
+            monthly_minor: self.monthly_minor,
+        }
     }
 
     pub fn limits(&self, currency: &str) -> Limits {
-        self.currencies.get(currency).copied().unwrap_or_else(|| self.limits_default())
+        self.currencies
+            .get(currency)
+            .copied()
+            .unwrap_or_else(|| self.limits_default())
     }
 }
 
@@ -89,11 +104,21 @@ pub struct Quotas {
 }
 
 impl Quotas {
-    pub async fn new(db: Db, clock: SharedClock, config: QuotaConfig, usage: Option<Arc<dyn UsageStore>>) -> anyhow::Result<Arc<Self>> {
+    pub async fn new(
+        db: Db,
+        clock: SharedClock,
+        config: QuotaConfig,
+        usage: Option<Arc<dyn UsageStore>>,
+    ) -> anyhow::Result<Arc<Self>> {
         config.validate()?;
         db.migrate("merchant-quota", MIGRATIONS).await?;
         let usage = usage.unwrap_or_else(|| Arc::new(SqlUsage::new(db.clone())));
-        Ok(Arc::new(Self { db, clock, config, usage }))
+        Ok(Arc::new(Self {
+            db,
+            clock,
+            config,
+            usage,
+        }))
     }
 }
 
@@ -110,25 +135,44 @@ pub fn periods(now_ms: i64) -> (String, String) {
     let day = doy - (153 * mp + 2) / 5 + 1;
     let month = if mp < 10 { mp + 3 } else { mp - 9 };
     let year = yoe + era * 400 + i64::from(month <= 2);
-    (format!("d:{year:04}-{month:02}-{day:02}"), format!("m:{year:04}-{month:02}"))
+    (
+        format!("d:{year:04}-{month:02}-{day:02}"),
+        format!("m:{year:04}-{month:02}"),
+    )
 }
 
 #[async_trait]
 impl QuotaApi for Quotas {
     async fn reserve(&self, req: ReserveIn) -> ApiResult<Reservation> {
         if req.amount_minor <= 0 {
-            return Err(ApiError::invalid("amount_minor", "a reservation must be positive"));
+            return Err(ApiError::invalid(
+                "amount_minor",
+                "a reservation must be positive",
+            ));
         }
         let now = self.clock.now_ms();
         let (day, month) = periods(now);
         let limits = self.config.limits(&req.currency);
         let granted = self
             .usage
-            .reserve(&req.merchant_id, &req.currency, [(&day, limits.daily_minor), (&month, limits.monthly_minor)], req.amount_minor)
+            .reserve(
+                &req.merchant_id,
+                &req.currency,
+                [(&day, limits.daily_minor), (&month, limits.monthly_minor)],
+                req.amount_minor,
+            )
             .await
             .map_err(ApiError::internal)?;
         if !granted {
-            return Err(ApiError::new(429, "quota_error", "quota_exceeded", format!("this payment would exceed the merchant's daily or monthly {} volume quota", req.currency)));
+            return Err(ApiError::new(
+                429,
+                "quota_error",
+                "quota_exceeded",
+                format!(
+                    "this payment would exceed the merchant's daily or monthly {} volume quota",
+                    req.currency
+                ),
+            ));
         }
         let id = ids::new_id("qr", now);
         let inserted = sqlx::query(
@@ -146,7 +190,15 @@ impl QuotaApi for Quotas {
         .await;
         if let Err(e) = inserted {
             // Give the counters back: the reservation never existed.
-            let _ = self.usage.release(&req.merchant_id, &req.currency, [&day, &month], req.amount_minor).await;
+            let _ = self
+                .usage
+                .release(
+                    &req.merchant_id,
+                    &req.currency,
+                    [&day, &month],
+                    req.amount_minor,
+                )
+                .await;
             return Err(e.into());
         }
         Ok(Reservation { id })
@@ -166,7 +218,10 @@ impl QuotaApi for Quotas {
         let amount: i64 = row.try_get("amount_minor")?;
         let day: String = row.try_get("day_period")?;
         let month: String = row.try_get("month_period")?;
-        self.usage.release(&merchant, &currency, [&day, &month], amount).await.map_err(ApiError::internal)
+        self.usage
+            .release(&merchant, &currency, [&day, &month], amount)
+            .await
+            .map_err(ApiError::internal)
     }
 }
 
@@ -188,15 +243,24 @@ impl QuotaApi for QuotaHttp {
 pub fn router(service: Arc<Quotas>) -> Router {
     Router::new()
         .route("/internal/v1/quota/reservations", post(reserve))
-        .route("/internal/v1/quota/reservations/{id}/release", post(release))
+        .route(
+            "/internal/v1/quota/reservations/{id}/release",
+            post(release),
+        )
         .with_state(service)
 }
 
-async fn reserve(State(s): State<Arc<Quotas>>, ApiJson(req): ApiJson<ReserveIn>) -> ApiResult<Json<Reservation>> {
+async fn reserve(
+    State(s): State<Arc<Quotas>>,
+    ApiJson(req): ApiJson<ReserveIn>,
+) -> ApiResult<Json<Reservation>> {
     s.reserve(req).await.map(Json)
 }
 
-async fn release(State(s): State<Arc<Quotas>>, Path(id): Path<String>) -> ApiResult<Json<serde_json::Value>> {
+async fn release(
+    State(s): State<Arc<Quotas>>,
+    Path(id): Path<String>,
+) -> ApiResult<Json<serde_json::Value>> {
     s.release(&id).await?;
     Ok(Json(serde_json::json!({"id": id, "status": "released"})))
 }
@@ -209,7 +273,13 @@ mod tests {
     fn periods_are_utc_calendar_days_and_months() {
         assert_eq!(periods(0), ("d:1970-01-01".into(), "m:1970-01".into()));
         // 2024-02-29T23:59:59.999Z, a leap day.
-        assert_eq!(periods(1_709_251_199_999), ("d:2024-02-29".into(), "m:2024-02".into()));
-        assert_eq!(periods(1_709_251_200_000), ("d:2024-03-01".into(), "m:2024-03".into()));
+        assert_eq!(
+            periods(1_709_251_199_999),
+            ("d:2024-02-29".into(), "m:2024-02".into())
+        );
+        assert_eq!(
+            periods(1_709_251_200_000),
+            ("d:2024-03-01".into(), "m:2024-03".into())
+        );
     }
 }

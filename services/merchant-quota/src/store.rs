@@ -8,9 +8,21 @@ use redis::aio::ConnectionManager;
 #[async_trait]
 pub trait UsageStore: Send + Sync {
     /// Adds `amount` to every period if none would pass its limit; otherwise changes nothing.
-    async fn reserve(&self, merchant: &str, currency: &str, periods: [(&str, i64); 2], amount: i64) -> anyhow::Result<bool>;
+    async fn reserve(
+        &self,
+        merchant: &str,
+        currency: &str,
+        periods: [(&str, i64); 2],
+        amount: i64,
+    ) -> anyhow::Result<bool>;
     /// Takes `amount` back from every period.
-    async fn release(&self, merchant: &str, currency: &str, periods: [&str; 2], amount: i64) -> anyhow::Result<()>;
+    async fn release(
+        &self,
+        merchant: &str,
+        currency: &str,
+        periods: [&str; 2],
+        amount: i64,
+    ) -> anyhow::Result<()>;
 }
 
 /// Counters as rows, moved by conditional updates in one transaction.
@@ -26,7 +38,13 @@ impl SqlUsage {
 
 #[async_trait]
 impl UsageStore for SqlUsage {
-    async fn reserve(&self, merchant: &str, currency: &str, periods: [(&str, i64); 2], amount: i64) -> anyhow::Result<bool> {
+    async fn reserve(
+        &self,
+        merchant: &str,
+        currency: &str,
+        periods: [(&str, i64); 2],
+        amount: i64,
+    ) -> anyhow::Result<bool> {
         let mut tx = self.db.pool().begin().await?;
         for (period, limit) in periods {
             sqlx::query("INSERT INTO quota_usage (merchant_id, currency, period, used_minor) VALUES ($1, $2, $3, 0) ON CONFLICT DO NOTHING")
@@ -57,7 +75,13 @@ impl UsageStore for SqlUsage {
         Ok(true)
     }
 
-    async fn release(&self, merchant: &str, currency: &str, periods: [&str; 2], amount: i64) -> anyhow::Result<()> {
+    async fn release(
+        &self,
+        merchant: &str,
+        currency: &str,
+        periods: [&str; 2],
+        amount: i64,
+    ) -> anyhow::Result<()> {
         let mut tx = self.db.pool().begin().await?;
         for period in periods {
             sqlx::query("UPDATE quota_usage SET used_minor = used_minor - $1 WHERE merchant_id = $2 AND currency = $3 AND period = $4")
@@ -81,7 +105,10 @@ pub struct RedisUsage {
 
 impl RedisUsage {
     pub fn new(conn: ConnectionManager, prefix: &str) -> Self {
-        Self { conn, prefix: prefix.to_owned() }
+        Self {
+            conn,
+            prefix: prefix.to_owned(),
+        }
     }
 
     fn key(&self, merchant: &str, currency: &str, period: &str) -> String {
@@ -106,7 +133,13 @@ return 1
 
 #[async_trait]
 impl UsageStore for RedisUsage {
-    async fn reserve(&self, merchant: &str, currency: &str, periods: [(&str, i64); 2], amount: i64) -> anyhow::Result<bool> {
+    async fn reserve(
+        &self,
+        merchant: &str,
+        currency: &str,
+        periods: [(&str, i64); 2],
+        amount: i64,
+    ) -> anyhow::Result<bool> {
         let mut conn = self.conn.clone();
         let granted: i64 = redis::Script::new(RESERVE)
             .key(self.key(merchant, currency, periods[0].0))
@@ -120,11 +153,20 @@ impl UsageStore for RedisUsage {
         Ok(granted == 1)
     }
 
-    async fn release(&self, merchant: &str, currency: &str, periods: [&str; 2], amount: i64) -> anyhow::Result<()> {
+    async fn release(
+        &self,
+        merchant: &str,
+        currency: &str,
+        periods: [&str; 2],
+        amount: i64,
+    ) -> anyhow::Result<()> {
         let mut conn = self.conn.clone();
         let mut pipe = redis::pipe();
         for period in periods {
-            pipe.cmd("DECRBY").arg(self.key(merchant, currency, period)).arg(amount).ignore();
+            pipe.cmd("DECRBY")
+                .arg(self.key(merchant, currency, period))
+                .arg(amount)
+                .ignore();
         }
         pipe.query_async::<()>(&mut conn).await?;
         Ok(())

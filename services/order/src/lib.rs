@@ -120,7 +120,8 @@ fn order_from_row(row: &sqlx::any::AnyRow) -> ApiResult<Order> {
         order_no: row.try_get("order_no")?,
         amount_minor: row.try_get("amount_minor")?,
         currency: row.try_get("currency")?,
-        status: OrderStatus::parse(&status).ok_or_else(|| ApiError::internal(format!("order status {status}")))?,
+        status: OrderStatus::parse(&status)
+            .ok_or_else(|| ApiError::internal(format!("order status {status}")))?,
         payment_id: row.try_get("payment_id")?,
         created_at_ms: row.try_get("created_at_ms")?,
         updated_at_ms: row.try_get("updated_at_ms")?,
@@ -181,21 +182,30 @@ impl OrderApi for Orders {
         if !current.status.can_move_to(to) {
             return Err(ApiError::conflict(
                 "order_transition_invalid",
-                format!("an order in {} cannot become {}", current.status.as_str(), to.as_str()),
+                format!(
+                    "an order in {} cannot become {}",
+                    current.status.as_str(),
+                    to.as_str()
+                ),
             ));
         }
         let now = self.clock.now_ms();
         let mut tx = self.db.pool().begin().await?;
         // Conditional on the state we checked: a concurrent move makes this a no-op.
-        let moved = sqlx::query("UPDATE orders SET status = $1, updated_at_ms = $2 WHERE id = $3 AND status = $4")
-            .bind(to.as_str())
-            .bind(now)
-            .bind(id)
-            .bind(current.status.as_str())
-            .execute(&mut *tx)
-            .await?;
+        let moved = sqlx::query(
+            "UPDATE orders SET status = $1, updated_at_ms = $2 WHERE id = $3 AND status = $4",
+        )
+        .bind(to.as_str())
+        .bind(now)
+        .bind(id)
+        .bind(current.status.as_str())
+        .execute(&mut *tx)
+        .await?;
         if moved.rows_affected() == 0 {
-            return Err(ApiError::conflict("order_transition_invalid", "the order moved concurrently"));
+            return Err(ApiError::conflict(
+                "order_transition_invalid",
+                "the order moved concurrently",
+            ));
         }
         sqlx::query("INSERT INTO order_transitions (order_id, from_status, to_status, at_ms) VALUES ($1, $2, $3, $4)")
             .bind(id)
@@ -205,7 +215,11 @@ impl OrderApi for Orders {
             .execute(&mut *tx)
             .await?;
         tx.commit().await?;
-        Ok(Order { status: to, updated_at_ms: now, ..current })
+        Ok(Order {
+            status: to,
+            updated_at_ms: now,
+            ..current
+        })
     }
 }
 
@@ -221,7 +235,12 @@ impl OrderApi for OrderHttp {
         self.0.get(&format!("/internal/v1/orders/{id}")).await
     }
     async fn transition(&self, id: &str, to: OrderStatus) -> ApiResult<Order> {
-        self.0.post(&format!("/internal/v1/orders/{id}/transitions"), &MoveIn { to }).await
+        self.0
+            .post(
+                &format!("/internal/v1/orders/{id}/transitions"),
+                &MoveIn { to },
+            )
+            .await
     }
 }
 
@@ -233,7 +252,10 @@ pub fn router(service: Arc<Orders>) -> Router {
         .with_state(service)
 }
 
-async fn create(State(s): State<Arc<Orders>>, ApiJson(req): ApiJson<OrderIn>) -> ApiResult<Json<Order>> {
+async fn create(
+    State(s): State<Arc<Orders>>,
+    ApiJson(req): ApiJson<OrderIn>,
+) -> ApiResult<Json<Order>> {
     s.create(req).await.map(Json)
 }
 
@@ -256,7 +278,16 @@ mod tests {
     #[test]
     fn terminal_states_never_move_and_refunds_follow_payment() {
         for terminal in [Refunded, Failed, Canceled, Expired] {
-            for to in [Created, Authorized, Paid, PartiallyRefunded, Refunded, Failed, Canceled, Expired] {
+            for to in [
+                Created,
+                Authorized,
+                Paid,
+                PartiallyRefunded,
+                Refunded,
+                Failed,
+                Canceled,
+                Expired,
+            ] {
                 assert!(!terminal.can_move_to(to), "{terminal:?} -> {to:?}");
             }
         }

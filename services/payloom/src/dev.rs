@@ -1,24 +1,22 @@
-//! `payloom dev`: the plugin host on embedded defaults.
-//!
-//! Writes the reference plugins into `<data-dir>/plugins` (once), loads and watches that
-//! folder (drop in a new `.wasm` + `.toml` and it goes live, a bad one is refused and
-//! reported), and serves `/health`, `/ready`, `/metrics` and `/v1/plugins`.
+//! `payloom dev`: every service in this process on embedded defaults: one SQLite file per
+//! service in `--data-dir` (or PostgreSQL with `--database-url`), in-memory nonces, the
+//! reference plugins loaded and watched. Creates a demo merchant and an admin user and
+//! writes their credentials to `<data-dir>/dev-credentials.json`.
 
 use std::net::SocketAddr;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::sync::Arc;
 
 use anyhow::Context;
 use axum::extract::State;
-use axum::http::{StatusCode, header};
-use axum::response::IntoResponse;
 use axum::routing::get;
 use axum::{Json, Router};
-use payloom_host::capabilities::HostServices;
-use payloom_host::capabilities::http::HttpClient;
-use payloom_host::watch::Watcher;
-use payloom_host::{HostConfig, Registry, Runtime};
-use prometheus_client::registry::Registry as Metrics;
+use payloom_host::Registry;
+use payloom_merchant_auth::MerchantIn;
+use payloom_platform::config::Config;
+use serde::{Deserialize, Serialize};
+
+use crate::app::{self, Assembly, Role, Settings};
 
 /// `payloom dev` options.
 #[derive(clap::Args)]
@@ -26,15 +24,47 @@ pub struct DevArgs {
     /// Address to listen on; port 0 picks a free one.
     #[arg(long, default_value = "127.0.0.1:40080")]
     pub listen: SocketAddr,
-    /// Where plugins, the compile cache and state live.
+    /// Where databases, plugins, the compile cache, secrets and credentials live.
     #[arg(long, default_value = ".payloom")]
     pub data_dir: PathBuf,
+    /// Run on PostgreSQL instead of SQLite files (`postgres://…`).
+    #[arg(long)]
+    pub database_url: Option<String>,
+    /// Keep nonces and quota counters in Redis (`redis://…`).
+    #[arg(long)]
+    pub redis_url: Option<String>,
+    /// A config file layered over the embedded defaults.
+    #[arg(long)]
+    pub config: Option<PathBuf>,
 }
 
-struct App {
-    registry: Arc<Registry>,
-    metrics: Metrics,
+/// `<data-dir>/dev-credentials.json`.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct DevCredentials {
+    pub merchant: DevMerchant,
+    pub admin: DevAdmin,
+    pub base_url: String,
 }
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct DevMerchant {
+    pub id: String,
+    pub api_key: DevApiKey,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct DevApiKey {
+    pub key_id: String,
+    pub secret: String,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct DevAdmin {
+    pub username: String,
+    pub password: String,
+}
+
+pub const CREDENTIALS_FILE: &str = "dev-credentials.json";
 
 pub fn run(args: DevArgs) -> anyhow::Result<()> {
     tokio::runtime::Builder::new_multi_thread()
@@ -43,90 +73,147 @@ pub fn run(args: DevArgs) -> anyhow::Result<()> {
         .block_on(serve(args))
 }
 
-/// Writes the reference plugins that are not there yet; an operator's edits stay.
-fn seed_plugins(dir: &Path) -> anyhow::Result<()> {
-    std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
-    for plugin in payloom_reference_plugins::ALL {
-        if !dir.join(format!("{}.wasm", plugin.name)).exists() {
-            plugin.write_to(dir)?;
-        }
-    }
-    Ok(())
-}
-
 async fn serve(args: DevArgs) -> anyhow::Result<()> {
-    let plugins_dir = args.data_dir.join("plugins");
-    seed_plugins(&plugins_dir)?;
-    let config = HostConfig {
-        // Development: the reference plugins are built locally and not signed.
-        allow_unsigned: true,
-        cache_dir: Some(args.data_dir.join("cache")),
-        ..HostConfig::default()
-    };
-    let http = HttpClient::from_config(&config)?;
-    let mut metrics = Metrics::default();
-    let runtime = Runtime::new(
-        config,
-        HostServices::in_memory(Arc::new(http)),
-        &mut metrics,
-    )?;
-    let registry = Registry::new(runtime);
-    let _watcher = Watcher::start(registry.clone(), &plugins_dir).await?;
-    let app = Arc::new(App { registry, metrics });
-    let router = Router::new()
-        .route(
-            "/health",
-            get(|| async { Json(serde_json::json!({"status": "ok"})) }),
-        )
-        .route("/ready", get(ready))
-        .route("/metrics", get(metrics_text))
-        .route("/v1/plugins", get(list_plugins))
-        .with_state(app.clone());
+    let mut config = Config::load(app::DEFAULT_CONFIG, args.config.as_deref())?;
+    // The reference plugins are built on this machine and not signed.
+    config.set("plugins.allow_unsigned", toml::Value::Boolean(true));
+    if let Some(url) = &args.database_url {
+        config.set("database.url", toml::Value::String(url.clone()));
+    }
+    if let Some(url) = &args.redis_url {
+        config.set("redis.url", toml::Value::String(url.clone()));
+    }
     let listener = tokio::net::TcpListener::bind(args.listen)
         .await
         .with_context(|| format!("binding {}", args.listen))?;
     let addr = listener.local_addr()?;
-    println!("payloom dev listening on http://{addr}");
-    println!(
-        "  plugins: {} (watched; drop a .wasm + .toml pair in to hot-swap)",
-        plugins_dir.display()
+    let base_url = format!("http://{addr}");
+    config.set(
+        "gateway.public_base_url",
+        toml::Value::String(base_url.clone()),
     );
-    for row in app.registry.list() {
-        println!("  loaded {}@{} ({})", row.id, row.version, row.kind);
+    let settings = Settings {
+        config,
+        data_dir: args.data_dir.clone(),
+        generate_secrets: true,
+    };
+    let assembly = app::assemble(&settings, &Role::ALL).await?;
+    let credentials = ensure_demo(&assembly, &args.data_dir, &base_url).await?;
+    let router = public_router(&assembly);
+    println!("payloom dev listening on {base_url}");
+    println!("  merchant API   {base_url}/v1  (OpenAPI: {base_url}/v1/openapi.json)");
+    println!("  admin API      {base_url}/admin/v1");
+    println!("  health         {base_url}/health  {base_url}/ready  {base_url}/metrics");
+    println!("  database       {}", assembly.database_url);
+    println!(
+        "  plugins        {} (watched; drop a .wasm + .toml pair in to hot-swap)",
+        args.data_dir.join("plugins").display()
+    );
+    if let Some(registry) = &assembly.registry {
+        for row in registry.list() {
+            println!("    loaded {}@{} ({})", row.id, row.version, row.kind);
+        }
     }
-    axum::serve(listener, router)
-        .with_graceful_shutdown(shutdown())
+    println!(
+        "  demo merchant  {} (key {})",
+        credentials.merchant.id, credentials.merchant.api_key.key_id
+    );
+    println!(
+        "  credentials    {}",
+        args.data_dir.join(CREDENTIALS_FILE).display()
+    );
+    println!(
+        "  try it         cargo run -p payloom -- demo pay --data-dir {}",
+        args.data_dir.display()
+    );
+    payloom_platform::server::serve(listener, router).await
+}
+
+/// The one listener of `dev`: the merchant and admin APIs, ops routes, the plugin list.
+fn public_router(assembly: &Assembly) -> Router {
+    let mut router = payloom_platform::server::ops_router(app::ops(assembly));
+    for (role, routes) in &assembly.routers {
+        if matches!(role, Role::PaymentGateway | Role::AdminBff) {
+            router = router.merge(routes.clone());
+        }
+    }
+    if let Some(registry) = &assembly.registry {
+        router = router.merge(
+            Router::new()
+                .route("/v1/plugins", get(list_plugins))
+                .with_state(registry.clone()),
+        );
+    }
+    router
+}
+
+async fn list_plugins(State(registry): State<Arc<Registry>>) -> Json<serde_json::Value> {
+    Json(serde_json::json!({ "data": registry.list() }))
+}
+
+/// Reuses the demo merchant in the credentials file if the database still has it;
+/// otherwise creates a merchant, an API key, sandbox credentials and the admin user.
+async fn ensure_demo(
+    assembly: &Assembly,
+    data_dir: &std::path::Path,
+    base_url: &str,
+) -> anyhow::Result<DevCredentials> {
+    let path = data_dir.join(CREDENTIALS_FILE);
+    let admin = assembly.admin.as_ref().context("dev runs the admin API")?;
+    if let Some(mut existing) = std::fs::read(&path)
+        .ok()
+        .and_then(|b| serde_json::from_slice::<DevCredentials>(&b).ok())
+        && assembly
+            .auth
+            .get_merchant(&existing.merchant.id)
+            .await
+            .is_ok()
+    {
+        admin
+            .upsert_admin(
+                &existing.admin.username,
+                &existing.admin.password,
+                "super_admin",
+            )
+            .await?;
+        existing.base_url = base_url.to_owned();
+        app::write_private(&path, &serde_json::to_string_pretty(&existing)?)?;
+        return Ok(existing);
+    }
+    let merchant = assembly
+        .auth
+        .create_merchant(MerchantIn {
+            name: "Demo Store".into(),
+            tier: None,
+        })
         .await?;
-    Ok(())
-}
-
-async fn shutdown() {
-    let _ = tokio::signal::ctrl_c().await;
-}
-
-async fn ready(State(app): State<Arc<App>>) -> impl IntoResponse {
-    match app.registry.list().is_empty() {
-        true => (
-            StatusCode::SERVICE_UNAVAILABLE,
-            Json(serde_json::json!({"status": "no plugins loaded"})),
-        ),
-        false => (StatusCode::OK, Json(serde_json::json!({"status": "ready"}))),
-    }
-}
-
-async fn metrics_text(State(app): State<Arc<App>>) -> impl IntoResponse {
-    let mut text = String::new();
-    match prometheus_client::encoding::text::encode(&mut text, &app.metrics) {
-        Ok(()) => (
-            StatusCode::OK,
-            [(header::CONTENT_TYPE, "text/plain; version=0.0.4")],
-            text,
-        )
-            .into_response(),
-        Err(_) => StatusCode::INTERNAL_SERVER_ERROR.into_response(),
-    }
-}
-
-async fn list_plugins(State(app): State<Arc<App>>) -> impl IntoResponse {
-    Json(serde_json::json!({ "data": app.registry.list() }))
+    let key = assembly.auth.create_api_key(&merchant.id).await?;
+    let notify_secret = payloom_platform::ids::random_hex(32);
+    let mut sandbox = std::collections::BTreeMap::new();
+    sandbox.insert("notify_secret".to_owned(), notify_secret);
+    assembly
+        .channels
+        .set_credentials(&merchant.id, "sandbox", sandbox)
+        .await?;
+    let password = payloom_platform::ids::random_hex(12);
+    admin
+        .upsert_admin("admin", &password, "super_admin")
+        .await?;
+    let credentials = DevCredentials {
+        merchant: DevMerchant {
+            id: merchant.id,
+            api_key: DevApiKey {
+                key_id: key.key_id,
+                secret: key.secret,
+            },
+        },
+        admin: DevAdmin {
+            username: "admin".into(),
+            password,
+        },
+        base_url: base_url.to_owned(),
+    };
+    std::fs::create_dir_all(data_dir)?;
+    app::write_private(&path, &serde_json::to_string_pretty(&credentials)?)?;
+    Ok(credentials)
 }

@@ -1,7 +1,10 @@
-//! `payloom`: one binary, many roles. Today it carries the plugin host and tooling:
+//! `payloom`: one binary, many roles.
 //!
 //! ```text
-//! payloom dev                                        the plugin host on embedded defaults
+//! payloom dev                                        every service in one process, embedded defaults
+//! payloom serve <service>...                         chosen services against PostgreSQL
+//! payloom demo pay                                   a signed sample payment against `dev`
+//! payloom bench payments                             load generator with a database baseline
 //! payloom plugin new <channel|risk|policy> <name>   scaffold a plugin crate
 //! payloom plugin build [dir]                         build it into a component
 //! payloom plugin check <component.wasm>              validate a component
@@ -11,8 +14,12 @@
 //! payloom plugin keygen | sign                       ed25519 signing of artifacts
 //! ```
 
+mod app;
+mod bench;
+mod demo;
 mod dev;
 mod plugin;
+mod serve;
 
 use std::process::ExitCode;
 
@@ -27,9 +34,17 @@ struct Cli {
 
 #[derive(Subcommand)]
 enum Command {
-    /// Run the platform on embedded defaults (today: the plugin host with the
-    /// reference plugins, hot reload, health and metrics).
+    /// Run every service in this process on embedded defaults (SQLite, in-memory caches,
+    /// the reference plugins), with a demo merchant and admin user.
     Dev(dev::DevArgs),
+    /// Run the chosen services against PostgreSQL, reaching the others over HTTP.
+    Serve(serve::ServeArgs),
+    /// Try the running platform.
+    #[command(subcommand)]
+    Demo(demo::DemoCommand),
+    /// Load generators.
+    #[command(subcommand)]
+    Bench(bench::BenchCommand),
     /// Plugin tooling: scaffold, build, check, run, conformance, bench, sign.
     #[command(subcommand)]
     Plugin(plugin::PluginCommand),
@@ -43,6 +58,9 @@ fn main() -> ExitCode {
     let cli = Cli::parse();
     let result = match cli.command {
         Command::Dev(args) => dev::run(args).map(|()| ExitCode::SUCCESS),
+        Command::Serve(args) => serve::run(args).map(|()| ExitCode::SUCCESS),
+        Command::Demo(command) => demo::run(command).map(|()| ExitCode::SUCCESS),
+        Command::Bench(command) => bench::run(command).map(|()| ExitCode::SUCCESS),
         Command::Plugin(command) => plugin::run(command),
     };
     match result {

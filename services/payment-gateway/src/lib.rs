@@ -1,0 +1,123 @@
+//! The merchant-facing payment gateway.
+
+pub mod api;
+mod auth;
+mod db;
+mod flow;
+mod idempotency;
+mod operations;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use payloom_channel_adapter::ChannelApi;
+use payloom_merchant_auth::MerchantAuthApi;
+use payloom_merchant_policy::PolicyApi;
+use payloom_merchant_quota::QuotaApi;
+use payloom_order::OrderApi;
+use payloom_platform::Db;
+use payloom_platform::clock::SharedClock;
+use payloom_platform::db::Migration;
+use payloom_risk::RiskApi;
+use serde::{Deserialize, Serialize};
+
+pub use auth::{Authenticated, sign_request};
+
+pub const MIGRATIONS: &[Migration] = &[Migration {
+    version: 1,
+    name: "payments, refunds, idempotency keys",
+    sql: include_str!("../migrations/0001_payments.sql"),
+}];
+
+/// `[gateway]`.
+#[derive(Debug, Clone, Deserialize, Serialize)]
+pub struct GatewayConfig {
+    /// Largest request body accepted on `/v1`, in bytes.
+    pub body_limit_bytes: usize,
+    /// Unpaid payments expire after this unless the request says `expires_in`.
+    pub expires_in_default_secs: i64,
+    /// The longest `expires_in` a merchant may ask for.
+    pub expires_in_max_secs: i64,
+    /// How often unpaid payments past their expiry are swept, in milliseconds.
+    pub expiry_sweep_interval_ms: u64,
+    /// How long a request waits for a concurrent one holding the same Idempotency-Key.
+    pub idempotency_wait_ms: u64,
+    /// Public base URL PSP notifications are sent to (`<base>/v1/notify/<channel>`).
+    pub public_base_url: String,
+}
+
+impl GatewayConfig {
+    pub fn validate(&self) -> anyhow::Result<()> {
+        anyhow::ensure!(
+            (1024..=10 * 1024 * 1024).contains(&self.body_limit_bytes),
+            "gateway.body_limit_bytes must be 1 KiB to 10 MiB"
+        );
+        anyhow::ensure!(
+            self.expires_in_default_secs > 0
+                && self.expires_in_default_secs <= self.expires_in_max_secs,
+            "gateway.expires_in_default_secs must be positive and at most expires_in_max_secs"
+        );
+        anyhow::ensure!(
+            self.expiry_sweep_interval_ms >= 100,
+            "gateway.expiry_sweep_interval_ms must be at least 100"
+        );
+        Ok(())
+    }
+}
+
+/// The services the gateway calls, in-process or over HTTP.
+#[derive(Clone)]
+pub struct Dependencies {
+    pub auth: Arc<dyn MerchantAuthApi>,
+    pub orders: Arc<dyn OrderApi>,
+    pub quota: Arc<dyn QuotaApi>,
+    pub policy: Arc<dyn PolicyApi>,
+    pub risk: Arc<dyn RiskApi>,
+    pub channels: Arc<dyn ChannelApi>,
+}
+
+pub struct Gateway {
+    db: Db,
+    clock: SharedClock,
+    config: GatewayConfig,
+    deps: Dependencies,
+}
+
+impl Gateway {
+    pub async fn new(
+        db: Db,
+        clock: SharedClock,
+        config: GatewayConfig,
+        deps: Dependencies,
+    ) -> anyhow::Result<Arc<Self>> {
+        config.validate()?;
+        db.migrate("payment-gateway", MIGRATIONS).await?;
+        Ok(Arc::new(Self {
+            db,
+            clock,
+            config,
+            deps,
+        }))
+    }
+
+    pub fn db(&self) -> &Db {
+        &self.db
+    }
+
+    /// Sweeps expired unpaid payments until the process ends.
+    pub fn spawn_expiry(self: &Arc<Self>) -> tokio::task::JoinHandle<()> {
+        let gateway = self.clone();
+        tokio::spawn(async move {
+            let mut tick = tokio::time::interval(Duration::from_millis(
+                gateway.config.expiry_sweep_interval_ms,
+            ));
+            tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+            loop {
+                tick.tick().await;
+                if let Err(e) = gateway.expire_due().await {
+                    tracing::warn!("expiry sweep failed: {e}");
+                }
+            }
+        })
+    }
+}

@@ -42,13 +42,17 @@ impl ServiceClient {
         path: &str,
         body: &I,
     ) -> ApiResult<O> {
-        let request = self.http.post(format!("{}{path}", self.base_url)).json(body);
+        let request = self
+            .http
+            .post(format!("{}{path}", self.base_url))
+            .json(body);
         self.send(request).await
     }
 
     /// `GET path`.
     pub async fn get<O: DeserializeOwned>(&self, path: &str) -> ApiResult<O> {
-        self.send(self.http.get(format!("{}{path}", self.base_url))).await
+        self.send(self.http.get(format!("{}{path}", self.base_url)))
+            .await
     }
 
     async fn send<O: DeserializeOwned>(&self, request: reqwest::RequestBuilder) -> ApiResult<O> {
@@ -73,7 +77,10 @@ impl ServiceClient {
                 error.status = status;
                 Err(error)
             }
-            Err(_) => Err(ApiError::unavailable(format!("{} answered {status}", self.base_url))),
+            Err(_) => Err(ApiError::unavailable(format!(
+                "{} answered {status}",
+                self.base_url
+            ))),
         }
     }
 }

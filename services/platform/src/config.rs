@@ -44,7 +44,9 @@ impl Config {
             merge(&mut config.table, layer);
         }
         for (name, raw) in env {
-            let Some(key) = name.strip_prefix(ENV_PREFIX) else { continue };
+            let Some(key) = name.strip_prefix(ENV_PREFIX) else {
+                continue;
+            };
             // PAYLOOM_LOG is the log filter, not a config key.
             if key == "LOG" {
                 continue;
@@ -138,13 +140,19 @@ mod tests {
         let file = dir.join("c.toml");
         std::fs::write(&file, "[gateway]\nname = \"b\"\n").unwrap();
         let env = vec![
-            ("PAYLOOM_GATEWAY__BODY_LIMIT_BYTES".to_owned(), "65536".to_owned()),
+            (
+                "PAYLOOM_GATEWAY__BODY_LIMIT_BYTES".to_owned(),
+                "65536".to_owned(),
+            ),
             ("PAYLOOM_LOG".to_owned(), "debug".to_owned()),
             ("OTHER".to_owned(), "x".to_owned()),
         ];
         let mut config = Config::load_with_env(defaults, Some(&file), &env).unwrap();
         let g: Gateway = config.section("gateway").unwrap();
-        assert_eq!((g.body_limit_bytes, g.name.as_str(), g.missing), (65536, "b", None));
+        assert_eq!(
+            (g.body_limit_bytes, g.name.as_str(), g.missing),
+            (65536, "b", None)
+        );
         config.set("gateway.name", Value::String("flag".into()));
         assert_eq!(config.get_str("gateway.name"), Some("flag"));
         assert!(config.get_str("log").is_none());
@@ -152,7 +160,12 @@ mod tests {
 
     #[test]
     fn a_wrong_type_names_the_section() {
-        let config = Config::load_with_env("[gateway]\nbody_limit_bytes = \"x\"\nname = \"a\"", None, &[]).unwrap();
+        let config = Config::load_with_env(
+            "[gateway]\nbody_limit_bytes = \"x\"\nname = \"a\"",
+            None,
+            &[],
+        )
+        .unwrap();
         let err = config.section::<Gateway>("gateway").unwrap_err();
         assert!(format!("{err:#}").contains("[gateway]"), "{err:#}");
     }

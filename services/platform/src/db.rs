@@ -108,11 +108,15 @@ impl Db {
         );
         let mut conn = self.pool.acquire().await?;
         if self.dialect == Dialect::Postgres {
-            sqlx::query("SELECT pg_advisory_lock(7424100)").execute(&mut *conn).await?;
+            sqlx::query("SELECT pg_advisory_lock(7424100)")
+                .execute(&mut *conn)
+                .await?;
         }
         let result = self.migrate_locked(&mut conn, service, migrations).await;
         if self.dialect == Dialect::Postgres {
-            sqlx::query("SELECT pg_advisory_unlock(7424100)").execute(&mut *conn).await?;
+            sqlx::query("SELECT pg_advisory_unlock(7424100)")
+                .execute(&mut *conn)
+                .await?;
         }
         result
     }
@@ -136,9 +140,17 @@ impl Db {
                 .await?;
         for migration in migrations.iter().filter(|m| !applied.contains(&m.version)) {
             let mut tx = sqlx::Connection::begin(&mut *conn).await?;
-            for statement in migration.sql.split(';').map(str::trim).filter(|s| !s.is_empty()) {
+            for statement in migration
+                .sql
+                .split(';')
+                .map(str::trim)
+                .filter(|s| !s.is_empty())
+            {
                 tx.execute(statement).await.with_context(|| {
-                    format!("{service} migration {} ({})", migration.version, migration.name)
+                    format!(
+                        "{service} migration {} ({})",
+                        migration.version, migration.name
+                    )
                 })?;
             }
             sqlx::query(
@@ -167,7 +179,9 @@ pub fn is_unique_violation(err: &sqlx::Error) -> bool {
     match err {
         sqlx::Error::Database(db) => {
             db.is_unique_violation()
-                || db.code().is_some_and(|c| c == "23505" || c == "2067" || c == "1555")
+                || db
+                    .code()
+                    .is_some_and(|c| c == "23505" || c == "2067" || c == "1555")
         }
         _ => false,
     }
@@ -175,5 +189,8 @@ pub fn is_unique_violation(err: &sqlx::Error) -> bool {
 
 /// The database URL of one service's SQLite file under `dir`.
 pub fn sqlite_url(dir: &std::path::Path, service: &str) -> String {
-    format!("sqlite://{}?mode=rwc", dir.join(format!("{service}.sqlite")).display())
+    format!(
+        "sqlite://{}?mode=rwc",
+        dir.join(format!("{service}.sqlite")).display()
+    )
 }

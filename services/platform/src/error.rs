@@ -56,7 +56,12 @@ impl ApiError {
 
     /// 404: does not exist, or belongs to someone else (callers cannot tell which).
     pub fn not_found(what: &str, id: &str) -> Self {
-        Self::new(404, "invalid_request_error", "resource_missing", format!("no such {what}: '{id}'"))
+        Self::new(
+            404,
+            "invalid_request_error",
+            "resource_missing",
+            format!("no such {what}: '{id}'"),
+        )
     }
 
     /// 409: the request conflicts with the current state.
@@ -79,7 +84,12 @@ impl ApiError {
     pub fn internal(err: impl std::fmt::Display) -> Self {
         let at = std::panic::Location::caller();
         tracing::error!(at = %at, "internal error: {err:#}");
-        Self::new(500, "api_error", "internal_error", "an internal error occurred")
+        Self::new(
+            500,
+            "api_error",
+            "internal_error",
+            "an internal error occurred",
+        )
     }
 
     pub fn with_param(mut self, param: &str) -> Self {
@@ -151,11 +161,15 @@ fn json_rejection(rejection: JsonRejection) -> ApiError {
                 .nth(1)
                 .filter(|p| !p.contains(' '))
                 .map(str::to_owned);
-            ApiError { param, ..ApiError::bad_request("parameter_invalid", detail) }
+            ApiError {
+                param,
+                ..ApiError::bad_request("parameter_invalid", detail)
+            }
         }
-        JsonRejection::JsonSyntaxError(e) => {
-            ApiError::bad_request("body_invalid", format!("the body is not valid JSON: {}", e.body_text()))
-        }
+        JsonRejection::JsonSyntaxError(e) => ApiError::bad_request(
+            "body_invalid",
+            format!("the body is not valid JSON: {}", e.body_text()),
+        ),
         JsonRejection::MissingJsonContentType(_) => ApiError::new(
             415,
             "invalid_request_error",
@@ -171,7 +185,12 @@ fn json_rejection(rejection: JsonRejection) -> ApiError {
 
 /// 413 in our shape.
 pub fn body_too_large() -> ApiError {
-    ApiError::new(413, "invalid_request_error", "body_too_large", "the request body is too large")
+    ApiError::new(
+        413,
+        "invalid_request_error",
+        "body_too_large",
+        "the request body is too large",
+    )
 }
 
 #[cfg(test)]

@@ -31,14 +31,21 @@ pub fn new_id(prefix: &str, now_ms: i64) -> String {
 pub fn has_shape(id: &str, prefix: &str) -> bool {
     id.strip_prefix(prefix)
         .and_then(|rest| rest.strip_prefix('_'))
-        .is_some_and(|body| body.len() == ID_BODY_LEN && body.bytes().all(|b| ALPHABET.contains(&b)))
+        .is_some_and(|body| {
+            body.len() == ID_BODY_LEN && body.bytes().all(|b| ALPHABET.contains(&b))
+        })
+}
+
+/// Random bytes from the operating system, for keys and salts.
+pub fn random_bytes(len: usize) -> Vec<u8> {
+    let mut buf = vec![0u8; len];
+    getrandom::fill(&mut buf).expect("the operating system's random source");
+    buf
 }
 
 /// Random bytes as lowercase hex, for secrets and nonces.
-pub fn random_hex(bytes: usize) -> String {
-    let mut buf = vec![0u8; bytes];
-    getrandom::fill(&mut buf).expect("the operating system's random source");
-    hex::encode(buf)
+pub fn random_hex(len: usize) -> String {
+    hex::encode(random_bytes(len))
 }
 
 #[cfg(test)]

@@ -52,7 +52,13 @@ impl MasterKey {
         getrandom::fill(&mut nonce).expect("the operating system's random source");
         let sealed = self
             .cipher()
-            .encrypt(Nonce::from_slice(&nonce), Payload { msg: plain, aad: context.as_bytes() })
+            .encrypt(
+                Nonce::from_slice(&nonce),
+                Payload {
+                    msg: plain,
+                    aad: context.as_bytes(),
+                },
+            )
             .expect("AES-GCM encryption does not fail for in-memory inputs");
         let mut out = Vec::with_capacity(NONCE_LEN + sealed.len());
         out.extend_from_slice(&nonce);
@@ -69,7 +75,13 @@ impl MasterKey {
             .ok_or_else(|| anyhow::anyhow!("not a sealed value"))?;
         let (nonce, body) = raw.split_at(NONCE_LEN);
         self.cipher()
-            .decrypt(Nonce::from_slice(nonce), Payload { msg: body, aad: context.as_bytes() })
+            .decrypt(
+                Nonce::from_slice(nonce),
+                Payload {
+                    msg: body,
+                    aad: context.as_bytes(),
+                },
+            )
             .map_err(|_| anyhow::anyhow!("sealed value does not open with this key and context"))
     }
 }
@@ -83,9 +95,16 @@ mod tests {
         let key = MasterKey::generate();
         let sealed = key.seal(b"sk_live_123", "channel:mch_1:sandbox");
         assert!(!sealed.contains("sk_live"));
-        assert_eq!(key.open(&sealed, "channel:mch_1:sandbox").unwrap(), b"sk_live_123");
+        assert_eq!(
+            key.open(&sealed, "channel:mch_1:sandbox").unwrap(),
+            b"sk_live_123"
+        );
         assert!(key.open(&sealed, "channel:mch_2:sandbox").is_err());
-        assert!(MasterKey::generate().open(&sealed, "channel:mch_1:sandbox").is_err());
+        assert!(
+            MasterKey::generate()
+                .open(&sealed, "channel:mch_1:sandbox")
+                .is_err()
+        );
         assert!(MasterKey::from_hex(&key.to_hex()).is_ok());
         assert!(MasterKey::from_hex("abcd").is_err());
     }

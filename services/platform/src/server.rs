@@ -55,9 +55,15 @@ impl HttpMetrics {
     pub fn register(registry: &mut Registry) -> Self {
         let requests = Family::<RouteLabels, Counter>::default();
         let latency = Family::<RouteLabels, Histogram>::new_with_constructor(|| {
-            Histogram::new([0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 1.0, 5.0])
+            Histogram::new([
+                0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 1.0, 5.0,
+            ])
         });
-        registry.register("payloom_http_requests", "HTTP requests by route", requests.clone());
+        registry.register(
+            "payloom_http_requests",
+            "HTTP requests by route",
+            requests.clone(),
+        );
         registry.register(
             "payloom_http_request_seconds",
             "HTTP request latency by route",
@@ -77,7 +83,10 @@ pub struct Ops {
 /// `/health` (the process answers), `/ready` (every dependency answers), `/metrics`.
 pub fn ops_router(ops: Ops) -> Router {
     Router::new()
-        .route("/health", get(|| async { Json(serde_json::json!({"status": "ok"})) }))
+        .route(
+            "/health",
+            get(|| async { Json(serde_json::json!({"status": "ok"})) }),
+        )
         .route("/ready", get(ready))
         .route("/metrics", get(metrics_text))
         .with_state(Arc::new(ops))
@@ -102,7 +111,10 @@ async fn metrics_text(State(ops): State<Arc<Ops>>) -> Response {
     let mut text = String::new();
     match prometheus_client::encoding::text::encode(&mut text, &ops.metrics) {
         Ok(()) => (
-            [(header::CONTENT_TYPE, "application/openmetrics-text; version=1.0.0; charset=utf-8")],
+            [(
+                header::CONTENT_TYPE,
+                "application/openmetrics-text; version=1.0.0; charset=utf-8",
+            )],
             text,
         )
             .into_response(),
@@ -129,7 +141,9 @@ async fn track(metrics: HttpMetrics, mut req: Request, next: Next) -> Response {
         .and_then(|v| v.to_str().ok())
         .filter(|v| !v.is_empty() && v.len() <= 128)
         .map(str::to_owned)
-        .unwrap_or_else(|| crate::ids::new_id("req", crate::clock::Clock::now_ms(&crate::SystemClock)));
+        .unwrap_or_else(|| {
+            crate::ids::new_id("req", crate::clock::Clock::now_ms(&crate::SystemClock))
+        });
     let route = req
         .extensions()
         .get::<MatchedPath>()
@@ -146,7 +160,11 @@ async fn track(metrics: HttpMetrics, mut req: Request, next: Next) -> Response {
     if let Ok(value) = HeaderValue::from_str(&id) {
         response.headers_mut().insert(REQUEST_ID, value);
     }
-    let labels = RouteLabels { method, route, status };
+    let labels = RouteLabels {
+        method,
+        route,
+        status,
+    };
     metrics.requests.get_or_create(&labels).inc();
     metrics.latency.get_or_create(&labels).observe(elapsed);
     response

@@ -112,7 +112,13 @@ impl Risk {
         clock: SharedClock,
     ) -> anyhow::Result<Arc<Self>> {
         db.migrate("risk", MIGRATIONS).await?;
-        Ok(Arc::new(Self { db, registry, counters, config, clock }))
+        Ok(Arc::new(Self {
+            db,
+            registry,
+            counters,
+            config,
+            clock,
+        }))
     }
 
     pub fn config(&self) -> &RiskConfig {
@@ -120,16 +126,36 @@ impl Risk {
     }
 
     async fn run_rule(&self, rule: &RuleConfig, ctx: &ri::Context, now_ms: i64) -> RuleResult {
-        let config = rule.config.iter().map(|(k, v)| types::KeyValue { key: k.clone(), value: v.clone() }).collect();
-        let call = Call::Risk(RiskCall::Evaluate { ctx: ctx.clone(), config });
-        let version = self.registry.get(&rule.plugin).map(|p| p.version().to_owned());
-        let verdict = match self.registry.call(&rule.plugin, CallContext::default().at(now_ms), call).await {
+        let config = rule
+            .config
+            .iter()
+            .map(|(k, v)| types::KeyValue {
+                key: k.clone(),
+                value: v.clone(),
+            })
+            .collect();
+        let call = Call::Risk(RiskCall::Evaluate {
+            ctx: ctx.clone(),
+            config,
+        });
+        let version = self
+            .registry
+            .get(&rule.plugin)
+            .map(|p| p.version().to_owned());
+        let verdict = match self
+            .registry
+            .call(&rule.plugin, CallContext::default().at(now_ms), call)
+            .await
+        {
             Ok(report) => match report.verdict() {
                 Some(v) => v.clone(),
                 None => ri::Verdict {
                     action: ri::Action::Block,
                     score: 0,
-                    reasons: vec![format!("rule `{}` refused its configuration: {:?}", rule.plugin, report.reply)],
+                    reasons: vec![format!(
+                        "rule `{}` refused its configuration: {:?}",
+                        rule.plugin, report.reply
+                    )],
                 },
             },
             // A missing rule is a misconfiguration: it blocks, like any rule failing closed.
@@ -156,9 +182,17 @@ impl Risk {
 
     fn record_counters(&self, payment: &types::Payment, now_ms: i64) {
         let c = &payment.customer;
-        for (field, value) in COUNTED_FIELDS.iter().zip([&c.email, &c.ip, &c.device_id, &c.phone]) {
+        for (field, value) in COUNTED_FIELDS
+            .iter()
+            .zip([&c.email, &c.ip, &c.device_id, &c.phone])
+        {
             if let Some(value) = value {
-                self.counters.record(&format!("payments-by-{field}"), value, now_ms, payment.amount.amount_minor);
+                self.counters.record(
+                    &format!("payments-by-{field}"),
+                    value,
+                    now_ms,
+                    payment.amount.amount_minor,
+                );
             }
         }
     }
@@ -182,7 +216,10 @@ pub fn aggregate(rules: &[RuleResult]) -> Action {
 impl RiskApi for Risk {
     async fn evaluate(&self, req: EvaluateIn) -> ApiResult<RiskDecision> {
         let now = self.clock.now_ms();
-        let ctx = ri::Context { payment: req.payment, channel: req.channel };
+        let ctx = ri::Context {
+            payment: req.payment,
+            channel: req.channel,
+        };
         let mut rules = Vec::with_capacity(self.config.rules.len());
         for rule in &self.config.rules {
             rules.push(self.run_rule(rule, &ctx, now).await);
@@ -190,7 +227,10 @@ impl RiskApi for Risk {
         let decision = RiskDecision {
             id: ids::new_id("rd", now),
             action: aggregate(&rules),
-            score: rules.iter().map(|r| r.score).fold(0u32, u32::saturating_add),
+            score: rules
+                .iter()
+                .map(|r| r.score)
+                .fold(0u32, u32::saturating_add),
             rules,
         };
         sqlx::query(
@@ -221,10 +261,15 @@ impl RiskApi for RiskHttp {
 }
 
 pub fn router(service: Arc<Risk>) -> Router {
-    Router::new().route("/internal/v1/risk/evaluate", post(evaluate)).with_state(service)
+    Router::new()
+        .route("/internal/v1/risk/evaluate", post(evaluate))
+        .with_state(service)
 }
 
-async fn evaluate(State(s): State<Arc<Risk>>, ApiJson(req): ApiJson<EvaluateIn>) -> ApiResult<Json<RiskDecision>> {
+async fn evaluate(
+    State(s): State<Arc<Risk>>,
+    ApiJson(req): ApiJson<EvaluateIn>,
+) -> ApiResult<Json<RiskDecision>> {
     s.evaluate(req).await.map(Json)
 }
 
@@ -233,14 +278,26 @@ mod tests {
     use super::*;
 
     fn result(action: &str) -> RuleResult {
-        RuleResult { rule: "r".into(), version: None, action: action.into(), score: 0, reasons: vec![] }
+        RuleResult {
+            rule: "r".into(),
+            version: None,
+            action: action.into(),
+            score: 0,
+            reasons: vec![],
+        }
     }
 
     #[test]
     fn block_beats_review_beats_allow_and_none_abstains() {
         assert_eq!(aggregate(&[]), Action::Allow);
         assert_eq!(aggregate(&[result("none")]), Action::Allow);
-        assert_eq!(aggregate(&[result("allow"), result("review")]), Action::Review);
-        assert_eq!(aggregate(&[result("review"), result("block"), result("allow")]), Action::Block);
+        assert_eq!(
+            aggregate(&[result("allow"), result("review")]),
+            Action::Review
+        );
+        assert_eq!(
+            aggregate(&[result("review"), result("block"), result("allow")]),
+            Action::Block
+        );
     }
 }

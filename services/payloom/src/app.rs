@@ -1,0 +1,533 @@
+//! Assembling the platform: which services run in this process, how they reach the ones
+//! that do not, the plugin host, databases and caches. `dev` and `serve` both build on it.
+
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::Context;
+use axum::Router;
+use payloom_admin_bff::Admin;
+use payloom_channel_adapter::{ChannelAdapter, ChannelApi, ChannelHttp};
+use payloom_host::capabilities::HostServices;
+use payloom_host::capabilities::counters::MemoryCounters;
+use payloom_host::capabilities::http::HttpClient;
+use payloom_host::capabilities::lists::MemoryLists;
+use payloom_host::watch::Watcher;
+use payloom_host::{HostConfig, Registry, Runtime};
+use payloom_merchant_auth::{MerchantAuth, MerchantAuthApi, MerchantAuthHttp};
+use payloom_merchant_policy::{MerchantPolicy, PolicyApi, PolicyConfig, PolicyHttp};
+use payloom_merchant_quota::{QuotaApi, QuotaConfig, QuotaHttp, Quotas, RedisUsage, UsageStore};
+use payloom_order::{OrderApi, OrderHttp, Orders};
+use payloom_payment_gateway::{Dependencies, Gateway, GatewayConfig};
+use payloom_platform::cache::{KeyStore, MemoryKeyStore, RedisKeyStore, redis_connect};
+use payloom_platform::client::ServiceClient;
+use payloom_platform::clock::SharedClock;
+use payloom_platform::config::Config;
+use payloom_platform::db::{PoolOptions, sqlite_url};
+use payloom_platform::seal::MasterKey;
+use payloom_platform::server::ReadyCheck;
+use payloom_platform::{Db, SystemClock};
+use payloom_risk::{Risk, RiskApi, RiskConfig, RiskHttp};
+use prometheus_client::registry::Registry as Metrics;
+use serde::Deserialize;
+
+pub const DEFAULT_CONFIG: &str = include_str!("../config.default.toml");
+
+/// The services this binary can run.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, clap::ValueEnum)]
+#[clap(rename_all = "kebab-case")]
+pub enum Role {
+    AdminBff,
+    PaymentGateway,
+    Order,
+    ChannelAdapter,
+    Risk,
+    MerchantAuth,
+    MerchantPolicy,
+    MerchantQuota,
+}
+
+impl Role {
+    pub const ALL: [Role; 8] = [
+        Role::AdminBff,
+        Role::PaymentGateway,
+        Role::Order,
+        Role::ChannelAdapter,
+        Role::Risk,
+        Role::MerchantAuth,
+        Role::MerchantPolicy,
+        Role::MerchantQuota,
+    ];
+
+    pub fn name(self) -> &'static str {
+        match self {
+            Role::AdminBff => "admin-bff",
+            Role::PaymentGateway => "payment-gateway",
+            Role::Order => "order",
+            Role::ChannelAdapter => "channel-adapter",
+            Role::Risk => "risk",
+            Role::MerchantAuth => "merchant-auth",
+            Role::MerchantPolicy => "merchant-policy",
+            Role::MerchantQuota => "merchant-quota",
+        }
+    }
+
+    fn uses_plugins(self) -> bool {
+        matches!(
+            self,
+            Role::ChannelAdapter | Role::Risk | Role::MerchantPolicy
+        )
+    }
+}
+
+/// `[services.<name>]`.
+#[derive(Debug, Clone, Deserialize)]
+pub struct Endpoint {
+    pub listen: std::net::SocketAddr,
+    pub url: String,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+struct DatabaseConfig {
+    url: Option<String>,
+    max_connections: u32,
+    acquire_timeout_ms: u64,
+}
+
+#[derive(Debug, Clone, Default, Deserialize)]
+struct RedisConfig {
+    url: Option<String>,
+}
+
+#[derive(Debug, Clone, Default, Deserialize)]
+struct PluginsConfig {
+    dir: Option<PathBuf>,
+    allow_unsigned: bool,
+}
+
+/// Everything an assembly is built from.
+pub struct Settings {
+    pub config: Config,
+    pub data_dir: PathBuf,
+    /// `dev`: secrets are generated into the data directory when not configured.
+    pub generate_secrets: bool,
+}
+
+impl Settings {
+    pub fn endpoint(&self, role: Role) -> anyhow::Result<Endpoint> {
+        let all: HashMap<String, Endpoint> = self.config.section("services")?;
+        all.get(role.name())
+            .cloned()
+            .with_context(|| format!("no [services.{}] in the configuration", role.name()))
+    }
+
+    fn secret(
+        &self,
+        key: &str,
+        file: &str,
+        make: impl FnOnce() -> String,
+    ) -> anyhow::Result<String> {
+        if let Some(value) = self
+            .config
+            .get_str(&format!("security.{key}"))
+            .filter(|v| !v.is_empty())
+        {
+            return Ok(value.to_owned());
+        }
+        anyhow::ensure!(
+            self.generate_secrets,
+            "security.{key} is required (PAYLOOM_SECURITY__{})",
+            key.to_ascii_uppercase()
+        );
+        let path = self.data_dir.join(file);
+        if let Ok(existing) = std::fs::read_to_string(&path) {
+            return Ok(existing.trim().to_owned());
+        }
+        let value = make();
+        std::fs::create_dir_all(&self.data_dir)?;
+        write_private(&path, &value)?;
+        Ok(value)
+    }
+}
+
+/// Writes a file only the owner can read (secrets in the data directory).
+pub fn write_private(path: &Path, contents: &str) -> anyhow::Result<()> {
+    std::fs::write(path, contents).with_context(|| format!("writing {}", path.display()))?;
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o600))?;
+    }
+    Ok(())
+}
+
+/// The running services of this process.
+pub struct Assembly {
+    pub registry: Option<Arc<Registry>>,
+    pub metrics: Arc<Metrics>,
+    pub checks: Vec<(String, ReadyCheck)>,
+    /// Per local role: its public and internal routes.
+    pub routers: Vec<(Role, Router)>,
+    pub auth: Arc<dyn MerchantAuthApi>,
+    pub channels: Arc<dyn ChannelApi>,
+    pub admin: Option<Arc<Admin>>,
+    pub database_url: String,
+    _watcher: Option<Watcher>,
+}
+
+/// Databases by URL: co-located services on PostgreSQL share one pool (one per service
+/// would multiply connections past the server's limit); on SQLite each service has a file.
+struct Databases {
+    sqlite_dir: Option<PathBuf>,
+    url: Option<String>,
+    options: PoolOptions,
+    open: HashMap<String, Db>,
+}
+
+impl Databases {
+    async fn for_service(&mut self, service: &str) -> anyhow::Result<Db> {
+        let url = match (&self.url, &self.sqlite_dir) {
+            (Some(url), _) => url.clone(),
+            (None, Some(dir)) => sqlite_url(dir, service),
+            (None, None) => anyhow::bail!("database.url is required"),
+        };
+        if let Some(db) = self.open.get(&url) {
+            return Ok(db.clone());
+        }
+        let db = Db::connect(&url, &self.options)
+            .await
+            .with_context(|| format!("database for {service}"))?;
+        self.open.insert(url, db.clone());
+        Ok(db)
+    }
+
+    fn describe(&self) -> String {
+        match (&self.url, &self.sqlite_dir) {
+            (Some(url), _) => redact(url),
+            (None, Some(dir)) => format!("sqlite files in {}", dir.display()),
+            (None, None) => "none".into(),
+        }
+    }
+}
+
+/// A database URL without its password.
+fn redact(url: &str) -> String {
+    match (url.find("://"), url.rfind('@')) {
+        (Some(scheme), Some(at)) if at > scheme => {
+            let userinfo = &url[scheme + 3..at];
+            let user = userinfo.split(':').next().unwrap_or("");
+            format!("{}{}@{}", &url[..scheme + 3], user, &url[at + 1..])
+        }
+        _ => url.to_owned(),
+    }
+}
+
+pub async fn assemble(settings: &Settings, local: &[Role]) -> anyhow::Result<Assembly> {
+    let clock: SharedClock = Arc::new(SystemClock);
+    let is_local = |r: Role| local.contains(&r);
+    let db_config: DatabaseConfig = settings.config.section("database")?;
+    let mut dbs = Databases {
+        sqlite_dir: db_config
+            .url
+            .is_none()
+            .then(|| settings.data_dir.join("db")),
+        url: db_config.url.clone(),
+        options: PoolOptions {
+            max_connections: db_config.max_connections,
+            acquire_timeout: Duration::from_millis(db_config.acquire_timeout_ms),
+        },
+        open: HashMap::new(),
+    };
+    if let Some(dir) = &dbs.sqlite_dir {
+        std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
+    }
+    let master_key = MasterKey::from_hex(&settings.secret("master_key", "master.key", || {
+        MasterKey::generate().to_hex()
+    })?)?;
+    let redis_config: RedisConfig = settings.config.section("redis")?;
+    let redis = match &redis_config.url {
+        Some(url) => Some(redis_connect(url).await.context("connecting to Redis")?),
+        None => None,
+    };
+    let mut metrics = Metrics::default();
+    let mut checks: Vec<(String, ReadyCheck)> = Vec::new();
+    let (registry, counters, watcher) = if local.iter().any(|r| r.uses_plugins()) {
+        let (registry, counters, watcher) = plugin_host(settings, &mut metrics).await?;
+        let check_registry = registry.clone();
+        checks.push((
+            "plugins".into(),
+            Arc::new(move || {
+                let empty = check_registry.list().is_empty();
+                Box::pin(async move {
+                    if empty {
+                        Err("no plugins loaded".to_owned())
+                    } else {
+                        Ok(())
+                    }
+                })
+            }),
+        ));
+        (Some(registry), Some(counters), Some(watcher))
+    } else {
+        (None, None, None)
+    };
+    let mut routers = Vec::new();
+    let client = |role: Role| -> anyhow::Result<ServiceClient> {
+        Ok(ServiceClient::new(&settings.endpoint(role)?.url))
+    };
+
+    let auth: Arc<dyn MerchantAuthApi> = if is_local(Role::MerchantAuth) {
+        let nonces: Arc<dyn KeyStore> = match &redis {
+            Some(conn) => Arc::new(RedisKeyStore::new(conn.clone(), "payloom:nonce:")),
+            None => Arc::new(MemoryKeyStore::new(clock.clone())),
+        };
+        let service = MerchantAuth::new(
+            dbs.for_service("merchant-auth").await?,
+            clock.clone(),
+            master_key.clone(),
+            nonces,
+        )
+        .await?;
+        routers.push((
+            Role::MerchantAuth,
+            payloom_merchant_auth::api::router(service.clone()),
+        ));
+        service
+    } else {
+        Arc::new(MerchantAuthHttp(client(Role::MerchantAuth)?))
+    };
+    let orders: Arc<dyn OrderApi> = if is_local(Role::Order) {
+        let service = Orders::new(dbs.for_service("order").await?, clock.clone()).await?;
+        routers.push((Role::Order, payloom_order::router(service.clone())));
+        service
+    } else {
+        Arc::new(OrderHttp(client(Role::Order)?))
+    };
+    let quota: Arc<dyn QuotaApi> = if is_local(Role::MerchantQuota) {
+        let usage: Option<Arc<dyn UsageStore>> = redis
+            .as_ref()
+            .map(|conn| Arc::new(RedisUsage::new(conn.clone(), "payloom:")) as Arc<dyn UsageStore>);
+        let config: QuotaConfig = settings.config.section("quota")?;
+        let service = Quotas::new(
+            dbs.for_service("merchant-quota").await?,
+            clock.clone(),
+            config,
+            usage,
+        )
+        .await?;
+        routers.push((
+            Role::MerchantQuota,
+            payloom_merchant_quota::router(service.clone()),
+        ));
+        service
+    } else {
+        Arc::new(QuotaHttp(client(Role::MerchantQuota)?))
+    };
+    let policy: Arc<dyn PolicyApi> = if is_local(Role::MerchantPolicy) {
+        let config: PolicyConfig = settings.config.section("policy")?;
+        let registry = registry.clone().expect("plugin host for policy");
+        let service = MerchantPolicy::new(
+            dbs.for_service("merchant-policy").await?,
+            registry,
+            config,
+            clock.clone(),
+        )
+        .await?;
+        routers.push((
+            Role::MerchantPolicy,
+            payloom_merchant_policy::router(service.clone()),
+        ));
+        service
+    } else {
+        Arc::new(PolicyHttp(client(Role::MerchantPolicy)?))
+    };
+    let risk: Arc<dyn RiskApi> = if is_local(Role::Risk) {
+        let config: RiskConfig = settings.config.section("risk")?;
+        let registry = registry.clone().expect("plugin host for risk");
+        let service = Risk::new(
+            dbs.for_service("risk").await?,
+            registry,
+            counters.clone().expect("counters"),
+            config,
+            clock.clone(),
+        )
+        .await?;
+        routers.push((Role::Risk, payloom_risk::router(service.clone())));
+        service
+    } else {
+        Arc::new(RiskHttp(client(Role::Risk)?))
+    };
+    let channels: Arc<dyn ChannelApi> = if is_local(Role::ChannelAdapter) {
+        let registry = registry.clone().expect("plugin host for channels");
+        let service = ChannelAdapter::new(
+            dbs.for_service("channel-adapter").await?,
+            registry,
+            master_key.clone(),
+            clock.clone(),
+        )
+        .await?;
+        routers.push((
+            Role::ChannelAdapter,
+            payloom_channel_adapter::router(service.clone()),
+        ));
+        service
+    } else {
+        Arc::new(ChannelHttp(client(Role::ChannelAdapter)?))
+    };
+    if is_local(Role::PaymentGateway) {
+        let config: GatewayConfig = settings.config.section("gateway")?;
+        let deps = Dependencies {
+            auth: auth.clone(),
+            orders,
+            quota,
+            policy,
+            risk,
+            channels: channels.clone(),
+        };
+        let gateway = Gateway::new(
+            dbs.for_service("payment-gateway").await?,
+            clock.clone(),
+            config,
+            deps,
+        )
+        .await?;
+        gateway.spawn_expiry();
+        routers.push((
+            Role::PaymentGateway,
+            payloom_payment_gateway::api::router(gateway),
+        ));
+    }
+    let admin = if is_local(Role::AdminBff) {
+        let secret = settings.secret("admin_jwt_secret", "admin-jwt.secret", || {
+            payloom_platform::ids::random_hex(32)
+        })?;
+        let admin = Admin::new(
+            dbs.for_service("admin-bff").await?,
+            clock.clone(),
+            secret.as_bytes(),
+            auth.clone(),
+            channels.clone(),
+        )
+        .await?;
+        routers.push((Role::AdminBff, payloom_admin_bff::router(admin.clone())));
+        Some(admin)
+    } else {
+        None
+    };
+    for db in dbs.open.values().cloned() {
+        checks.push((
+            "database".into(),
+            Arc::new(move || {
+                let db = db.clone();
+                Box::pin(async move { db.ping().await.map_err(|e| e.to_string()) })
+            }),
+        ));
+    }
+    let http_metrics = payloom_platform::server::HttpMetrics::register(&mut metrics);
+    let routers = routers
+        .into_iter()
+        .map(|(role, router)| {
+            (
+                role,
+                payloom_platform::server::instrument(router, http_metrics.clone()),
+            )
+        })
+        .collect();
+    Ok(Assembly {
+        registry,
+        metrics: Arc::new(metrics),
+        checks,
+        routers,
+        auth,
+        channels,
+        admin,
+        database_url: dbs.describe(),
+        _watcher: watcher,
+    })
+}
+
+/// The plugin runtime, the registry loaded from the plugins directory (seeded with the
+/// reference plugins) and watched for hot swaps, and the counters risk rules read.
+async fn plugin_host(
+    settings: &Settings,
+    metrics: &mut Metrics,
+) -> anyhow::Result<(Arc<Registry>, Arc<MemoryCounters>, Watcher)> {
+    let plugins: PluginsConfig = settings.config.section("plugins")?;
+    let dir = plugins
+        .dir
+        .clone()
+        .unwrap_or_else(|| settings.data_dir.join("plugins"));
+    seed_plugins(&dir)?;
+    let config = HostConfig {
+        allow_unsigned: plugins.allow_unsigned,
+        cache_dir: Some(settings.data_dir.join("cache")),
+        ..HostConfig::default()
+    };
+    let http = HttpClient::from_config(&config)?;
+    let counters = Arc::new(MemoryCounters::default());
+    let lists = Arc::new(MemoryLists::default());
+    let risk: RiskConfig = settings.config.section("risk")?;
+    for (name, values) in &risk.lists {
+        for value in values {
+            lists.add(name, value);
+        }
+    }
+    let services = HostServices {
+        http: Arc::new(http),
+        counters: counters.clone(),
+        lists,
+    };
+    let runtime = Runtime::new(config, services, metrics)?;
+    let registry = Registry::new(runtime);
+    let watcher = Watcher::start(registry.clone(), &dir).await?;
+    Ok((registry, counters, watcher))
+}
+
+/// Writes the reference plugins that are not there yet; an operator's edits stay.
+pub fn seed_plugins(dir: &Path) -> anyhow::Result<()> {
+    std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
+    for plugin in payloom_reference_plugins::ALL {
+        if !dir.join(format!("{}.wasm", plugin.name)).exists() {
+            plugin.write_to(dir)?;
+        }
+    }
+    Ok(())
+}
+
+pub fn ops(assembly: &Assembly) -> payloom_platform::server::Ops {
+    payloom_platform::server::Ops {
+        metrics: assembly.metrics.clone(),
+        checks: assembly.checks.clone(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn database_urls_lose_their_password_in_output() {
+        assert_eq!(
+            super::redact("postgres://u:pw@h:5432/db"),
+            "postgres://u@h:5432/db"
+        );
+        assert_eq!(super::redact("postgres://h/db"), "postgres://h/db");
+    }
+
+    #[test]
+    fn the_embedded_defaults_parse_into_every_section() {
+        let config =
+            payloom_platform::config::Config::load_with_env(super::DEFAULT_CONFIG, None, &[])
+                .unwrap();
+        let gateway: payloom_payment_gateway::GatewayConfig = config.section("gateway").unwrap();
+        gateway.validate().unwrap();
+        let quota: payloom_merchant_quota::QuotaConfig = config.section("quota").unwrap();
+        quota.validate().unwrap();
+        let risk: payloom_risk::RiskConfig = config.section("risk").unwrap();
+        assert_eq!(risk.rules.len(), 3);
+        let _: payloom_merchant_policy::PolicyConfig = config.section("policy").unwrap();
+        let services: std::collections::HashMap<String, super::Endpoint> =
+            config.section("services").unwrap();
+        assert_eq!(services.len(), super::Role::ALL.len());
+    }
+}

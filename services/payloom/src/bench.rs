@@ -1,0 +1,308 @@
+//! `payloom bench payments`: a load generator for `POST /v1/payments` against a running
+//! platform, and in the same run the raw rate of a 5-insert transaction on the same
+//! database: the ceiling a payment (which writes more than five rows) is compared with.
+
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, Instant};
+
+use anyhow::Context;
+use payloom_platform::db::{PoolOptions, sqlite_url};
+use payloom_platform::{Clock, Db, SystemClock};
+
+#[derive(clap::Subcommand)]
+pub enum BenchCommand {
+    /// Drive signed POST /v1/payments and report payments/s and latency percentiles.
+    Payments(PaymentsArgs),
+}
+
+#[derive(clap::Args)]
+pub struct PaymentsArgs {
+    /// Where `payloom dev` wrote its credentials (merchant key and base URL).
+    #[arg(long, default_value = ".payloom")]
+    pub data_dir: PathBuf,
+    /// Seconds of measured load (after a one-second warm-up).
+    #[arg(long, default_value_t = 10)]
+    pub duration_secs: u64,
+    /// Requests in flight at once.
+    #[arg(long, default_value_t = 32)]
+    pub concurrency: usize,
+    /// The platform's database, for the baseline. Unset: a SQLite file in the data dir.
+    #[arg(long)]
+    pub database_url: Option<String>,
+    /// Skip the database baseline.
+    #[arg(long)]
+    pub no_baseline: bool,
+}
+
+/// Latencies of one run, in microseconds.
+struct Run {
+    ok: u64,
+    failed: u64,
+    elapsed: Duration,
+    latencies_us: Vec<u64>,
+}
+
+impl Run {
+    fn rate(&self) -> f64 {
+        self.ok as f64 / self.elapsed.as_secs_f64()
+    }
+
+    fn percentile_ms(&mut self, p: f64) -> f64 {
+        if self.latencies_us.is_empty() {
+            return 0.0;
+        }
+        self.latencies_us.sort_unstable();
+        let i = ((self.latencies_us.len() as f64 * p).ceil() as usize)
+            .clamp(1, self.latencies_us.len())
+            - 1;
+        self.latencies_us[i] as f64 / 1e3
+    }
+}
+
+pub fn run(command: BenchCommand) -> anyhow::Result<()> {
+    let BenchCommand::Payments(args) = command;
+    tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()?
+        .block_on(payments(args))
+}
+
+async fn payments(args: PaymentsArgs) -> anyhow::Result<()> {
+    let credentials = crate::demo::load_credentials(&args.data_dir)?;
+    let duration = Duration::from_secs(args.duration_secs);
+    println!(
+        "payloom bench payments: {} for {}s at concurrency {}",
+        credentials.base_url, args.duration_secs, args.concurrency
+    );
+    let client = reqwest::Client::builder()
+        .pool_max_idle_per_host(args.concurrency)
+        .build()?;
+    let credentials = Arc::new(credentials);
+    drive(
+        &client,
+        &credentials,
+        args.concurrency,
+        Duration::from_secs(1),
+    )
+    .await?;
+    let mut api = drive(&client, &credentials, args.concurrency, duration).await?;
+    let (api_p50, api_p99) = (api.percentile_ms(0.50), api.percentile_ms(0.99));
+    println!(
+        "{:<28} {:>10} {:>9} {:>9} {:>8}",
+        "", "per second", "p50 ms", "p99 ms", "failed"
+    );
+    println!(
+        "{:<28} {:>10.0} {:>9.2} {:>9.2} {:>8}",
+        "POST /v1/payments",
+        api.rate(),
+        api_p50,
+        api_p99,
+        api.failed
+    );
+    if args.no_baseline {
+        return Ok(());
+    }
+    let url = match &args.database_url {
+        Some(url) => url.clone(),
+        None => sqlite_url(&args.data_dir.join("db"), "bench-baseline"),
+    };
+    let mut base = baseline(&url, args.concurrency, duration).await?;
+    let (p50, p99) = (base.percentile_ms(0.50), base.percentile_ms(0.99));
+    println!(
+        "{:<28} {:>10.0} {:>9.2} {:>9.2} {:>8}",
+        "5-insert transaction",
+        base.rate(),
+        p50,
+        p99,
+        base.failed
+    );
+    println!(
+        "payments per raw 5-insert transaction: {:.2}",
+        api.rate() / base.rate().max(f64::MIN_POSITIVE)
+    );
+    Ok(())
+}
+
+async fn drive(
+    client: &reqwest::Client,
+    credentials: &Arc<crate::dev::DevCredentials>,
+    concurrency: usize,
+    duration: Duration,
+) -> anyhow::Result<Run> {
+    let started = Instant::now();
+    let deadline = started + duration;
+    let sequence = Arc::new(AtomicU64::new(0));
+    let run_id = payloom_platform::ids::random_hex(4);
+    let mut workers = tokio::task::JoinSet::new();
+    for _ in 0..concurrency {
+        let (client, credentials, sequence, run_id) = (
+            client.clone(),
+            credentials.clone(),
+            sequence.clone(),
+            run_id.clone(),
+        );
+        workers.spawn(async move {
+            let mut run = Run {
+                ok: 0,
+                failed: 0,
+                elapsed: Duration::ZERO,
+                latencies_us: Vec::new(),
+            };
+            while Instant::now() < deadline {
+                let n = sequence.fetch_add(1, Ordering::Relaxed);
+                let sent = Instant::now();
+                match pay(
+                    &client,
+                    &credentials,
+                    &format!("bench-{run_id}-{n}"),
+                    1_000 + (n % 50) as i64 * 100,
+                )
+                .await
+                {
+                    Ok(()) => {
+                        run.ok += 1;
+                        run.latencies_us.push(sent.elapsed().as_micros() as u64);
+                    }
+                    Err(e) => {
+                        if run.failed == 0 {
+                            eprintln!("first failure: {e:#}");
+                        }
+                        run.failed += 1;
+                    }
+                }
+            }
+            run
+        });
+    }
+    let mut total = Run {
+        ok: 0,
+        failed: 0,
+        elapsed: Duration::ZERO,
+        latencies_us: Vec::new(),
+    };
+    while let Some(run) = workers.join_next().await {
+        let run = run?;
+        total.ok += run.ok;
+        total.failed += run.failed;
+        total.latencies_us.extend(run.latencies_us);
+    }
+    total.elapsed = started.elapsed();
+    Ok(total)
+}
+
+/// One signed payment; succeeds only on `201` with status `succeeded`.
+async fn pay(
+    client: &reqwest::Client,
+    credentials: &crate::dev::DevCredentials,
+    order_no: &str,
+    amount: i64,
+) -> anyhow::Result<()> {
+    let body =
+        serde_json::json!({"order_no": order_no, "amount": amount, "currency": "USD"}).to_string();
+    let key = &credentials.merchant.api_key;
+    let now_secs = SystemClock.now_ms() / 1_000;
+    let mut request = client
+        .post(format!("{}/v1/payments", credentials.base_url))
+        .header("content-type", "application/json")
+        .body(body.clone());
+    for (name, value) in payloom_payment_gateway::sign_request(
+        &key.key_id,
+        &key.secret,
+        "POST",
+        "/v1/payments",
+        &body,
+        now_secs,
+    ) {
+        request = request.header(name, value);
+    }
+    let response = request.send().await?;
+    let status = response.status();
+    let payment: serde_json::Value = response.json().await?;
+    anyhow::ensure!(
+        status == 201 && payment["status"] == "succeeded",
+        "{status}: {payment}"
+    );
+    Ok(())
+}
+
+/// Transactions of five inserts each (a payment-sized write) at the same concurrency.
+async fn baseline(url: &str, concurrency: usize, duration: Duration) -> anyhow::Result<Run> {
+    let db = Db::connect(
+        url,
+        &PoolOptions {
+            max_connections: concurrency as u32,
+            ..PoolOptions::default()
+        },
+    )
+    .await
+    .context("baseline database")?;
+    sqlx::query("DROP TABLE IF EXISTS bench_baseline")
+        .execute(db.pool())
+        .await?;
+    sqlx::query("CREATE TABLE bench_baseline (id TEXT PRIMARY KEY, parent TEXT NOT NULL, amount_minor BIGINT NOT NULL, body TEXT NOT NULL, created_at_ms BIGINT NOT NULL)")
+        .execute(db.pool())
+        .await?;
+    let started = Instant::now();
+    let deadline = started + duration;
+    let mut workers = tokio::task::JoinSet::new();
+    for worker in 0..concurrency {
+        let db = db.clone();
+        workers.spawn(async move {
+            let mut run = Run {
+                ok: 0,
+                failed: 0,
+                elapsed: Duration::ZERO,
+                latencies_us: Vec::new(),
+            };
+            let mut n = 0u64;
+            while Instant::now() < deadline {
+                let sent = Instant::now();
+                match five_inserts(&db, &format!("{worker}-{n}")).await {
+                    Ok(()) => {
+                        run.ok += 1;
+                        run.latencies_us.push(sent.elapsed().as_micros() as u64);
+                    }
+                    Err(_) => run.failed += 1,
+                }
+                n += 1;
+            }
+            run
+        });
+    }
+    let mut total = Run {
+        ok: 0,
+        failed: 0,
+        elapsed: Duration::ZERO,
+        latencies_us: Vec::new(),
+    };
+    while let Some(run) = workers.join_next().await {
+        let run = run?;
+        total.ok += run.ok;
+        total.failed += run.failed;
+        total.latencies_us.extend(run.latencies_us);
+    }
+    total.elapsed = started.elapsed();
+    sqlx::query("DROP TABLE bench_baseline")
+        .execute(db.pool())
+        .await?;
+    Ok(total)
+}
+
+async fn five_inserts(db: &Db, key: &str) -> anyhow::Result<()> {
+    let mut tx = db.pool().begin().await?;
+    let now = SystemClock.now_ms();
+    for i in 0..5 {
+        sqlx::query("INSERT INTO bench_baseline (id, parent, amount_minor, body, created_at_ms) VALUES ($1, $2, $3, $4, $5)")
+            .bind(format!("{key}-{i}"))
+            .bind(key)
+            .bind(1_000i64)
+            .bind(r#"{"currency":"USD","status":"succeeded","metadata":{}}"#)
+            .bind(now)
+            .execute(&mut *tx)
+            .await?;
+    }
+    tx.commit().await?;
+    Ok(())
+}

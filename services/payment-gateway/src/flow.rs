@@ -1,0 +1,497 @@
+//! Creating a payment: quota → policy → risk → order and payment persisted → channel →
+//! state update. Everything before the payment row exists is undone (the quota released)
+//! when a step refuses; after it exists, the row tells the truth and the API answers with it.
+
+use axum::http::StatusCode;
+use payloom_channel_adapter::{ChannelIn, ChannelOut};
+use payloom_host::ChannelCall;
+use payloom_host::bindings::{channel_types as ch, types};
+use payloom_merchant_policy::DecideIn;
+use payloom_merchant_quota::ReserveIn;
+use payloom_order::{OrderIn, OrderStatus};
+use payloom_platform::{ApiError, ApiResult, ids};
+use payloom_risk::{Action, EvaluateIn, RiskDecision};
+
+use crate::Gateway;
+use crate::api::model::{CaptureMode, NextAction, PaymentIn, PaymentOut, PaymentStatus};
+use crate::auth::Authenticated;
+use crate::db::{PAYMENT_COLUMNS, payment_from_row};
+
+/// Why a payment failed before reaching a channel.
+struct Refusal {
+    code: &'static str,
+    message: String,
+}
+
+/// What policy and risk settled.
+struct Plan {
+    channel: Option<String>,
+    fee_minor: i64,
+    risk: Option<RiskDecision>,
+    refusal: Option<Refusal>,
+}
+
+/// What a channel's answer means for the payment.
+pub(crate) struct Applied {
+    pub status: PaymentStatus,
+    pub reference: Option<String>,
+    pub next_action: Option<NextAction>,
+    pub failure: Option<(String, String)>,
+}
+
+impl Gateway {
+    pub(crate) async fn create_payment(
+        &self,
+        who: &Authenticated,
+        input: PaymentIn,
+    ) -> ApiResult<(StatusCode, PaymentOut)> {
+        let taken = sqlx::query("SELECT id FROM payments WHERE merchant_id = $1 AND order_no = $2")
+            .bind(&who.merchant_id)
+            .bind(&input.order_no)
+            .fetch_optional(self.db.pool())
+            .await?;
+        if taken.is_some() {
+            return Err(order_no_taken(&input.order_no));
+        }
+        let now = self.clock.now_ms();
+        let wire = wire_payment(ids::new_id("pay", now), &who.merchant_id, &input, now);
+        let reservation = self
+            .deps
+            .quota
+            .reserve(ReserveIn {
+                merchant_id: who.merchant_id.clone(),
+                currency: input.currency.clone(),
+                amount_minor: input.amount,
+            })
+            .await?;
+        let persisted = match self
+            .plan_and_persist(who, &input, &wire, &reservation.id, now)
+            .await
+        {
+            Ok(persisted) => persisted,
+            Err(e) => {
+                self.release_quota(Some(&reservation.id)).await;
+                return Err(e);
+            }
+        };
+        let (plan, order_id) = persisted;
+        let Some(channel) = plan.channel.filter(|_| plan.refusal.is_none()) else {
+            self.finish_refused(&wire.id, &order_id, &reservation.id)
+                .await?;
+            return Ok((
+                StatusCode::CREATED,
+                self.load(&who.merchant_id, &wire.id).await?,
+            ));
+        };
+        let applied = self
+            .call_channel(&who.merchant_id, &channel, &wire, &input)
+            .await;
+        self.apply(
+            &wire.id,
+            &order_id,
+            Some(&reservation.id),
+            input.amount,
+            applied,
+        )
+        .await?;
+        Ok((
+            StatusCode::CREATED,
+            self.load(&who.merchant_id, &wire.id).await?,
+        ))
+    }
+
+    /// Policy, risk, then the order and payment rows. Errors here leave nothing behind
+    /// but the quota reservation, which the caller releases.
+    async fn plan_and_persist(
+        &self,
+        who: &Authenticated,
+        input: &PaymentIn,
+        wire: &types::Payment,
+        reservation: &str,
+        now: i64,
+    ) -> ApiResult<(Plan, String)> {
+        let plan = self.plan(who, input, wire).await?;
+        let order = self
+            .deps
+            .orders
+            .create(OrderIn {
+                merchant_id: who.merchant_id.clone(),
+                order_no: input.order_no.clone(),
+                amount_minor: input.amount,
+                currency: input.currency.clone(),
+                payment_id: wire.id.clone(),
+            })
+            .await?;
+        let (status, failure) = match &plan.refusal {
+            Some(r) => (PaymentStatus::Failed, Some((r.code, r.message.as_str()))),
+            None => (PaymentStatus::Processing, None),
+        };
+        let expires_in = input
+            .expires_in
+            .unwrap_or(self.config.expires_in_default_secs);
+        let inserted = sqlx::query(&format!(
+            "INSERT INTO payments ({PAYMENT_COLUMNS}) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, NULL, 0, 0, $11, $12, $13, $14, $15, NULL, $16, $17, $18, $19, $20, $21, $22, $22)"
+        ))
+        .bind(&wire.id)
+        .bind(&who.merchant_id)
+        .bind(&order.id)
+        .bind(&input.order_no)
+        .bind(input.amount)
+        .bind(&input.currency)
+        .bind(status.as_str())
+        .bind(if input.capture == Some(CaptureMode::Manual) { "manual" } else { "automatic" })
+        .bind(&wire.method)
+        .bind(&plan.channel)
+        .bind(plan.fee_minor)
+        .bind(serde_json::to_string(&input.customer.clone().unwrap_or_default()).map_err(ApiError::internal)?)
+        .bind(&input.description)
+        .bind(&input.return_url)
+        .bind(serde_json::to_string(&input.metadata.clone().unwrap_or_default()).map_err(ApiError::internal)?)
+        .bind(failure.map(|f| f.0))
+        .bind(failure.map(|f| f.1))
+        .bind(plan.risk.as_ref().map(|r| r.id.clone()))
+        .bind(plan.risk.as_ref().map(|r| r.action.as_str()))
+        .bind(reservation)
+        .bind(now + expires_in * 1_000)
+        .bind(now)
+        .execute(self.db.pool())
+        .await;
+        match inserted {
+            Ok(_) => Ok((plan, order.id)),
+            Err(e) => {
+                let _ = self
+                    .deps
+                    .orders
+                    .transition(&order.id, OrderStatus::Failed)
+                    .await;
+                if payloom_platform::db::is_unique_violation(&e) {
+                    return Err(order_no_taken(&input.order_no));
+                }
+                Err(e.into())
+            }
+        }
+    }
+
+    async fn plan(
+        &self,
+        who: &Authenticated,
+        input: &PaymentIn,
+        wire: &types::Payment,
+    ) -> ApiResult<Plan> {
+        let decision = self
+            .deps
+            .policy
+            .decide(DecideIn {
+                tier: who.tier.clone(),
+                payment: wire.clone(),
+            })
+            .await?;
+        if let Some(reason) = decision.denied {
+            let refusal = Refusal {
+                code: "policy_denied",
+                message: reason,
+            };
+            return Ok(Plan {
+                channel: None,
+                fee_minor: 0,
+                risk: None,
+                refusal: Some(refusal),
+            });
+        }
+        let channel = match &input.channel {
+            Some(asked) if decision.channels.contains(asked) => asked.clone(),
+            Some(asked) => {
+                return Err(ApiError::new(
+                    400,
+                    "invalid_request_error",
+                    "channel_unavailable",
+                    format!("channel '{asked}' cannot take this payment"),
+                )
+                .with_param("channel"));
+            }
+            None => match decision.channels.first() {
+                Some(first) => first.clone(),
+                None => {
+                    let refusal = Refusal {
+                        code: "no_channel",
+                        message: "no channel can take this payment".into(),
+                    };
+                    return Ok(Plan {
+                        channel: None,
+                        fee_minor: decision.fee_minor,
+                        risk: None,
+                        refusal: Some(refusal),
+                    });
+                }
+            },
+        };
+        let risk = self
+            .deps
+            .risk
+            .evaluate(EvaluateIn {
+                payment: wire.clone(),
+                channel: Some(channel.clone()),
+            })
+            .await?;
+        let refusal = (risk.action == Action::Block).then(|| Refusal {
+            code: "risk_blocked",
+            message: risk
+                .rules
+                .iter()
+                .filter(|r| r.action == "block")
+                .flat_map(|r| r.reasons.iter().cloned())
+                .collect::<Vec<_>>()
+                .join("; "),
+        });
+        Ok(Plan {
+            channel: Some(channel),
+            fee_minor: decision.fee_minor,
+            risk: Some(risk),
+            refusal,
+        })
+    }
+
+    async fn finish_refused(
+        &self,
+        payment_id: &str,
+        order_id: &str,
+        reservation: &str,
+    ) -> ApiResult<()> {
+        tracing::info!(payment_id, "payment refused before the channel");
+        self.deps
+            .orders
+            .transition(order_id, OrderStatus::Failed)
+            .await?;
+        self.release_quota(Some(reservation)).await;
+        Ok(())
+    }
+
+    async fn call_channel(
+        &self,
+        merchant_id: &str,
+        channel: &str,
+        wire: &types::Payment,
+        input: &PaymentIn,
+    ) -> Applied {
+        let method_data = input
+            .method_data
+            .clone()
+            .unwrap_or_default()
+            .into_iter()
+            .map(|(key, value)| types::KeyValue { key, value })
+            .collect();
+        let request = ch::CreateRequest {
+            payment: wire.clone(),
+            method_data,
+            notify_url: format!(
+                "{}/v1/notify/{channel}",
+                self.config.public_base_url.trim_end_matches('/')
+            ),
+        };
+        let call = ChannelIn {
+            merchant_id: merchant_id.to_owned(),
+            channel: channel.to_owned(),
+            call: ChannelCall::CreatePayment(request),
+        };
+        applied_from(self.deps.channels.call(call).await)
+    }
+
+    /// Writes a channel's answer to a payment still `processing`, moves the order, and
+    /// gives the quota back if the payment is over without money moving.
+    pub(crate) async fn apply(
+        &self,
+        payment_id: &str,
+        order_id: &str,
+        reservation: Option<&str>,
+        amount: i64,
+        applied: Applied,
+    ) -> ApiResult<()> {
+        let captured = if applied.status == PaymentStatus::Succeeded {
+            amount
+        } else {
+            0
+        };
+        let next_action = applied
+            .next_action
+            .as_ref()
+            .map(serde_json::to_string)
+            .transpose()
+            .map_err(ApiError::internal)?;
+        sqlx::query(
+            "UPDATE payments SET status = $1, channel_reference = $2, next_action = $3, failure_code = $4, failure_message = $5,
+             amount_captured_minor = $6, updated_at_ms = $7 WHERE id = $8 AND status = 'processing'",
+        )
+        .bind(applied.status.as_str())
+        .bind(&applied.reference)
+        .bind(next_action)
+        .bind(applied.failure.as_ref().map(|f| f.0.clone()))
+        .bind(applied.failure.as_ref().map(|f| f.1.clone()))
+        .bind(captured)
+        .bind(self.clock.now_ms())
+        .bind(payment_id)
+        .execute(self.db.pool())
+        .await?;
+        let order_status = match applied.status {
+            PaymentStatus::Succeeded => Some(OrderStatus::Paid),
+            PaymentStatus::Authorized => Some(OrderStatus::Authorized),
+            PaymentStatus::Failed => Some(OrderStatus::Failed),
+            PaymentStatus::Canceled => Some(OrderStatus::Canceled),
+            PaymentStatus::Expired => Some(OrderStatus::Expired),
+            PaymentStatus::Pending | PaymentStatus::RequiresAction | PaymentStatus::Processing => {
+                None
+            }
+        };
+        if let Some(to) = order_status {
+            self.deps.orders.transition(order_id, to).await?;
+        }
+        if matches!(
+            applied.status,
+            PaymentStatus::Failed | PaymentStatus::Canceled
+        ) {
+            self.release_quota(reservation).await;
+        }
+        Ok(())
+    }
+
+    /// Best effort: a release that fails leaves the merchant's quota conservative.
+    pub(crate) async fn release_quota(&self, reservation: Option<&str>) {
+        if let Some(id) = reservation
+            && let Err(e) = self.deps.quota.release(id).await
+        {
+            tracing::warn!(reservation = id, "quota release failed: {e}");
+        }
+    }
+
+    pub(crate) async fn load(&self, merchant_id: &str, id: &str) -> ApiResult<PaymentOut> {
+        Ok(self.load_row(merchant_id, id).await?.out)
+    }
+
+    pub(crate) async fn load_row(
+        &self,
+        merchant_id: &str,
+        id: &str,
+    ) -> ApiResult<crate::db::PaymentRow> {
+        let row = sqlx::query(&format!(
+            "SELECT {PAYMENT_COLUMNS} FROM payments WHERE id = $1 AND merchant_id = $2"
+        ))
+        .bind(id)
+        .bind(merchant_id)
+        .fetch_optional(self.db.pool())
+        .await?
+        .ok_or_else(|| ApiError::not_found("payment", id))?;
+        payment_from_row(&row)
+    }
+}
+
+fn order_no_taken(order_no: &str) -> ApiError {
+    ApiError::conflict(
+        "order_no_taken",
+        format!("order_no '{order_no}' already has a payment"),
+    )
+    .with_param("order_no")
+}
+
+/// The payment as components see it.
+fn wire_payment(id: String, merchant_id: &str, input: &PaymentIn, now: i64) -> types::Payment {
+    let c = input.customer.clone().unwrap_or_default();
+    types::Payment {
+        id,
+        merchant_id: merchant_id.to_owned(),
+        order_no: input.order_no.clone(),
+        amount: types::Money {
+            amount_minor: input.amount,
+            currency: input.currency.clone(),
+        },
+        method: input.method.clone().unwrap_or_else(|| "card".into()),
+        capture: match input.capture {
+            Some(CaptureMode::Manual) => types::CaptureMode::Manual,
+            _ => types::CaptureMode::Automatic,
+        },
+        customer: types::Customer {
+            email: c.email,
+            ip: c.ip,
+            country: c.country,
+            device_id: c.device_id,
+            phone: c.phone,
+        },
+        description: input.description.clone(),
+        return_url: input.return_url.clone(),
+        metadata: input
+            .metadata
+            .clone()
+            .unwrap_or_default()
+            .into_iter()
+            .map(|(key, value)| types::KeyValue { key, value })
+            .collect(),
+        created_at_ms: now,
+    }
+}
+
+/// What a channel answer, or the lack of one, means for a payment. Exhaustive: a new
+/// outcome must say where it goes.
+pub(crate) fn applied_from(answer: ApiResult<ChannelOut>) -> Applied {
+    let unknown = |reason: String| Applied {
+        status: PaymentStatus::Processing,
+        reference: None,
+        next_action: None,
+        failure: Some(("outcome_unknown".into(), reason)),
+    };
+    let response = match answer {
+        Ok(ChannelOut::Payment(Ok(response))) => response,
+        Ok(ChannelOut::Payment(Err(error))) => {
+            let (code, message) = match error {
+                ch::ChannelError::InvalidRequest(m) => ("channel_invalid_request", m),
+                ch::ChannelError::Unauthorized(m) => ("channel_unauthorized", m),
+                ch::ChannelError::Unsupported(m) => ("channel_unsupported", m),
+                // The PSP may have acted before failing: the janitor finds out.
+                ch::ChannelError::Upstream(m) => return unknown(m),
+            };
+            return Applied {
+                status: PaymentStatus::Failed,
+                reference: None,
+                next_action: None,
+                failure: Some((code.into(), message)),
+            };
+        }
+        Ok(ChannelOut::Refund(_)) => {
+            return unknown("channel answered a payment call with a refund".into());
+        }
+        Err(e) if e.code == "channel_unknown" => {
+            return Applied {
+                status: PaymentStatus::Failed,
+                reference: None,
+                next_action: None,
+                failure: Some((e.code, e.message)),
+            };
+        }
+        Err(e) => return unknown(e.message),
+    };
+    let mut applied = Applied {
+        status: PaymentStatus::Processing,
+        reference: response.reference,
+        next_action: None,
+        failure: None,
+    };
+    match response.outcome {
+        ch::Outcome::Succeeded => applied.status = PaymentStatus::Succeeded,
+        ch::Outcome::Authorized => applied.status = PaymentStatus::Authorized,
+        ch::Outcome::Pending => applied.status = PaymentStatus::Pending,
+        ch::Outcome::Canceled => applied.status = PaymentStatus::Canceled,
+        ch::Outcome::RequiresAction(action) => {
+            applied.status = PaymentStatus::RequiresAction;
+            applied.next_action = Some(match action {
+                ch::NextAction::Redirect(url) => NextAction::Redirect { url },
+                ch::NextAction::QrCode(data) => NextAction::QrCode { data },
+                ch::NextAction::SdkParams(params) => NextAction::SdkParams {
+                    params: params.into_iter().map(|kv| (kv.key, kv.value)).collect(),
+                },
+            });
+        }
+        ch::Outcome::Declined(decline) => {
+            applied.status = PaymentStatus::Failed;
+            applied.failure = Some((decline.code, decline.message));
+        }
+        ch::Outcome::Unknown(reason) => applied.failure = Some(("outcome_unknown".into(), reason)),
+    }
+    applied
+}
