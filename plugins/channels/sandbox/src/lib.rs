@@ -196,9 +196,15 @@ impl Guest for Sandbox {
 
     fn cancel(req: PaymentRef) -> Result<PaymentResponse, ChannelError> {
         validate_money(&req.amount)?;
-        if !is_manual(&req.reference) {
+        // Stateless: any payment it issued a reference for can be canceled. Callers only
+        // cancel what has not completed (authorized, pending, awaiting the customer).
+        if !req
+            .reference
+            .as_deref()
+            .is_some_and(|r| r.starts_with("sbx_"))
+        {
             return Err(ChannelError::InvalidRequest(
-                "only uncaptured payments can be canceled".into(),
+                "not a sandbox payment reference".into(),
             ));
         }
         Ok(PaymentResponse {

@@ -231,10 +231,13 @@ pub struct ErrorBody {
     pub param: Option<String>,
 }
 
-/// Checks that `field` of a JSON object is an integer when present, with a message that
-/// says what was wrong (serde would only say "expected i64").
-pub fn integer_field(body: &Value, field: &str) -> ApiResult<()> {
+/// Checks that `field` of a JSON object is an integer (or absent, unless `required`), with
+/// a message that says what was wrong (serde would only say "expected i64").
+pub fn integer_field(body: &Value, field: &str, required: bool) -> ApiResult<()> {
     match body.get(field) {
+        None | Some(Value::Null) if required => {
+            Err(ApiError::invalid(field, format!("{field} is required")))
+        }
         None | Some(Value::Null) => Ok(()),
         Some(Value::Number(n)) if n.is_i64() => Ok(()),
         Some(Value::Number(n)) if n.is_u64() => {
@@ -263,13 +266,27 @@ pub fn from_body<T: serde::de::DeserializeOwned>(body: Value) -> ApiResult<T> {
             "the body must be a JSON object",
         ));
     }
-    serde_json::from_value(body).map_err(|e| {
-        let message = e.to_string();
-        let param = ["missing field `", "unknown field `"]
-            .iter()
-            .find_map(|p| message.split(p).nth(1))
-            .and_then(|rest| rest.split('`').next())
-            .map(str::to_owned);
+    // From text: serde_json's own deserializer lets the path of a bad field be tracked.
+    let text = body.to_string();
+    let mut deserializer = serde_json::Deserializer::from_str(&text);
+    serde_path_to_error::deserialize(&mut deserializer).map_err(|e| {
+        let path = e.path().to_string();
+        let message = e.into_inner().to_string();
+        // A missing field is reported at its parent, named only in the message.
+        let missing = message
+            .split("missing field `")
+            .nth(1)
+            .and_then(|rest| rest.split('`').next());
+        let param = match (path.as_str(), missing) {
+            (".", Some(field)) => Some(field.to_owned()),
+            (parent, Some(field)) => Some(format!("{parent}.{field}")),
+            (".", None) => None,
+            (path, None) => Some(path.to_owned()),
+        };
+        let message = match &param {
+            Some(p) => format!("{p}: {message}"),
+            None => message,
+        };
         ApiError {
             param,
             ..ApiError::bad_request("parameter_invalid", message)
@@ -427,5 +444,30 @@ impl PaymentIn {
             ));
         }
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn serde_errors_name_the_parameter() {
+        let wrong_type = from_body::<PaymentIn>(
+            serde_json::json!({"order_no": "a", "amount": 1, "currency": 840}),
+        )
+        .unwrap_err();
+        assert_eq!(
+            wrong_type.param.as_deref(),
+            Some("currency"),
+            "{wrong_type:?}"
+        );
+        let missing = from_body::<PaymentIn>(serde_json::json!({"amount": 1, "currency": "USD"}))
+            .unwrap_err();
+        assert_eq!(missing.param.as_deref(), Some("order_no"));
+        let nested = from_body::<PaymentIn>(serde_json::json!({"order_no": "a", "amount": 1, "currency": "USD", "customer": {"email": 5}})).unwrap_err();
+        assert_eq!(nested.param.as_deref(), Some("customer.email"));
+        let unknown = from_body::<PaymentIn>(serde_json::json!({"order_no": "a", "amount": 1, "currency": "USD", "customer": {"shoe": "9"}})).unwrap_err();
+        assert_eq!(unknown.param.as_deref(), Some("customer.shoe"));
     }
 }

@@ -1,34 +1,20 @@
 //! `payloom dev` as an operator meets it: a running process, HTTP, and a watched folder.
 
-use std::io::{BufRead, BufReader};
-use std::process::{Child, Command, Stdio};
+use std::process::Command;
 use std::time::{Duration, Instant};
 
 use payloom_reference_plugins::testing::HOSTILE;
 
-/// Kills the server when the test ends, pass or fail.
-struct Server(Child);
+use crate::support::{Process, spawn_and_wait};
 
-impl Drop for Server {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
-fn start(data_dir: &std::path::Path) -> (Server, String) {
-    let mut child = Command::new(env!("CARGO_BIN_EXE_payloom"))
+fn start(data_dir: &std::path::Path) -> (Process, String) {
+    let mut command = Command::new(env!("CARGO_BIN_EXE_payloom"));
+    command
         .args(["dev", "--listen", "127.0.0.1:0", "--data-dir"])
-        .arg(data_dir)
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
-    let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
-    let first = lines.next().expect("a first line").unwrap();
-    let base = first.split_whitespace().last().unwrap().to_owned();
-    assert!(base.starts_with("http://127.0.0.1:"), "{first}");
-    (Server(child), base)
+        .arg(data_dir);
+    let (process, base) = spawn_and_wait(command, "payloom dev listening on ");
+    assert!(base.starts_with("http://127.0.0.1:"), "{base}");
+    (process, base)
 }
 
 async fn get_text(client: &reqwest::Client, url: &str) -> String {

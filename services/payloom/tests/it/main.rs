@@ -1,0 +1,15 @@
+//! HTTP-level tests of the payment spine against a running `payloom` process: every test
+//! in `on_both_databases!` runs on SQLite and on PostgreSQL (skipped with a message when
+//! PostgreSQL is unreachable, unless PAYLOOM_REQUIRE_POSTGRES=1).
+
+mod admin;
+mod auth;
+mod dev;
+mod idempotency;
+mod multiprocess;
+mod payments;
+mod redis_backends;
+mod refunds;
+mod support;
+mod tenancy;
+mod validation;

@@ -1,0 +1,128 @@
+//! The production topology: the gateway in one process, risk and channel-adapter in
+//! another, on PostgreSQL, talking HTTP. The merchant must not be able to tell.
+
+use std::process::Command;
+
+use serde_json::{Value, json};
+
+use crate::payments::assert_sandbox_outcomes;
+use crate::support::{Key, Merchant, TestDatabase, free_port, spawn_and_wait};
+
+const LOCAL_A: [&str; 5] = [
+    "merchant-auth",
+    "order",
+    "merchant-quota",
+    "merchant-policy",
+    "payment-gateway",
+];
+const LOCAL_B: [&str; 2] = ["risk", "channel-adapter"];
+
+fn serve(
+    config: &std::path::Path,
+    data: &std::path::Path,
+    db: &str,
+    services: &[&str],
+    last: &str,
+) -> crate::support::Process {
+    let mut command = Command::new(env!("CARGO_BIN_EXE_payloom"));
+    command
+        .arg("serve")
+        .args(services)
+        .arg("--config")
+        .arg(config)
+        .arg("--data-dir")
+        .arg(data)
+        .args(["--database-url", db]);
+    spawn_and_wait(command, &format!("payloom serve: {last} listening on ")).0
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn gateway_reaches_risk_and_channels_in_another_process() {
+    let Some(db) = TestDatabase::create().await else {
+        return;
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let mut config = format!(
+        "[plugins]\nallow_unsigned = true\n[security]\nmaster_key = \"{}\"\nadmin_jwt_secret = \"{}\"\n",
+        payloom_platform::ids::random_hex(32),
+        payloom_platform::ids::random_hex(32)
+    );
+    let mut urls = std::collections::HashMap::new();
+    for service in LOCAL_A
+        .iter()
+        .chain(LOCAL_B.iter())
+        .chain(["admin-bff"].iter())
+    {
+        let port = free_port();
+        config.push_str(&format!("[services.{service}]\nlisten = \"127.0.0.1:{port}\"\nurl = \"http://127.0.0.1:{port}\"\n"));
+        urls.insert(*service, format!("http://127.0.0.1:{port}"));
+    }
+    let config_path = dir.path().join("serve.toml");
+    std::fs::write(&config_path, config).unwrap();
+    let (data_a, data_b) = (dir.path().join("a"), dir.path().join("b"));
+    let _b = serve(&config_path, &data_b, &db.url, &LOCAL_B, "channel-adapter");
+    let _a = serve(&config_path, &data_a, &db.url, &LOCAL_A, "payment-gateway");
+
+    // Operators bootstrap through the services' own APIs.
+    let http = reqwest::Client::new();
+    let post = |url: String, body: Value| {
+        let http = http.clone();
+        async move {
+            let response = http.post(url).json(&body).send().await.unwrap();
+            assert!(response.status().is_success(), "{}", response.status());
+            response.json::<Value>().await.unwrap()
+        }
+    };
+    let merchant = post(
+        format!("{}/internal/v1/merchants", urls["merchant-auth"]),
+        json!({"name": "Split Shop"}),
+    )
+    .await;
+    let id = merchant["id"].as_str().unwrap();
+    let key = post(
+        format!(
+            "{}/internal/v1/merchants/{id}/api-keys",
+            urls["merchant-auth"]
+        ),
+        json!({}),
+    )
+    .await;
+    post(
+        format!(
+            "{}/internal/v1/merchants/{id}/channels/sandbox/credentials",
+            urls["channel-adapter"]
+        ),
+        json!({"notify_secret": "k"}),
+    )
+    .await;
+    let m = Merchant {
+        base: urls["payment-gateway"].clone(),
+        key: Key {
+            merchant_id: id.to_owned(),
+            key_id: key["key_id"].as_str().unwrap().to_owned(),
+            secret: key["secret"].as_str().unwrap().to_owned(),
+        },
+        http: reqwest::Client::new(),
+    };
+    assert_sandbox_outcomes(&m).await;
+
+    // Each process answers for itself.
+    for (service, url) in [
+        ("payment-gateway", &urls["payment-gateway"]),
+        ("risk", &urls["risk"]),
+    ] {
+        let ready = http.get(format!("{url}/ready")).send().await.unwrap();
+        assert_eq!(ready.status(), 200, "{service}");
+    }
+    // Risk ran in process B: its decision endpoint is there, and not on the gateway's port.
+    let on_gateway = http
+        .post(format!(
+            "{}/internal/v1/risk/evaluate",
+            urls["payment-gateway"]
+        ))
+        .json(&json!({}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(on_gateway.status(), 404);
+}

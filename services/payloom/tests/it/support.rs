@@ -1,0 +1,404 @@
+//! A running platform for tests: `payloom dev` (or `serve`) as a child process on a free
+//! port, a fresh data directory, and on PostgreSQL a fresh database, plus a signing client.
+
+use std::io::{BufRead, BufReader};
+use std::process::{Child, Command, Stdio};
+
+use serde_json::Value;
+
+/// PostgreSQL the suite uses; a fresh database is created on it per platform.
+pub const POSTGRES_ADMIN_URL: &str = "postgres://postgres@127.0.0.1:5432/test";
+pub const REDIS_URL: &str = "redis://127.0.0.1:6379";
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Backend {
+    Sqlite,
+    Postgres,
+}
+
+/// Whether a missing service fails the suite (CI) instead of skipping.
+fn required(var: &str) -> bool {
+    std::env::var(var).is_ok_and(|v| v == "1")
+}
+
+/// Kills the process when the test ends, pass or fail.
+pub struct Process(pub Child);
+
+impl Drop for Process {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+/// A database created for one test and dropped after it.
+pub struct TestDatabase {
+    pub url: String,
+    name: String,
+}
+
+impl TestDatabase {
+    /// `None` (with a message) when PostgreSQL is unreachable and not required.
+    pub async fn create() -> Option<Self> {
+        use sqlx::Connection;
+        let mut conn = match sqlx::PgConnection::connect(POSTGRES_ADMIN_URL).await {
+            Ok(conn) => conn,
+            Err(e) if !required("PAYLOOM_REQUIRE_POSTGRES") => {
+                eprintln!(
+                    "skipping: PostgreSQL at {POSTGRES_ADMIN_URL} is unreachable ({e}); set PAYLOOM_REQUIRE_POSTGRES=1 to fail instead"
+                );
+                return None;
+            }
+            Err(e) => {
+                panic!("PostgreSQL is required (PAYLOOM_REQUIRE_POSTGRES=1) but unreachable: {e}")
+            }
+        };
+        let name = format!("payloom_t_{}", payloom_platform::ids::random_hex(6));
+        sqlx::query(&format!("CREATE DATABASE {name}"))
+            .execute(&mut conn)
+            .await
+            .unwrap();
+        Some(Self {
+            url: format!("postgres://postgres@127.0.0.1:5432/{name}"),
+            name,
+        })
+    }
+}
+
+impl Drop for TestDatabase {
+    fn drop(&mut self) {
+        let name = self.name.clone();
+        // Drop runs outside any runtime we may block on: use a thread with its own.
+        let _ = std::thread::spawn(move || {
+            let rt = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .unwrap();
+            rt.block_on(async {
+                use sqlx::Connection;
+                if let Ok(mut conn) = sqlx::PgConnection::connect(POSTGRES_ADMIN_URL).await {
+                    let _ = sqlx::query(&format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)"))
+                        .execute(&mut conn)
+                        .await;
+                }
+            });
+        })
+        .join();
+    }
+}
+
+/// Redis for the tests that need it; `None` with a message when unreachable and not required.
+pub async fn redis() -> Option<redis::aio::ConnectionManager> {
+    match payloom_platform::cache::redis_connect(REDIS_URL).await {
+        Ok(conn) => Some(conn),
+        Err(e) if !required("PAYLOOM_REQUIRE_REDIS") => {
+            eprintln!(
+                "skipping: Redis at {REDIS_URL} is unreachable ({e}); set PAYLOOM_REQUIRE_REDIS=1 to fail instead"
+            );
+            None
+        }
+        Err(e) => panic!("Redis is required (PAYLOOM_REQUIRE_REDIS=1) but unreachable: {e}"),
+    }
+}
+
+/// A merchant's API key.
+#[derive(Debug, Clone)]
+pub struct Key {
+    pub merchant_id: String,
+    pub key_id: String,
+    pub secret: String,
+}
+
+/// A client of the merchant API at `base`, signing with `key`.
+#[derive(Clone)]
+pub struct Merchant {
+    pub base: String,
+    pub key: Key,
+    pub http: reqwest::Client,
+}
+
+/// An answer: status, headers of interest, raw body and the body as JSON.
+#[derive(Debug)]
+pub struct Answer {
+    pub status: u16,
+    pub replayed: bool,
+    pub text: String,
+    pub json: Value,
+}
+
+impl Answer {
+    pub fn error_code(&self) -> &str {
+        self.json["error"]["code"].as_str().unwrap_or("")
+    }
+}
+
+impl Merchant {
+    /// Sends a signed request. `tweak` may change headers after signing (tests of refusal).
+    pub async fn send_with(
+        &self,
+        method: &str,
+        path: &str,
+        body: &str,
+        extra: &[(&str, &str)],
+        tweak: impl FnOnce(&mut Vec<(&'static str, String)>),
+    ) -> Answer {
+        let now = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap()
+            .as_secs() as i64;
+        let mut headers = payloom_payment_gateway::sign_request(
+            &self.key.key_id,
+            &self.key.secret,
+            method,
+            path,
+            body,
+            now,
+        );
+        tweak(&mut headers);
+        let mut request = self
+            .http
+            .request(method.parse().unwrap(), format!("{}{path}", self.base))
+            .header("content-type", "application/json");
+        for (name, value) in headers {
+            request = request.header(name, value);
+        }
+        for (name, value) in extra {
+            request = request.header(*name, *value);
+        }
+        if !body.is_empty() {
+            request = request.body(body.to_owned());
+        }
+        answer(request.send().await.unwrap()).await
+    }
+
+    pub async fn send(
+        &self,
+        method: &str,
+        path: &str,
+        body: &str,
+        extra: &[(&str, &str)],
+    ) -> Answer {
+        self.send_with(method, path, body, extra, |_| {}).await
+    }
+
+    pub async fn post(&self, path: &str, body: Value) -> Answer {
+        self.send("POST", path, &body.to_string(), &[]).await
+    }
+
+    pub async fn get(&self, path: &str) -> Answer {
+        self.send("GET", path, "", &[]).await
+    }
+
+    /// Creates a payment; `extra` fields are merged into a valid USD body.
+    pub async fn pay(&self, amount: i64, extra: Value) -> Answer {
+        let mut body = serde_json::json!({
+            "order_no": format!("ord-{}", payloom_platform::ids::random_hex(8)),
+            "amount": amount,
+            "currency": "USD",
+        });
+        for (k, v) in extra.as_object().cloned().unwrap_or_default() {
+            body[k] = v;
+        }
+        self.post("/v1/payments", body).await
+    }
+
+    /// How many payments the merchant has (up to 100).
+    pub async fn count(&self) -> usize {
+        let list = self.get("/v1/payments?limit=100").await;
+        assert_eq!(list.status, 200, "{}", list.text);
+        list.json["data"].as_array().unwrap().len()
+    }
+}
+
+pub async fn answer(response: reqwest::Response) -> Answer {
+    let status = response.status().as_u16();
+    let replayed = response.headers().get("idempotent-replayed").is_some();
+    let text = response.text().await.unwrap();
+    let json = serde_json::from_str(&text).unwrap_or(Value::Null);
+    Answer {
+        status,
+        replayed,
+        text,
+        json,
+    }
+}
+
+/// `payloom dev` on a free port.
+pub struct Platform {
+    pub merchant: Merchant,
+    pub base: String,
+    pub credentials: Value,
+    pub data: tempfile::TempDir,
+    _process: Process,
+    _database: Option<TestDatabase>,
+}
+
+impl Platform {
+    /// `None` when the backend is unavailable here (see [`TestDatabase::create`]).
+    pub async fn start(backend: Backend) -> Option<Self> {
+        Self::start_with(backend, "").await
+    }
+
+    /// With extra configuration (TOML layered over the defaults).
+    pub async fn start_with(backend: Backend, config: &str) -> Option<Self> {
+        let database = match backend {
+            Backend::Sqlite => None,
+            Backend::Postgres => Some(TestDatabase::create().await?),
+        };
+        let data = tempfile::tempdir().unwrap();
+        let config_path = data.path().join("test.toml");
+        std::fs::write(&config_path, config).unwrap();
+        let mut command = Command::new(env!("CARGO_BIN_EXE_payloom"));
+        command
+            .args(["dev", "--listen", "127.0.0.1:0", "--data-dir"])
+            .arg(data.path())
+            .arg("--config")
+            .arg(&config_path);
+        if let Some(db) = &database {
+            command.args(["--database-url", &db.url]);
+        }
+        let (process, base) = spawn_and_wait(command, "payloom dev listening on ");
+        let credentials: Value = serde_json::from_slice(
+            &std::fs::read(data.path().join("dev-credentials.json")).unwrap(),
+        )
+        .unwrap();
+        let key = Key {
+            merchant_id: credentials["merchant"]["id"].as_str().unwrap().to_owned(),
+            key_id: credentials["merchant"]["api_key"]["key_id"]
+                .as_str()
+                .unwrap()
+                .to_owned(),
+            secret: credentials["merchant"]["api_key"]["secret"]
+                .as_str()
+                .unwrap()
+                .to_owned(),
+        };
+        let merchant = Merchant {
+            base: base.clone(),
+            key,
+            http: reqwest::Client::new(),
+        };
+        Some(Self {
+            merchant,
+            base,
+            credentials,
+            data,
+            _process: process,
+            _database: database,
+        })
+    }
+
+    pub async fn admin_token(&self) -> String {
+        let login = serde_json::json!({"username": self.credentials["admin"]["username"], "password": self.credentials["admin"]["password"]});
+        let response = reqwest::Client::new()
+            .post(format!("{}/admin/v1/login", self.base))
+            .json(&login)
+            .send()
+            .await
+            .unwrap();
+        let answer = answer(response).await;
+        assert_eq!(answer.status, 200, "{}", answer.text);
+        answer.json["token"].as_str().unwrap().to_owned()
+    }
+
+    pub async fn admin(&self, method: &str, path: &str, body: Value) -> Answer {
+        let token = self.admin_token().await;
+        let response = reqwest::Client::new()
+            .request(method.parse().unwrap(), format!("{}{path}", self.base))
+            .bearer_auth(token)
+            .json(&body)
+            .send()
+            .await
+            .unwrap();
+        answer(response).await
+    }
+
+    /// A second merchant with its own key and sandbox credentials, made through the admin API.
+    pub async fn another_merchant(&self) -> Merchant {
+        let merchant = self
+            .admin(
+                "POST",
+                "/admin/v1/merchants",
+                serde_json::json!({"name": "Other Shop"}),
+            )
+            .await;
+        assert_eq!(merchant.status, 201, "{}", merchant.text);
+        let id = merchant.json["id"].as_str().unwrap().to_owned();
+        let key = self
+            .admin(
+                "POST",
+                &format!("/admin/v1/merchants/{id}/api-keys"),
+                Value::Null,
+            )
+            .await;
+        assert_eq!(key.status, 201, "{}", key.text);
+        let creds = self
+            .admin(
+                "PUT",
+                &format!("/admin/v1/merchants/{id}/channels/sandbox/credentials"),
+                serde_json::json!({"notify_secret": "s3cret"}),
+            )
+            .await;
+        assert_eq!(creds.status, 200, "{}", creds.text);
+        Merchant {
+            base: self.base.clone(),
+            key: Key {
+                merchant_id: id,
+                key_id: key.json["key_id"].as_str().unwrap().to_owned(),
+                secret: key.json["secret"].as_str().unwrap().to_owned(),
+            },
+            http: reqwest::Client::new(),
+        }
+    }
+}
+
+/// Starts `command` and waits for the line starting with `marker`; returns the URL after it.
+/// Drains the rest of its output in the background so the child never blocks on a pipe.
+pub fn spawn_and_wait(mut command: Command, marker: &str) -> (Process, String) {
+    let mut child = command
+        .stdout(Stdio::piped())
+        .stderr(Stdio::inherit())
+        .spawn()
+        .unwrap();
+    let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
+    let process = Process(child);
+    let url = loop {
+        let line = lines
+            .next()
+            .unwrap_or_else(|| panic!("the process exited before printing {marker:?}"))
+            .unwrap();
+        if let Some(rest) = line.strip_prefix(marker) {
+            break rest.split_whitespace().next().unwrap().to_owned();
+        }
+    };
+    std::thread::spawn(move || for _ in lines.by_ref() {});
+    (process, url)
+}
+
+/// A free TCP port on loopback (bound, then released for a child to take).
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+/// Runs a scenario on SQLite and on PostgreSQL as two tests.
+#[macro_export]
+macro_rules! on_both_databases {
+    ($($name:ident),* $(,)?) => {
+        $(
+            mod $name {
+                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+                async fn sqlite() {
+                    super::$name($crate::support::Backend::Sqlite).await
+                }
+                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+                async fn postgres() {
+                    super::$name($crate::support::Backend::Postgres).await
+                }
+            }
+        )*
+    };
+}
