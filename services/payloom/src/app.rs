@@ -416,7 +416,8 @@ pub async fn assemble(settings: &Settings, local: &[Role]) -> anyhow::Result<Ass
     } else {
         None
     };
-    for db in dbs.open.values().cloned() {
+    let database_url = dbs.describe();
+    for db in dbs.open.into_values() {
         checks.push((
             "database".into(),
             Arc::new(move || {
@@ -443,7 +444,7 @@ pub async fn assemble(settings: &Settings, local: &[Role]) -> anyhow::Result<Ass
         auth,
         channels,
         admin,
-        database_url: dbs.describe(),
+        database_url,
         _watcher: watcher,
     })
 }

@@ -51,11 +51,11 @@ enum Command {
 }
 
 fn main() -> ExitCode {
-    tracing_subscriber::fmt()
-        .with_env_filter(tracing_subscriber::EnvFilter::from_env("PAYLOOM_LOG"))
-        .with_writer(std::io::stderr)
-        .init();
     let cli = Cli::parse();
+    // Services in production log JSON lines at info; people at a terminal read plain
+    // text, warnings and up.
+    let serving = matches!(cli.command, Command::Serve(_));
+    payloom_platform::server::init_tracing(serving, if serving { "info" } else { "warn" });
     let result = match cli.command {
         Command::Dev(args) => dev::run(args).map(|()| ExitCode::SUCCESS),
         Command::Serve(args) => serve::run(args).map(|()| ExitCode::SUCCESS),

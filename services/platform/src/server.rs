@@ -18,10 +18,11 @@ use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::histogram::Histogram;
 use prometheus_client::registry::Registry;
 
-/// Logs as JSON lines on stderr (or plain text for a terminal), filtered by `PAYLOOM_LOG`.
-pub fn init_tracing(json: bool) {
+/// Logs as JSON lines on stderr (or plain text for a terminal), filtered by `PAYLOOM_LOG`
+/// (`default_filter` when unset, e.g. `info`).
+pub fn init_tracing(json: bool, default_filter: &str) {
     let filter = tracing_subscriber::EnvFilter::try_from_env("PAYLOOM_LOG")
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default_filter));
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr);

@@ -7,6 +7,7 @@ mod auth;
 mod dev;
 mod idempotency;
 mod multiprocess;
+mod openapi;
 mod payments;
 mod redis_backends;
 mod refunds;
