@@ -10,6 +10,7 @@ use axum::{Json, Router};
 use payloom_host::bindings::channel_types as ch;
 use payloom_host::capabilities::crypto::Key;
 use payloom_host::{Call, CallContext, CallFailure, ChannelCall, PluginKind, Registry, Reply};
+use payloom_platform::cache::TtlCache;
 use payloom_platform::client::ServiceClient;
 use payloom_platform::clock::SharedClock;
 use payloom_platform::db::Migration;
@@ -59,7 +60,13 @@ pub struct ChannelAdapter {
     registry: Arc<Registry>,
     master_key: MasterKey,
     clock: SharedClock,
+    /// Opened credentials by `merchant:channel`; setting them drops the entry here, other
+    /// nodes follow within the TTL.
+    opened: TtlCache<BTreeMap<String, String>>,
 }
+
+/// How long a node keeps opened credentials.
+const CREDENTIALS_CACHE_TTL_MS: i64 = 5_000;
 
 /// Most credential entries per merchant and channel, and the longest value.
 const CREDENTIAL_ENTRIES_MAX: usize = 32;
@@ -73,11 +80,13 @@ impl ChannelAdapter {
         clock: SharedClock,
     ) -> anyhow::Result<Arc<Self>> {
         db.migrate("channel-adapter", MIGRATIONS).await?;
+        let opened = TtlCache::new(clock.clone(), CREDENTIALS_CACHE_TTL_MS);
         Ok(Arc::new(Self {
             db,
             registry,
             master_key,
             clock,
+            opened,
         }))
     }
 
@@ -86,6 +95,20 @@ impl ChannelAdapter {
     }
 
     async fn credentials(
+        &self,
+        merchant_id: &str,
+        channel: &str,
+    ) -> ApiResult<BTreeMap<String, String>> {
+        let cache_key = format!("{merchant_id}:{channel}");
+        if let Some(values) = self.opened.get(&cache_key) {
+            return Ok(values);
+        }
+        let values = self.load_credentials(merchant_id, channel).await?;
+        self.opened.insert(&cache_key, values.clone());
+        Ok(values)
+    }
+
+    async fn load_credentials(
         &self,
         merchant_id: &str,
         channel: &str,
@@ -202,6 +225,7 @@ impl ChannelApi for ChannelAdapter {
         .bind(self.clock.now_ms())
         .execute(self.db.pool())
         .await?;
+        self.opened.remove(&format!("{merchant_id}:{channel}"));
         Ok(())
     }
 }

@@ -6,7 +6,7 @@ mod signature;
 use std::sync::Arc;
 
 use async_trait::async_trait;
-use payloom_platform::cache::KeyStore;
+use payloom_platform::cache::{KeyStore, TtlCache};
 use payloom_platform::client::ServiceClient;
 use payloom_platform::clock::SharedClock;
 use payloom_platform::db::Migration;
@@ -86,7 +86,12 @@ pub struct MerchantAuth {
     clock: SharedClock,
     master_key: MasterKey,
     nonces: Arc<dyn KeyStore>,
+    /// Active keys by id, so a signed request costs no query in the common case.
+    keys: TtlCache<signature::ActiveKey>,
 }
+
+/// How long another node may keep using a key after it is revoked elsewhere.
+pub const KEY_CACHE_TTL_MS: i64 = 5_000;
 
 impl MerchantAuth {
     pub async fn new(
@@ -97,6 +102,7 @@ impl MerchantAuth {
     ) -> anyhow::Result<Arc<Self>> {
         db.migrate("merchant-auth", MIGRATIONS).await?;
         Ok(Arc::new(Self {
+            keys: TtlCache::new(clock.clone(), KEY_CACHE_TTL_MS),
             db,
             clock,
             master_key,
@@ -214,6 +220,7 @@ impl MerchantAuthApi for MerchantAuth {
         if done.rows_affected() == 0 {
             return Err(ApiError::not_found("api key", key_id));
         }
+        self.keys.remove(key_id);
         Ok(())
     }
 }

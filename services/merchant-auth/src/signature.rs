@@ -72,33 +72,16 @@ pub(crate) async fn verify(auth: &MerchantAuth, req: VerifyIn) -> ApiResult<Veri
             "X-Nonce must be 1 to 64 characters",
         ));
     }
-    let row = sqlx::query(
-        "SELECT k.merchant_id, k.signing_key_sealed, k.status, m.tier, m.status AS merchant_status
-         FROM api_keys k JOIN merchants m ON m.id = k.merchant_id WHERE k.key_id = $1",
-    )
-    .bind(&req.key_id)
-    .fetch_optional(auth.db.pool())
-    .await?;
-    let Some(row) = row else {
+    let Some(key) = active_key(auth, &req.key_id).await? else {
         return Err(refuse("api_key_invalid", "unknown or revoked API key"));
     };
-    let status: String = row.try_get("status")?;
-    let merchant_status: String = row.try_get("merchant_status")?;
-    if status != "active" || merchant_status != "active" {
-        return Err(refuse("api_key_invalid", "unknown or revoked API key"));
-    }
-    let sealed: String = row.try_get("signing_key_sealed")?;
-    let key = auth
-        .master_key
-        .open(&sealed, &MerchantAuth::seal_context(&req.key_id))
-        .map_err(ApiError::internal)?;
     let expected = hex::decode(&req.signature).map_err(|_| {
         refuse(
             "signature_invalid",
             "the signature does not match the request",
         )
     })?;
-    let mut mac = Hmac::<Sha256>::new_from_slice(&key).expect("any key length");
+    let mut mac = Hmac::<Sha256>::new_from_slice(&key.signing_key).expect("any key length");
     mac.update(
         string_to_sign(
             &req.method,
@@ -126,10 +109,46 @@ pub(crate) async fn verify(auth: &MerchantAuth, req: VerifyIn) -> ApiResult<Veri
         return Err(refuse("nonce_replayed", "this X-Nonce was already used"));
     }
     Ok(VerifiedOut {
-        merchant_id: row.try_get("merchant_id")?,
-        tier: row.try_get("tier")?,
+        merchant_id: key.merchant_id,
+        tier: key.tier,
         key_id: req.key_id,
     })
+}
+
+/// An active key of an active merchant, opened.
+#[derive(Clone)]
+pub(crate) struct ActiveKey {
+    merchant_id: String,
+    tier: String,
+    signing_key: Vec<u8>,
+}
+
+/// The key from the cache or the database. Only active keys are cached; revoking one
+/// removes it from this node's cache (other nodes drop it within the TTL).
+async fn active_key(auth: &MerchantAuth, key_id: &str) -> ApiResult<Option<ActiveKey>> {
+    if let Some(key) = auth.keys.get(key_id) {
+        return Ok(Some(key));
+    }
+    let row = sqlx::query(
+        "SELECT k.merchant_id, k.signing_key_sealed, m.tier FROM api_keys k JOIN merchants m ON m.id = k.merchant_id
+         WHERE k.key_id = $1 AND k.status = 'active' AND m.status = 'active'",
+    )
+    .bind(key_id)
+    .fetch_optional(auth.db.pool())
+    .await?;
+    let Some(row) = row else { return Ok(None) };
+    let sealed: String = row.try_get("signing_key_sealed")?;
+    let signing_key = auth
+        .master_key
+        .open(&sealed, &MerchantAuth::seal_context(key_id))
+        .map_err(ApiError::internal)?;
+    let key = ActiveKey {
+        merchant_id: row.try_get("merchant_id")?,
+        tier: row.try_get("tier")?,
+        signing_key,
+    };
+    auth.keys.insert(key_id, key.clone());
+    Ok(Some(key))
 }
 
 #[cfg(test)]

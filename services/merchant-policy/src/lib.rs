@@ -1,7 +1,7 @@
 //! Merchant policy: allow or deny, fee, limits and channel ranking, decided by a component.
 
-use std::collections::BTreeMap;
-use std::sync::Arc;
+use std::collections::{BTreeMap, HashMap};
+use std::sync::{Arc, Mutex};
 
 use async_trait::async_trait;
 use axum::extract::State;
@@ -11,6 +11,7 @@ use payloom_host::bindings::{channel_types as ch, policy_types as po, types};
 use payloom_host::{
     Call, CallContext, CallFailure, ChannelCall, PluginKind, PolicyCall, Registry, Reply,
 };
+use payloom_platform::cache::TtlCache;
 use payloom_platform::client::ServiceClient;
 use payloom_platform::clock::SharedClock;
 use payloom_platform::db::Migration;
@@ -59,7 +60,15 @@ pub struct MerchantPolicy {
     registry: Arc<Registry>,
     config: PolicyConfig,
     clock: SharedClock,
+    /// Channel descriptors by component digest: a version describes itself once.
+    described: Mutex<HashMap<String, po::ChannelOption>>,
+    /// Each merchant's policy and configuration; `set_policy` drops the entry here, other
+    /// nodes follow within the TTL.
+    policies: TtlCache<(String, BTreeMap<String, String>)>,
 }
+
+/// How long a node keeps a merchant's policy row.
+const POLICY_CACHE_TTL_MS: i64 = 5_000;
 
 impl MerchantPolicy {
     pub async fn new(
@@ -73,7 +82,9 @@ impl MerchantPolicy {
             db,
             registry,
             config,
+            policies: TtlCache::new(clock.clone(), POLICY_CACHE_TTL_MS),
             clock,
+            described: Mutex::new(HashMap::new()),
         }))
     }
 
@@ -95,10 +106,23 @@ impl MerchantPolicy {
         .bind(self.clock.now_ms())
         .execute(self.db.pool())
         .await?;
+        self.policies.remove(merchant_id);
         Ok(())
     }
 
     async fn policy_for(&self, merchant_id: &str) -> ApiResult<(String, BTreeMap<String, String>)> {
+        if let Some(policy) = self.policies.get(merchant_id) {
+            return Ok(policy);
+        }
+        let policy = self.load_policy(merchant_id).await?;
+        self.policies.insert(merchant_id, policy.clone());
+        Ok(policy)
+    }
+
+    async fn load_policy(
+        &self,
+        merchant_id: &str,
+    ) -> ApiResult<(String, BTreeMap<String, String>)> {
         let row =
             sqlx::query("SELECT plugin_id, config FROM merchant_policies WHERE merchant_id = $1")
                 .bind(merchant_id)
@@ -125,6 +149,16 @@ impl MerchantPolicy {
             .into_iter()
             .filter(|r| r.kind == PluginKind::Channel)
         {
+            let known = self
+                .described
+                .lock()
+                .expect("descriptor cache")
+                .get(&row.digest)
+                .cloned();
+            if let Some(option) = known {
+                options.push(option);
+                continue;
+            }
             let call = Call::Channel(ChannelCall::Describe);
             if let Ok(report) = self
                 .registry
@@ -132,7 +166,12 @@ impl MerchantPolicy {
                 .await
                 && let Reply::ChannelDescriptor(d) = report.reply
             {
-                options.push(describe_to_option(d));
+                let option = describe_to_option(d);
+                self.described
+                    .lock()
+                    .expect("descriptor cache")
+                    .insert(row.digest, option.clone());
+                options.push(option);
             }
         }
         options

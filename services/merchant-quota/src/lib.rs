@@ -15,9 +15,8 @@ use payloom_platform::clock::SharedClock;
 use payloom_platform::db::Migration;
 use payloom_platform::{ApiError, ApiJson, ApiResult, Db, ids};
 use serde::{Deserialize, Serialize};
-use sqlx::Row;
 
-pub use store::{RedisUsage, SqlUsage, UsageStore};
+pub use store::{RedisUsage, ReservationRecord, SqlUsage, UsageStore};
 
 pub const MIGRATIONS: &[Migration] = &[Migration {
     version: 1,
@@ -97,7 +96,6 @@ pub trait QuotaApi: Send + Sync {
 }
 
 pub struct Quotas {
-    db: Db,
     clock: SharedClock,
     config: QuotaConfig,
     usage: Arc<dyn UsageStore>,
@@ -111,10 +109,10 @@ impl Quotas {
         usage: Option<Arc<dyn UsageStore>>,
     ) -> anyhow::Result<Arc<Self>> {
         config.validate()?;
+        // The tables exist whichever store counts, so a node can move between them.
         db.migrate("merchant-quota", MIGRATIONS).await?;
         let usage = usage.unwrap_or_else(|| Arc::new(SqlUsage::new(db.clone())));
         Ok(Arc::new(Self {
-            db,
             clock,
             config,
             usage,
@@ -153,14 +151,18 @@ impl QuotaApi for Quotas {
         let now = self.clock.now_ms();
         let (day, month) = periods(now);
         let limits = self.config.limits(&req.currency);
+        let record = ReservationRecord {
+            id: ids::new_id("qr", now),
+            merchant_id: req.merchant_id,
+            currency: req.currency,
+            amount_minor: req.amount_minor,
+            day,
+            month,
+            created_at_ms: now,
+        };
         let granted = self
             .usage
-            .reserve(
-                &req.merchant_id,
-                &req.currency,
-                [(&day, limits.daily_minor), (&month, limits.monthly_minor)],
-                req.amount_minor,
-            )
+            .reserve(&record, limits.daily_minor, limits.monthly_minor)
             .await
             .map_err(ApiError::internal)?;
         if !granted {
@@ -170,56 +172,16 @@ impl QuotaApi for Quotas {
                 "quota_exceeded",
                 format!(
                     "this payment would exceed the merchant's daily or monthly {} volume quota",
-                    req.currency
+                    record.currency
                 ),
             ));
         }
-        let id = ids::new_id("qr", now);
-        let inserted = sqlx::query(
-            "INSERT INTO quota_reservations (id, merchant_id, currency, amount_minor, day_period, month_period, status, created_at_ms)
-             VALUES ($1, $2, $3, $4, $5, $6, 'reserved', $7)",
-        )
-        .bind(&id)
-        .bind(&req.merchant_id)
-        .bind(&req.currency)
-        .bind(req.amount_minor)
-        .bind(&day)
-        .bind(&month)
-        .bind(now)
-        .execute(self.db.pool())
-        .await;
-        if let Err(e) = inserted {
-            // Give the counters back: the reservation never existed.
-            let _ = self
-                .usage
-                .release(
-                    &req.merchant_id,
-                    &req.currency,
-                    [&day, &month],
-                    req.amount_minor,
-                )
-                .await;
-            return Err(e.into());
-        }
-        Ok(Reservation { id })
+        Ok(Reservation { id: record.id })
     }
 
     async fn release(&self, reservation_id: &str) -> ApiResult<()> {
-        let row = sqlx::query(
-            "UPDATE quota_reservations SET status = 'released' WHERE id = $1 AND status = 'reserved'
-             RETURNING merchant_id, currency, amount_minor, day_period, month_period",
-        )
-        .bind(reservation_id)
-        .fetch_optional(self.db.pool())
-        .await?;
-        let Some(row) = row else { return Ok(()) };
-        let merchant: String = row.try_get("merchant_id")?;
-        let currency: String = row.try_get("currency")?;
-        let amount: i64 = row.try_get("amount_minor")?;
-        let day: String = row.try_get("day_period")?;
-        let month: String = row.try_get("month_period")?;
         self.usage
-            .release(&merchant, &currency, [&day, &month], amount)
+            .release(reservation_id)
             .await
             .map_err(ApiError::internal)
     }

@@ -178,7 +178,14 @@ impl OrderApi for Orders {
     }
 
     async fn transition(&self, id: &str, to: OrderStatus) -> ApiResult<Order> {
-        let current = self.get(id).await?;
+        // Read, check and move in one transaction: one commit per move.
+        let mut tx = self.db.pool().begin().await?;
+        let row = sqlx::query("SELECT * FROM orders WHERE id = $1")
+            .bind(id)
+            .fetch_optional(&mut *tx)
+            .await?
+            .ok_or_else(|| ApiError::not_found("order", id))?;
+        let current = order_from_row(&row)?;
         if !current.status.can_move_to(to) {
             return Err(ApiError::conflict(
                 "order_transition_invalid",
@@ -190,7 +197,6 @@ impl OrderApi for Orders {
             ));
         }
         let now = self.clock.now_ms();
-        let mut tx = self.db.pool().begin().await?;
         // Conditional on the state we checked: a concurrent move makes this a no-op.
         let moved = sqlx::query(
             "UPDATE orders SET status = $1, updated_at_ms = $2 WHERE id = $3 AND status = $4",

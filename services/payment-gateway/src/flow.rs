@@ -86,18 +86,20 @@ impl Gateway {
         let applied = self
             .call_channel(&who.merchant_id, &channel, &wire, &input)
             .await;
-        self.apply(
-            &wire.id,
-            &order_id,
-            Some(&reservation.id),
-            input.amount,
-            applied,
-        )
-        .await?;
-        Ok((
-            StatusCode::CREATED,
-            self.load(&who.merchant_id, &wire.id).await?,
-        ))
+        let updated = self
+            .apply(
+                &wire.id,
+                &order_id,
+                Some(&reservation.id),
+                input.amount,
+                applied,
+            )
+            .await?;
+        let payment = match updated {
+            Some(payment) => payment,
+            None => self.load(&who.merchant_id, &wire.id).await?,
+        };
+        Ok((StatusCode::CREATED, payment))
     }
 
     /// Policy, risk, then the order and payment rows. Errors here leave nothing behind
@@ -305,7 +307,7 @@ impl Gateway {
         reservation: Option<&str>,
         amount: i64,
         applied: Applied,
-    ) -> ApiResult<()> {
+    ) -> ApiResult<Option<PaymentOut>> {
         let captured = if applied.status == PaymentStatus::Succeeded {
             amount
         } else {
@@ -317,10 +319,11 @@ impl Gateway {
             .map(serde_json::to_string)
             .transpose()
             .map_err(ApiError::internal)?;
-        sqlx::query(
+        // RETURNING hands back the row as written: no second read to answer with it.
+        let row = sqlx::query(&format!(
             "UPDATE payments SET status = $1, channel_reference = $2, next_action = $3, failure_code = $4, failure_message = $5,
-             amount_captured_minor = $6, updated_at_ms = $7 WHERE id = $8 AND status = 'processing'",
-        )
+             amount_captured_minor = $6, updated_at_ms = $7 WHERE id = $8 AND status = 'processing' RETURNING {PAYMENT_COLUMNS}"
+        ))
         .bind(applied.status.as_str())
         .bind(&applied.reference)
         .bind(next_action)
@@ -329,8 +332,11 @@ impl Gateway {
         .bind(captured)
         .bind(self.clock.now_ms())
         .bind(payment_id)
-        .execute(self.db.pool())
+        .fetch_optional(self.db.pool())
         .await?;
+        let updated = row
+            .map(|row| payment_from_row(&row).map(|p| p.out))
+            .transpose()?;
         let order_status = match applied.status {
             PaymentStatus::Succeeded => Some(OrderStatus::Paid),
             PaymentStatus::Authorized => Some(OrderStatus::Authorized),
@@ -350,7 +356,7 @@ impl Gateway {
         ) {
             self.release_quota(reservation).await;
         }
-        Ok(())
+        Ok(updated)
     }
 
     /// Best effort: a release that fails leaves the merchant's quota conservative.

@@ -112,3 +112,71 @@ mod tests {
         assert!(store.insert_if_absent("n1", 1_000).await.unwrap());
     }
 }
+
+/// A small read-through cache for rows that change rarely (API keys, credentials,
+/// policies). Entries live `ttl_ms`; the owner removes an entry when it changes the row,
+/// so on one node a change is seen at once and other nodes see it within the TTL.
+pub struct TtlCache<V: Clone> {
+    clock: SharedClock,
+    ttl_ms: i64,
+    entries: Mutex<HashMap<String, (i64, V)>>,
+}
+
+/// Entries a cache holds before it drops expired ones; bounds memory under many keys.
+const TTL_CACHE_ENTRIES_MAX: usize = 100_000;
+
+impl<V: Clone> TtlCache<V> {
+    pub fn new(clock: SharedClock, ttl_ms: i64) -> Self {
+        Self {
+            clock,
+            ttl_ms,
+            entries: Mutex::new(HashMap::new()),
+        }
+    }
+
+    pub fn get(&self, key: &str) -> Option<V> {
+        let now = self.clock.now_ms();
+        let entries = self.entries.lock().expect("ttl cache lock");
+        entries
+            .get(key)
+            .filter(|(expires, _)| *expires > now)
+            .map(|(_, v)| v.clone())
+    }
+
+    pub fn insert(&self, key: &str, value: V) {
+        let now = self.clock.now_ms();
+        let mut entries = self.entries.lock().expect("ttl cache lock");
+        if entries.len() >= TTL_CACHE_ENTRIES_MAX {
+            entries.retain(|_, (expires, _)| *expires > now);
+            if entries.len() >= TTL_CACHE_ENTRIES_MAX {
+                entries.clear();
+            }
+        }
+        entries.insert(key.to_owned(), (now + self.ttl_ms, value));
+    }
+
+    pub fn remove(&self, key: &str) {
+        self.entries.lock().expect("ttl cache lock").remove(key);
+    }
+}
+
+#[cfg(test)]
+mod ttl_tests {
+    use std::sync::Arc;
+
+    use super::*;
+    use crate::ManualClock;
+
+    #[test]
+    fn entries_expire_and_can_be_removed() {
+        let clock = ManualClock::new(0);
+        let cache = TtlCache::new(Arc::new(clock.clone()), 100);
+        cache.insert("k", 1);
+        assert_eq!(cache.get("k"), Some(1));
+        clock.advance(100);
+        assert_eq!(cache.get("k"), None);
+        cache.insert("k", 2);
+        cache.remove("k");
+        assert_eq!(cache.get("k"), None);
+    }
+}

@@ -102,3 +102,40 @@ fn dev_refuses_an_address_it_cannot_bind() {
         String::from_utf8_lossy(&output.stderr)
     );
 }
+
+#[tokio::test]
+async fn demo_pay_makes_a_signed_payment_against_dev() {
+    let Some(p) = crate::support::Platform::start(crate::support::Backend::Sqlite).await else {
+        return;
+    };
+    let demo = |extra: &[&str]| {
+        let output = Command::new(env!("CARGO_BIN_EXE_payloom"))
+            .args(["demo", "pay", "--data-dir"])
+            .arg(p.data.path())
+            .args(extra)
+            .output()
+            .unwrap();
+        (
+            output.status.success(),
+            String::from_utf8_lossy(&output.stdout).into_owned(),
+        )
+    };
+    let (ok, stdout) = demo(&[]);
+    assert!(ok, "{stdout}");
+    assert!(
+        stdout.contains("201 Created") && stdout.contains("\"status\": \"succeeded\""),
+        "{stdout}"
+    );
+    let (ok, stdout) = demo(&["--card", "4000000000000002"]);
+    assert!(
+        ok && stdout.contains("\"failure_code\": \"card_declined\""),
+        "{stdout}"
+    );
+    assert_eq!(p.merchant.count().await, 2);
+    let missing = Command::new(env!("CARGO_BIN_EXE_payloom"))
+        .args(["demo", "pay", "--data-dir", "/nonexistent-payloom"])
+        .output()
+        .unwrap();
+    assert!(!missing.status.success());
+    assert!(String::from_utf8_lossy(&missing.stderr).contains("dev-credentials.json"));
+}
