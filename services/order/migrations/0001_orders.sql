@@ -5,6 +5,7 @@ CREATE TABLE orders (
     amount_minor BIGINT NOT NULL,
     currency TEXT NOT NULL,
     status TEXT NOT NULL,
+    previous_status TEXT,
     payment_id TEXT NOT NULL,
     created_at_ms BIGINT NOT NULL,
     updated_at_ms BIGINT NOT NULL,

@@ -34,6 +34,17 @@ pub enum OrderStatus {
 }
 
 impl OrderStatus {
+    pub const ALL: [OrderStatus; 8] = [
+        Self::Created,
+        Self::Authorized,
+        Self::Paid,
+        Self::PartiallyRefunded,
+        Self::Refunded,
+        Self::Failed,
+        Self::Canceled,
+        Self::Expired,
+    ];
+
     pub fn as_str(self) -> &'static str {
         match self {
             Self::Created => "created",
@@ -178,15 +189,32 @@ impl OrderApi for Orders {
     }
 
     async fn transition(&self, id: &str, to: OrderStatus) -> ApiResult<Order> {
-        // Read, check and move in one transaction: one commit per move.
+        let from: Vec<&str> = OrderStatus::ALL
+            .iter()
+            .filter(|s| s.can_move_to(to))
+            .map(|s| s.as_str())
+            .collect();
+        let now = self.clock.now_ms();
         let mut tx = self.db.pool().begin().await?;
-        let row = sqlx::query("SELECT * FROM orders WHERE id = $1")
-            .bind(id)
-            .fetch_optional(&mut *tx)
-            .await?
-            .ok_or_else(|| ApiError::not_found("order", id))?;
-        let current = order_from_row(&row)?;
-        if !current.status.can_move_to(to) {
+        // The machine's check is the update's condition, so a concurrent move cannot slip
+        // between a read and a write. `previous_status = status` keeps where it came from.
+        let placeholders: Vec<String> = (0..from.len()).map(|i| format!("${}", i + 4)).collect();
+        let sql = format!(
+            "UPDATE orders SET previous_status = status, status = $1, updated_at_ms = $2
+             WHERE id = $3 AND status IN ({}) RETURNING *",
+            if placeholders.is_empty() {
+                "NULL".to_owned()
+            } else {
+                placeholders.join(", ")
+            }
+        );
+        let mut query = sqlx::query(&sql).bind(to.as_str()).bind(now).bind(id);
+        for state in &from {
+            query = query.bind(*state);
+        }
+        let Some(row) = query.fetch_optional(&mut *tx).await? else {
+            drop(tx);
+            let current = self.get(id).await?;
             return Err(ApiError::conflict(
                 "order_transition_invalid",
                 format!(
@@ -195,37 +223,18 @@ impl OrderApi for Orders {
                     to.as_str()
                 ),
             ));
-        }
-        let now = self.clock.now_ms();
-        // Conditional on the state we checked: a concurrent move makes this a no-op.
-        let moved = sqlx::query(
-            "UPDATE orders SET status = $1, updated_at_ms = $2 WHERE id = $3 AND status = $4",
-        )
-        .bind(to.as_str())
-        .bind(now)
-        .bind(id)
-        .bind(current.status.as_str())
-        .execute(&mut *tx)
-        .await?;
-        if moved.rows_affected() == 0 {
-            return Err(ApiError::conflict(
-                "order_transition_invalid",
-                "the order moved concurrently",
-            ));
-        }
+        };
+        let order = order_from_row(&row)?;
+        let previous: String = row.try_get("previous_status")?;
         sqlx::query("INSERT INTO order_transitions (order_id, from_status, to_status, at_ms) VALUES ($1, $2, $3, $4)")
             .bind(id)
-            .bind(current.status.as_str())
+            .bind(previous)
             .bind(to.as_str())
             .bind(now)
             .execute(&mut *tx)
             .await?;
         tx.commit().await?;
-        Ok(Order {
-            status: to,
-            updated_at_ms: now,
-            ..current
-        })
+        Ok(order)
     }
 }
 

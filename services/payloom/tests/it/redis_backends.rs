@@ -2,7 +2,7 @@
 
 use std::sync::Arc;
 
-use payloom_merchant_quota::{RedisUsage, UsageStore};
+use payloom_merchant_quota::{RedisUsage, ReservationRecord, UsageStore};
 use payloom_platform::cache::{KeyStore, RedisKeyStore};
 
 use crate::support::redis;
@@ -22,56 +22,81 @@ async fn redis_nonces_are_claimed_once_and_expire() {
     );
 }
 
+fn record(id: &str, day: &str, month: &str, amount: i64) -> ReservationRecord {
+    ReservationRecord {
+        id: id.to_owned(),
+        merchant_id: "mch_1".into(),
+        currency: "USD".into(),
+        amount_minor: amount,
+        day: day.to_owned(),
+        month: month.to_owned(),
+        created_at_ms: 0,
+    }
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn redis_quota_reservations_never_pass_the_limit_under_concurrency() {
     let Some(conn) = redis().await else { return };
     let prefix = format!("payloom-test:{}:", payloom_platform::ids::random_hex(6));
     let usage = Arc::new(RedisUsage::new(conn, &prefix));
     let tasks: Vec<_> = (0..50)
-        .map(|_| {
+        .map(|i| {
             let usage = usage.clone();
             tokio::spawn(async move {
                 usage
                     .reserve(
-                        "mch_1",
-                        "USD",
-                        [("d:2026-11-21", 10_000), ("m:2026-11", 25_000)],
-                        700,
+                        &record(&format!("qr_{i}"), "d:2026-11-21", "m:2026-11", 700),
+                        10_000,
+                        25_000,
                     )
                     .await
                     .unwrap()
             })
         })
         .collect();
-    let mut granted = 0;
-    for t in tasks {
+    let mut granted = Vec::new();
+    for (i, t) in tasks.into_iter().enumerate() {
         if t.await.unwrap() {
-            granted += 1;
+            granted.push(i);
         }
     }
-    assert_eq!(granted, 14, "10,000 / 700 = 14 reservations fit the day");
-    usage
-        .release("mch_1", "USD", ["d:2026-11-21", "m:2026-11"], 700)
-        .await
-        .unwrap();
+    assert_eq!(
+        granted.len(),
+        14,
+        "10,000 / 700 = 14 reservations fit the day"
+    );
+    let first = format!("qr_{}", granted[0]);
+    usage.release(&first).await.unwrap();
+    usage.release(&first).await.unwrap();
+    usage.release("qr_unknown").await.unwrap();
     assert!(
         usage
             .reserve(
-                "mch_1",
-                "USD",
-                [("d:2026-11-21", 10_000), ("m:2026-11", 25_000)],
-                700
+                &record("qr_a", "d:2026-11-21", "m:2026-11", 700),
+                10_000,
+                25_000
             )
             .await
-            .unwrap()
+            .unwrap(),
+        "one release frees one slot"
     );
     assert!(
         !usage
             .reserve(
-                "mch_1",
-                "USD",
-                [("d:2026-11-22", 10_000), ("m:2026-11", 10_000)],
-                700
+                &record("qr_b", "d:2026-11-21", "m:2026-11", 700),
+                10_000,
+                25_000
+            )
+            .await
+            .unwrap(),
+        "a second release of the same one freed nothing"
+    );
+    assert!(
+        !usage
+            .reserve(
+                &record("qr_c", "d:2026-11-22", "m:2026-11", 700),
+                10_000,
+                10_000
             )
             .await
             .unwrap(),
