@@ -288,21 +288,12 @@ async fn transition(
 
 #[cfg(test)]
 mod tests {
-    use super::OrderStatus::*;
+    use super::OrderStatus::{self, *};
 
     #[test]
     fn terminal_states_never_move_and_refunds_follow_payment() {
         for terminal in [Refunded, Failed, Canceled, Expired] {
-            for to in [
-                Created,
-                Authorized,
-                Paid,
-                PartiallyRefunded,
-                Refunded,
-                Failed,
-                Canceled,
-                Expired,
-            ] {
+            for to in OrderStatus::ALL {
                 assert!(!terminal.can_move_to(to), "{terminal:?} -> {to:?}");
             }
         }

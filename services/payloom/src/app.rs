@@ -107,6 +107,32 @@ struct PluginsConfig {
     allow_unsigned: bool,
 }
 
+/// The configuration layers: embedded defaults, the `--config` file, `PAYLOOM_*`, then
+/// the database and Redis flags.
+pub fn load_config(
+    file: Option<&Path>,
+    database_url: Option<&str>,
+    redis_url: Option<&str>,
+) -> anyhow::Result<Config> {
+    let mut config = Config::load(DEFAULT_CONFIG, file)?;
+    for (key, value) in [("database.url", database_url), ("redis.url", redis_url)] {
+        if let Some(value) = value {
+            config.set(key, toml::Value::String(value.to_owned()));
+        }
+    }
+    Ok(config)
+}
+
+/// Runs `main` on a multi-threaded runtime: the services' entry point.
+pub fn block_on<F: std::future::Future<Output = anyhow::Result<()>>>(
+    main: F,
+) -> anyhow::Result<()> {
+    tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()?
+        .block_on(main)
+}
+
 /// Everything an assembly is built from.
 pub struct Settings {
     pub config: Config,

@@ -4,7 +4,6 @@
 
 use std::path::PathBuf;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use anyhow::Context;
@@ -63,10 +62,7 @@ impl Run {
 
 pub fn run(command: BenchCommand) -> anyhow::Result<()> {
     let BenchCommand::Payments(args) = command;
-    tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()?
-        .block_on(payments(args))
+    crate::app::block_on(payments(args))
 }
 
 async fn payments(args: PaymentsArgs) -> anyhow::Result<()> {
@@ -125,24 +121,18 @@ async fn payments(args: PaymentsArgs) -> anyhow::Result<()> {
     Ok(())
 }
 
-async fn drive(
-    client: &reqwest::Client,
-    credentials: &Arc<crate::dev::DevCredentials>,
-    concurrency: usize,
-    duration: Duration,
-) -> anyhow::Result<Run> {
+/// Runs `concurrency` workers calling `op(worker, n)` until `duration` is up and
+/// collects the latencies of the calls that succeeded.
+async fn measure<F, Fut>(concurrency: usize, duration: Duration, op: F) -> anyhow::Result<Run>
+where
+    F: Fn(usize, u64) -> Fut + Clone + Send + 'static,
+    Fut: std::future::Future<Output = anyhow::Result<()>> + Send,
+{
     let started = Instant::now();
     let deadline = started + duration;
-    let sequence = Arc::new(AtomicU64::new(0));
-    let run_id = payloom_platform::ids::random_hex(4);
     let mut workers = tokio::task::JoinSet::new();
-    for _ in 0..concurrency {
-        let (client, credentials, sequence, run_id) = (
-            client.clone(),
-            credentials.clone(),
-            sequence.clone(),
-            run_id.clone(),
-        );
+    for worker in 0..concurrency {
+        let op = op.clone();
         workers.spawn(async move {
             let mut run = Run {
                 ok: 0,
@@ -150,28 +140,22 @@ async fn drive(
                 elapsed: Duration::ZERO,
                 latencies_us: Vec::new(),
             };
+            let mut n = 0u64;
             while Instant::now() < deadline {
-                let n = sequence.fetch_add(1, Ordering::Relaxed);
                 let sent = Instant::now();
-                match pay(
-                    &client,
-                    &credentials,
-                    &format!("bench-{run_id}-{n}"),
-                    1_000 + (n % 50) as i64 * 100,
-                )
-                .await
-                {
+                match op(worker, n).await {
                     Ok(()) => {
                         run.ok += 1;
                         run.latencies_us.push(sent.elapsed().as_micros() as u64);
                     }
                     Err(e) => {
                         if run.failed == 0 {
-                            eprintln!("first failure: {e:#}");
+                            eprintln!("worker {worker}: first failure: {e:#}");
                         }
                         run.failed += 1;
                     }
                 }
+                n += 1;
             }
             run
         });
@@ -190,6 +174,30 @@ async fn drive(
     }
     total.elapsed = started.elapsed();
     Ok(total)
+}
+
+async fn drive(
+    client: &reqwest::Client,
+    credentials: &Arc<crate::dev::DevCredentials>,
+    concurrency: usize,
+    duration: Duration,
+) -> anyhow::Result<Run> {
+    let run_id = payloom_platform::ids::random_hex(4);
+    let (client, credentials) = (client.clone(), credentials.clone());
+    measure(concurrency, duration, move |worker, n| {
+        let (client, credentials) = (client.clone(), credentials.clone());
+        let order_no = format!("bench-{run_id}-{worker}-{n}");
+        async move {
+            pay(
+                &client,
+                &credentials,
+                &order_no,
+                1_000 + (n % 50) as i64 * 100,
+            )
+            .await
+        }
+    })
+    .await
 }
 
 /// One signed payment; succeeds only on `201` with status `succeeded`.
@@ -244,50 +252,18 @@ async fn baseline(url: &str, concurrency: usize, duration: Duration) -> anyhow::
     sqlx::query("CREATE TABLE bench_baseline (id TEXT PRIMARY KEY, parent TEXT NOT NULL, amount_minor BIGINT NOT NULL, body TEXT NOT NULL, created_at_ms BIGINT NOT NULL)")
         .execute(db.pool())
         .await?;
-    let started = Instant::now();
-    let deadline = started + duration;
-    let mut workers = tokio::task::JoinSet::new();
-    for worker in 0..concurrency {
+    let run = {
         let db = db.clone();
-        workers.spawn(async move {
-            let mut run = Run {
-                ok: 0,
-                failed: 0,
-                elapsed: Duration::ZERO,
-                latencies_us: Vec::new(),
-            };
-            let mut n = 0u64;
-            while Instant::now() < deadline {
-                let sent = Instant::now();
-                match five_inserts(&db, &format!("{worker}-{n}")).await {
-                    Ok(()) => {
-                        run.ok += 1;
-                        run.latencies_us.push(sent.elapsed().as_micros() as u64);
-                    }
-                    Err(_) => run.failed += 1,
-                }
-                n += 1;
-            }
-            run
-        });
-    }
-    let mut total = Run {
-        ok: 0,
-        failed: 0,
-        elapsed: Duration::ZERO,
-        latencies_us: Vec::new(),
+        measure(concurrency, duration, move |worker, n| {
+            let db = db.clone();
+            async move { five_inserts(&db, &format!("{worker}-{n}")).await }
+        })
+        .await?
     };
-    while let Some(run) = workers.join_next().await {
-        let run = run?;
-        total.ok += run.ok;
-        total.failed += run.failed;
-        total.latencies_us.extend(run.latencies_us);
-    }
-    total.elapsed = started.elapsed();
     sqlx::query("DROP TABLE bench_baseline")
         .execute(db.pool())
         .await?;
-    Ok(total)
+    Ok(run)
 }
 
 async fn five_inserts(db: &Db, key: &str) -> anyhow::Result<()> {

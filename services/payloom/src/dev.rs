@@ -13,7 +13,6 @@ use axum::routing::get;
 use axum::{Json, Router};
 use payloom_host::Registry;
 use payloom_merchant_auth::MerchantIn;
-use payloom_platform::config::Config;
 use serde::{Deserialize, Serialize};
 
 use crate::app::{self, Assembly, Role, Settings};
@@ -67,22 +66,17 @@ pub struct DevAdmin {
 pub const CREDENTIALS_FILE: &str = "dev-credentials.json";
 
 pub fn run(args: DevArgs) -> anyhow::Result<()> {
-    tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()?
-        .block_on(serve(args))
+    app::block_on(serve(args))
 }
 
 async fn serve(args: DevArgs) -> anyhow::Result<()> {
-    let mut config = Config::load(app::DEFAULT_CONFIG, args.config.as_deref())?;
+    let mut config = app::load_config(
+        args.config.as_deref(),
+        args.database_url.as_deref(),
+        args.redis_url.as_deref(),
+    )?;
     // The reference plugins are built on this machine and not signed.
     config.set("plugins.allow_unsigned", toml::Value::Boolean(true));
-    if let Some(url) = &args.database_url {
-        config.set("database.url", toml::Value::String(url.clone()));
-    }
-    if let Some(url) = &args.redis_url {
-        config.set("redis.url", toml::Value::String(url.clone()));
-    }
     let listener = tokio::net::TcpListener::bind(args.listen)
         .await
         .with_context(|| format!("binding {}", args.listen))?;

@@ -5,7 +5,6 @@
 use std::path::PathBuf;
 
 use anyhow::Context;
-use payloom_platform::config::Config;
 
 use crate::app::{self, Role, Settings};
 
@@ -29,20 +28,15 @@ pub struct ServeArgs {
 }
 
 pub fn run(args: ServeArgs) -> anyhow::Result<()> {
-    tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()?
-        .block_on(serve(args))
+    app::block_on(serve(args))
 }
 
 async fn serve(args: ServeArgs) -> anyhow::Result<()> {
-    let mut config = Config::load(app::DEFAULT_CONFIG, args.config.as_deref())?;
-    if let Some(url) = &args.database_url {
-        config.set("database.url", toml::Value::String(url.clone()));
-    }
-    if let Some(url) = &args.redis_url {
-        config.set("redis.url", toml::Value::String(url.clone()));
-    }
+    let config = app::load_config(
+        args.config.as_deref(),
+        args.database_url.as_deref(),
+        args.redis_url.as_deref(),
+    )?;
     anyhow::ensure!(
         config
             .get_str("database.url")
