@@ -44,3 +44,50 @@ async fn openapi_document_describes_the_merchant_api() {
     let statuses = &doc["components"]["schemas"]["PaymentStatus"]["enum"];
     assert_eq!(statuses.as_array().unwrap().len(), 8, "{statuses}");
 }
+
+#[tokio::test]
+async fn every_answer_carries_a_request_id_and_requests_are_counted() {
+    let Some(p) = Platform::start(Backend::Sqlite).await else {
+        return;
+    };
+    let http = reqwest::Client::new();
+    let echoed = http
+        .get(format!("{}/v1/openapi.json", p.base))
+        .header("x-request-id", "req-from-client")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(echoed.headers()["x-request-id"], "req-from-client");
+    let paid = p.merchant.pay(1_000, serde_json::json!({})).await;
+    assert_eq!(paid.status, 201);
+    let made = http
+        .get(format!("{}/v1/payments", p.base))
+        .send()
+        .await
+        .unwrap();
+    let id = made.headers()["x-request-id"].to_str().unwrap().to_owned();
+    assert!(id.starts_with("req_"), "{id}");
+    let metrics = http
+        .get(format!("{}/metrics", p.base))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(
+        metrics.contains(
+            r#"payloom_http_requests_total{method="POST",route="/v1/payments",status="201"} 1"#
+        ),
+        "{metrics}"
+    );
+    let ready: serde_json::Value = http
+        .get(format!("{}/ready", p.base))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(ready["status"], "ready");
+}

@@ -355,7 +355,9 @@ impl Platform {
 /// Starts `command` and waits for the line starting with `marker`; returns the URL after it.
 /// Drains the rest of its output in the background so the child never blocks on a pipe.
 pub fn spawn_and_wait(mut command: Command, marker: &str) -> (Process, String) {
+    // Warnings and errors reach the test output; the rest stays quiet.
     let mut child = command
+        .env("PAYLOOM_LOG", "warn")
         .stdout(Stdio::piped())
         .stderr(Stdio::inherit())
         .spawn()
