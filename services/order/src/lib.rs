@@ -9,7 +9,7 @@ use axum::routing::{get, post};
 use axum::{Json, Router};
 use payloom_platform::client::ServiceClient;
 use payloom_platform::clock::SharedClock;
-use payloom_platform::db::{Migration, is_unique_violation};
+use payloom_platform::db::{Dialect, Migration, is_unique_violation};
 use payloom_platform::{ApiError, ApiJson, ApiResult, Db, ids};
 use serde::{Deserialize, Serialize};
 use sqlx::Row;
@@ -194,12 +194,38 @@ impl OrderApi for Orders {
             .filter(|s| s.can_move_to(to))
             .map(|s| s.as_str())
             .collect();
-        let now = self.clock.now_ms();
-        let mut tx = self.db.pool().begin().await?;
+        let moved = self.move_order(id, to, &from, self.clock.now_ms()).await?;
+        match moved {
+            Some(order) => Ok(order),
+            None => {
+                let current = self.get(id).await?;
+                Err(ApiError::conflict(
+                    "order_transition_invalid",
+                    format!(
+                        "an order in {} cannot become {}",
+                        current.status.as_str(),
+                        to.as_str()
+                    ),
+                ))
+            }
+        }
+    }
+}
+
+impl Orders {
+    /// Moves the order if it is in one of `from`, and logs the move with it. `None` when
+    /// it was not in any of them.
+    async fn move_order(
+        &self,
+        id: &str,
+        to: OrderStatus,
+        from: &[&str],
+        now: i64,
+    ) -> ApiResult<Option<Order>> {
         // The machine's check is the update's condition, so a concurrent move cannot slip
         // between a read and a write. `previous_status = status` keeps where it came from.
         let placeholders: Vec<String> = (0..from.len()).map(|i| format!("${}", i + 4)).collect();
-        let sql = format!(
+        let update = format!(
             "UPDATE orders SET previous_status = status, status = $1, updated_at_ms = $2
              WHERE id = $3 AND status IN ({}) RETURNING *",
             if placeholders.is_empty() {
@@ -208,33 +234,40 @@ impl OrderApi for Orders {
                 placeholders.join(", ")
             }
         );
+        // The one dialect switch: PostgreSQL moves and logs in one statement (one round
+        // trip); SQLite, without data-modifying WITH, in a transaction of two.
+        let sql = match self.db.dialect() {
+            Dialect::Postgres => format!(
+                "WITH moved AS ({update}), logged AS (INSERT INTO order_transitions (order_id, from_status, to_status, at_ms)
+                 SELECT id, previous_status, status, updated_at_ms FROM moved) SELECT * FROM moved"
+            ),
+            Dialect::Sqlite => update,
+        };
         let mut query = sqlx::query(&sql).bind(to.as_str()).bind(now).bind(id);
-        for state in &from {
+        for state in from {
             query = query.bind(*state);
         }
-        let Some(row) = query.fetch_optional(&mut *tx).await? else {
-            drop(tx);
-            let current = self.get(id).await?;
-            return Err(ApiError::conflict(
-                "order_transition_invalid",
-                format!(
-                    "an order in {} cannot become {}",
-                    current.status.as_str(),
-                    to.as_str()
-                ),
-            ));
+        let row = match self.db.dialect() {
+            // A single statement commits on its own.
+            Dialect::Postgres => query.fetch_optional(self.db.pool()).await?,
+            Dialect::Sqlite => {
+                let mut tx = self.db.pool().begin().await?;
+                let row = query.fetch_optional(&mut *tx).await?;
+                if let Some(row) = &row {
+                    let previous: String = row.try_get("previous_status")?;
+                    sqlx::query("INSERT INTO order_transitions (order_id, from_status, to_status, at_ms) VALUES ($1, $2, $3, $4)")
+                        .bind(id)
+                        .bind(previous)
+                        .bind(to.as_str())
+                        .bind(now)
+                        .execute(&mut *tx)
+                        .await?;
+                }
+                tx.commit().await?;
+                row
+            }
         };
-        let order = order_from_row(&row)?;
-        let previous: String = row.try_get("previous_status")?;
-        sqlx::query("INSERT INTO order_transitions (order_id, from_status, to_status, at_ms) VALUES ($1, $2, $3, $4)")
-            .bind(id)
-            .bind(previous)
-            .bind(to.as_str())
-            .bind(now)
-            .execute(&mut *tx)
-            .await?;
-        tx.commit().await?;
-        Ok(order)
+        row.map(|row| order_from_row(&row)).transpose()
     }
 }
 

@@ -29,7 +29,7 @@ CREATE TABLE payments (
     UNIQUE (merchant_id, order_no)
 );
 CREATE INDEX payments_by_merchant ON payments (merchant_id, id);
-CREATE INDEX payments_unpaid_by_expiry ON payments (status, expires_at_ms);
+CREATE INDEX payments_unpaid_by_expiry ON payments (expires_at_ms) WHERE status IN ('pending', 'requires_action');
 CREATE TABLE refunds (
     id TEXT PRIMARY KEY,
     payment_id TEXT NOT NULL REFERENCES payments (id),
