@@ -25,7 +25,7 @@ pub struct PaymentsArgs {
     #[arg(long, default_value_t = 10)]
     pub duration_secs: u64,
     /// Requests in flight at once.
-    #[arg(long, default_value_t = 32)]
+    #[arg(long, default_value_t = 24)]
     pub concurrency: usize,
     /// The platform's database, for the baseline. Unset: a SQLite file in the data dir.
     #[arg(long)]
