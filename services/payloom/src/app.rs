@@ -101,6 +101,13 @@ struct RedisConfig {
     url: Option<String>,
 }
 
+/// `[admin]`: the first operator of a new deployment.
+#[derive(Debug, Clone, Deserialize)]
+struct AdminBootstrap {
+    bootstrap_username: String,
+    bootstrap_password: Option<String>,
+}
+
 #[derive(Debug, Clone, Default, Deserialize)]
 struct PluginsConfig {
     dir: Option<PathBuf>,
@@ -437,6 +444,12 @@ pub async fn assemble(settings: &Settings, local: &[Role]) -> anyhow::Result<Ass
             channels.clone(),
         )
         .await?;
+        let bootstrap: AdminBootstrap = settings.config.section("admin")?;
+        if let Some(password) = bootstrap.bootstrap_password.filter(|p| !p.is_empty()) {
+            admin
+                .upsert_admin(&bootstrap.bootstrap_username, &password, "super_admin")
+                .await?;
+        }
         routers.push((Role::AdminBff, payloom_admin_bff::router(admin.clone())));
         Some(admin)
     } else {
