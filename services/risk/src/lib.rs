@@ -4,8 +4,8 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 
 use async_trait::async_trait;
-use axum::extract::State;
-use axum::routing::post;
+use axum::extract::{Path, State};
+use axum::routing::{get, post};
 use axum::{Json, Router};
 use payloom_host::bindings::{risk_types as ri, types};
 use payloom_host::capabilities::counters::MemoryCounters;
@@ -15,6 +15,7 @@ use payloom_platform::clock::SharedClock;
 use payloom_platform::db::Migration;
 use payloom_platform::{ApiError, ApiJson, ApiResult, Db, ids};
 use serde::{Deserialize, Serialize};
+use sqlx::Row;
 
 pub const MIGRATIONS: &[Migration] = &[Migration {
     version: 1,
@@ -212,6 +213,42 @@ pub fn aggregate(rules: &[RuleResult]) -> Action {
         .unwrap_or(Action::Allow)
 }
 
+/// A decision as stored, with the payment it was made for.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct StoredDecision {
+    pub payment_id: String,
+    pub merchant_id: String,
+    pub created_at_ms: i64,
+    #[serde(flatten)]
+    pub decision: RiskDecision,
+}
+
+impl Risk {
+    /// A stored decision: why a payment was allowed, reviewed or blocked.
+    pub async fn decision(&self, id: &str) -> ApiResult<StoredDecision> {
+        let row = sqlx::query("SELECT * FROM risk_decisions WHERE id = $1")
+            .bind(id)
+            .fetch_optional(self.db.pool())
+            .await?
+            .ok_or_else(|| ApiError::not_found("risk decision", id))?;
+        let action: String = row.try_get("action")?;
+        let rules: String = row.try_get("rules")?;
+        let score: i64 = row.try_get("score")?;
+        Ok(StoredDecision {
+            payment_id: row.try_get("payment_id")?,
+            merchant_id: row.try_get("merchant_id")?,
+            created_at_ms: row.try_get("created_at_ms")?,
+            decision: RiskDecision {
+                id: row.try_get("id")?,
+                action: serde_json::from_value(serde_json::Value::String(action))
+                    .map_err(ApiError::internal)?,
+                score: u32::try_from(score).unwrap_or(u32::MAX),
+                rules: serde_json::from_str(&rules).map_err(ApiError::internal)?,
+            },
+        })
+    }
+}
+
 #[async_trait]
 impl RiskApi for Risk {
     async fn evaluate(&self, req: EvaluateIn) -> ApiResult<RiskDecision> {
@@ -263,7 +300,15 @@ impl RiskApi for RiskHttp {
 pub fn router(service: Arc<Risk>) -> Router {
     Router::new()
         .route("/internal/v1/risk/evaluate", post(evaluate))
+        .route("/internal/v1/risk/decisions/{id}", get(get_decision))
         .with_state(service)
+}
+
+async fn get_decision(
+    State(s): State<Arc<Risk>>,
+    Path(id): Path<String>,
+) -> ApiResult<Json<StoredDecision>> {
+    s.decision(&id).await.map(Json)
 }
 
 async fn evaluate(

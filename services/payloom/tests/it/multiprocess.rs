@@ -106,6 +106,40 @@ async fn gateway_reaches_risk_and_channels_in_another_process() {
     };
     assert_sandbox_outcomes(&m).await;
 
+    // The risk service kept every rule's result of the decision that blocked a payment.
+    let blocked = m
+        .pay(1_000, json!({"customer": {"email": "blocked@example.com"}}))
+        .await;
+    let decision_id = blocked.json["risk_decision_id"].as_str().unwrap();
+    let decision: Value = http
+        .get(format!(
+            "{}/internal/v1/risk/decisions/{decision_id}",
+            urls["risk"]
+        ))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(decision["payment_id"], blocked.json["id"]);
+    assert_eq!(decision["action"], "block");
+    let rules: Vec<&str> = decision["rules"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| r["rule"].as_str().unwrap())
+        .collect();
+    assert_eq!(rules, ["blocklist", "amount-limit", "velocity"]);
+    assert_eq!(decision["rules"][0]["action"], "block");
+    assert!(
+        decision["rules"][0]["reasons"][0]
+            .as_str()
+            .unwrap()
+            .contains("email"),
+        "{decision}"
+    );
+
     // Each process answers for itself.
     for (service, url) in [
         ("payment-gateway", &urls["payment-gateway"]),
