@@ -13,6 +13,7 @@ use axum::{Json, Router};
 use jsonwebtoken::{Algorithm, DecodingKey, EncodingKey, Header, Validation};
 use payloom_channel_adapter::ChannelApi;
 use payloom_merchant_auth::{ApiKeyOut, Merchant, MerchantAuthApi, MerchantIn};
+use payloom_merchant_policy::{PolicyApi, PolicyIn};
 use payloom_platform::clock::SharedClock;
 use payloom_platform::db::Migration;
 use payloom_platform::{ApiError, ApiJson, ApiResult, Db, ids};
@@ -45,6 +46,14 @@ pub struct Admin {
     jwt_secret: Vec<u8>,
     auth: Arc<dyn MerchantAuthApi>,
     channels: Arc<dyn ChannelApi>,
+    policy: Arc<dyn PolicyApi>,
+}
+
+/// The services the admin API acts through.
+pub struct AdminClients {
+    pub auth: Arc<dyn MerchantAuthApi>,
+    pub channels: Arc<dyn ChannelApi>,
+    pub policy: Arc<dyn PolicyApi>,
 }
 
 impl Admin {
@@ -52,8 +61,7 @@ impl Admin {
         db: Db,
         clock: SharedClock,
         jwt_secret: &[u8],
-        auth: Arc<dyn MerchantAuthApi>,
-        channels: Arc<dyn ChannelApi>,
+        clients: AdminClients,
     ) -> anyhow::Result<Arc<Self>> {
         anyhow::ensure!(
             jwt_secret.len() >= 32,
@@ -64,8 +72,9 @@ impl Admin {
             db,
             clock,
             jwt_secret: jwt_secret.to_vec(),
-            auth,
-            channels,
+            auth: clients.auth,
+            channels: clients.channels,
+            policy: clients.policy,
         }))
     }
 
@@ -209,7 +218,21 @@ pub fn router(admin: Arc<Admin>) -> Router {
             "/admin/v1/merchants/{id}/channels/{channel}/credentials",
             put(set_credentials),
         )
+        .route("/admin/v1/merchants/{id}/policy", put(set_policy))
         .with_state(admin)
+}
+
+async fn set_policy(
+    State(a): State<Arc<Admin>>,
+    _: Operator,
+    Path(id): Path<String>,
+    ApiJson(policy): ApiJson<PolicyIn>,
+) -> ApiResult<Json<serde_json::Value>> {
+    a.auth.get_merchant(&id).await?;
+    a.policy.set_policy(&id, policy).await?;
+    Ok(Json(
+        serde_json::json!({"merchant_id": id, "updated": true}),
+    ))
 }
 
 async fn login(

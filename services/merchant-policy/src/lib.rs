@@ -4,7 +4,7 @@ use std::collections::{BTreeMap, HashMap};
 use std::sync::{Arc, Mutex};
 
 use async_trait::async_trait;
-use axum::extract::State;
+use axum::extract::{Path, State};
 use axum::routing::post;
 use axum::{Json, Router};
 use payloom_host::bindings::{channel_types as ch, policy_types as po, types};
@@ -53,7 +53,21 @@ pub struct Decision {
 #[async_trait]
 pub trait PolicyApi: Send + Sync {
     async fn decide(&self, req: DecideIn) -> ApiResult<Decision>;
+    /// Gives a merchant its own policy component and configuration.
+    async fn set_policy(&self, merchant_id: &str, policy: PolicyIn) -> ApiResult<()>;
 }
+
+/// A merchant's own policy: a loaded merchant-policy component and its configuration.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PolicyIn {
+    pub plugin: String,
+    #[serde(default)]
+    pub config: BTreeMap<String, String>,
+}
+
+/// Most configuration entries a merchant's policy may have.
+const POLICY_CONFIG_ENTRIES_MAX: usize = 64;
 
 pub struct MerchantPolicy {
     db: Db,
@@ -89,7 +103,7 @@ impl MerchantPolicy {
     }
 
     /// Gives `merchant_id` its own policy component and configuration.
-    pub async fn set_policy(
+    async fn store_policy(
         &self,
         merchant_id: &str,
         plugin: &str,
@@ -189,6 +203,35 @@ fn describe_to_option(d: ch::Descriptor) -> po::ChannelOption {
 
 #[async_trait]
 impl PolicyApi for MerchantPolicy {
+    async fn set_policy(&self, merchant_id: &str, policy: PolicyIn) -> ApiResult<()> {
+        let loaded = self
+            .registry
+            .get(&policy.plugin)
+            .is_some_and(|p| p.kind() == PluginKind::Policy);
+        if !loaded {
+            return Err(ApiError::new(
+                400,
+                "invalid_request_error",
+                "plugin_unknown",
+                format!("no merchant-policy component '{}' is loaded", policy.plugin),
+            )
+            .with_param("plugin"));
+        }
+        if policy.config.len() > POLICY_CONFIG_ENTRIES_MAX
+            || policy
+                .config
+                .iter()
+                .any(|(k, v)| k.is_empty() || k.len() > 128 || v.len() > 1024)
+        {
+            return Err(ApiError::invalid(
+                "config",
+                "at most 64 entries, keys 1 to 128 and values up to 1024 characters",
+            ));
+        }
+        self.store_policy(merchant_id, &policy.plugin, &policy.config)
+            .await
+    }
+
     async fn decide(&self, req: DecideIn) -> ApiResult<Decision> {
         let (plugin, config) = self.policy_for(&req.payment.merchant_id).await?;
         let channels = self.channel_options().await;
@@ -251,12 +294,29 @@ impl PolicyApi for PolicyHttp {
     async fn decide(&self, req: DecideIn) -> ApiResult<Decision> {
         self.0.post("/internal/v1/policy/decide", &req).await
     }
+    async fn set_policy(&self, merchant_id: &str, policy: PolicyIn) -> ApiResult<()> {
+        let path = format!("/internal/v1/merchants/{merchant_id}/policy");
+        let _: serde_json::Value = self.0.post(&path, &policy).await?;
+        Ok(())
+    }
 }
 
 pub fn router(service: Arc<MerchantPolicy>) -> Router {
     Router::new()
         .route("/internal/v1/policy/decide", post(decide))
+        .route("/internal/v1/merchants/{id}/policy", post(set_policy))
         .with_state(service)
+}
+
+async fn set_policy(
+    State(s): State<Arc<MerchantPolicy>>,
+    Path(id): Path<String>,
+    ApiJson(policy): ApiJson<PolicyIn>,
+) -> ApiResult<Json<serde_json::Value>> {
+    s.set_policy(&id, policy).await?;
+    Ok(Json(
+        serde_json::json!({"merchant_id": id, "updated": true}),
+    ))
 }
 
 async fn decide(

@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use anyhow::Context;
 use axum::Router;
-use payloom_admin_bff::Admin;
+use payloom_admin_bff::{Admin, AdminClients};
 use payloom_channel_adapter::{ChannelAdapter, ChannelApi, ChannelHttp};
 use payloom_host::capabilities::HostServices;
 use payloom_host::capabilities::counters::MemoryCounters;
@@ -415,7 +415,7 @@ pub async fn assemble(settings: &Settings, local: &[Role]) -> anyhow::Result<Ass
             auth: auth.clone(),
             orders,
             quota,
-            policy,
+            policy: policy.clone(),
             risk,
             channels: channels.clone(),
         };
@@ -440,8 +440,11 @@ pub async fn assemble(settings: &Settings, local: &[Role]) -> anyhow::Result<Ass
             dbs.for_service("admin-bff").await?,
             clock.clone(),
             secret.as_bytes(),
-            auth.clone(),
-            channels.clone(),
+            AdminClients {
+                auth: auth.clone(),
+                channels: channels.clone(),
+                policy,
+            },
         )
         .await?;
         let bootstrap: AdminBootstrap = settings.config.section("admin")?;

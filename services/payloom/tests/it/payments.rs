@@ -6,6 +6,7 @@ use crate::on_both_databases;
 use crate::support::{Backend, Merchant, Platform};
 
 on_both_databases!(
+    merchant_policies_set_fees_and_limits,
     sandbox_outcomes,
     capture_and_cancel,
     expiry,
@@ -374,4 +375,73 @@ async fn quota_limits_volume(backend: Backend) {
     }
     assert_eq!(created, 10);
     assert_eq!(m.count().await, 10);
+}
+
+async fn merchant_policies_set_fees_and_limits(backend: Backend) {
+    let Some(p) = Platform::start(backend).await else {
+        return;
+    };
+    let b = p.another_merchant().await;
+    let policy = json!({"plugin": "standard", "config": {"fee.bps": "100", "fee.fixed_minor": "0", "max_minor": "5000"}});
+    let set = p
+        .admin(
+            "PUT",
+            &format!("/admin/v1/merchants/{}/policy", b.key.merchant_id),
+            policy.clone(),
+        )
+        .await;
+    assert_eq!(set.status, 200, "{}", set.text);
+    let paid = b.pay(1_000, json!({})).await;
+    assert_eq!(
+        (paid.json["status"].as_str(), paid.json["fee"].as_i64()),
+        (Some("succeeded"), Some(10)),
+        "{}",
+        paid.text
+    );
+    let denied = b.pay(6_000, json!({})).await;
+    assert_eq!(denied.status, 201, "{}", denied.text);
+    assert_eq!(
+        (
+            denied.json["status"].as_str(),
+            denied.json["failure_code"].as_str()
+        ),
+        (Some("failed"), Some("policy_denied"))
+    );
+    assert!(
+        denied.json["channel_reference"].is_null(),
+        "a denied payment never reaches the channel"
+    );
+    let others = p.merchant.pay(1_000, json!({})).await;
+    assert_eq!(
+        others.json["fee"], 59,
+        "other merchants keep the default policy"
+    );
+    let unknown = p
+        .admin(
+            "PUT",
+            &format!("/admin/v1/merchants/{}/policy", b.key.merchant_id),
+            json!({"plugin": "nope"}),
+        )
+        .await;
+    assert_eq!(
+        (unknown.status, unknown.error_code()),
+        (400, "plugin_unknown")
+    );
+    let not_a_policy = p
+        .admin(
+            "PUT",
+            &format!("/admin/v1/merchants/{}/policy", b.key.merchant_id),
+            json!({"plugin": "sandbox"}),
+        )
+        .await;
+    assert_eq!(not_a_policy.status, 400);
+    let nobody = p
+        .admin("PUT", "/admin/v1/merchants/mch_nope/policy", policy)
+        .await;
+    assert_eq!(nobody.status, 404);
+    assert_eq!(
+        b.pay(1_000, json!({})).await.json["fee"],
+        10,
+        "refused changes left the policy as it was"
+    );
 }
