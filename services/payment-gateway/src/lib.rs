@@ -23,11 +23,18 @@ use serde::{Deserialize, Serialize};
 
 pub use auth::{Authenticated, sign_request};
 
-pub const MIGRATIONS: &[Migration] = &[Migration {
-    version: 1,
-    name: "payments, refunds, idempotency keys",
-    sql: include_str!("../migrations/0001_payments.sql"),
-}];
+pub const MIGRATIONS: &[Migration] = &[
+    Migration {
+        version: 1,
+        name: "payments, refunds, idempotency keys",
+        sql: include_str!("../migrations/0001_payments.sql"),
+    },
+    Migration {
+        version: 2,
+        name: "idempotency keys by age, for the retention sweep",
+        sql: include_str!("../migrations/0002_idempotency_age.sql"),
+    },
+];
 
 /// `[gateway]`.
 #[derive(Debug, Clone, Deserialize, Serialize)]
@@ -42,6 +49,9 @@ pub struct GatewayConfig {
     pub expiry_sweep_interval_ms: u64,
     /// How long a request waits for a concurrent one holding the same Idempotency-Key.
     pub idempotency_wait_ms: u64,
+    /// How long a finished Idempotency-Key is remembered, in seconds; after it the key
+    /// is free again.
+    pub idempotency_retention_secs: i64,
     /// Public base URL PSP notifications are sent to (`<base>/v1/notify/<channel>`).
     pub public_base_url: String,
 }
@@ -56,6 +66,10 @@ impl GatewayConfig {
             self.expires_in_default_secs > 0
                 && self.expires_in_default_secs <= self.expires_in_max_secs,
             "gateway.expires_in_default_secs must be positive and at most expires_in_max_secs"
+        );
+        anyhow::ensure!(
+            self.idempotency_retention_secs >= 1,
+            "gateway.idempotency_retention_secs must be at least 1"
         );
         anyhow::ensure!(
             self.expiry_sweep_interval_ms >= 100,
@@ -116,6 +130,9 @@ impl Gateway {
                 tick.tick().await;
                 if let Err(e) = gateway.expire_due().await {
                     tracing::warn!("expiry sweep failed: {e}");
+                }
+                if let Err(e) = gateway.forget_idempotency_keys().await {
+                    tracing::warn!("idempotency key sweep failed: {e}");
                 }
             }
         })

@@ -421,6 +421,18 @@ impl Gateway {
         self.expire(None).await
     }
 
+    /// Drops finished Idempotency-Keys older than the retention. Keys still `started`
+    /// belong to a request in flight and stay.
+    pub(crate) async fn forget_idempotency_keys(&self) -> ApiResult<u64> {
+        let cutoff = self.clock.now_ms() - self.config.idempotency_retention_secs * 1_000;
+        let done =
+            sqlx::query("DELETE FROM idempotency_keys WHERE state = 'done' AND created_at_ms < $1")
+                .bind(cutoff)
+                .execute(self.db.pool())
+                .await?;
+        Ok(done.rows_affected())
+    }
+
     /// Expires unpaid payments past their expiry (one, or all). Each row is claimed by the
     /// update itself, so concurrent sweepers on several nodes expire it once.
     async fn expire(&self, only: Option<&str>) -> ApiResult<usize> {

@@ -5,7 +5,10 @@ use serde_json::json;
 use crate::on_both_databases;
 use crate::support::{Backend, Platform};
 
-on_both_databases!(idempotency_keys_replay_conflict_and_serialize_duplicates);
+on_both_databases!(
+    idempotency_keys_replay_conflict_and_serialize_duplicates,
+    idempotency_keys_are_forgotten_after_the_retention
+);
 
 async fn idempotency_keys_replay_conflict_and_serialize_duplicates(backend: Backend) {
     let Some(p) = Platform::start(backend).await else {
@@ -119,4 +122,60 @@ async fn idempotency_keys_replay_conflict_and_serialize_duplicates(backend: Back
         "keys are per merchant: {}",
         theirs.text
     );
+}
+
+async fn idempotency_keys_are_forgotten_after_the_retention(backend: Backend) {
+    let config = "[gateway]\nidempotency_retention_secs = 1\nexpiry_sweep_interval_ms = 200\n";
+    let Some(p) = Platform::start_with(backend, config).await else {
+        return;
+    };
+    let m = &p.merchant;
+    let first = json!({"order_no": "keep-1", "amount": 100, "currency": "USD"}).to_string();
+    let second = json!({"order_no": "keep-2", "amount": 200, "currency": "USD"}).to_string();
+    assert_eq!(
+        m.send(
+            "POST",
+            "/v1/payments",
+            &first,
+            &[("idempotency-key", "k-old")]
+        )
+        .await
+        .status,
+        201
+    );
+    let conflict = m
+        .send(
+            "POST",
+            "/v1/payments",
+            &second,
+            &[("idempotency-key", "k-old")],
+        )
+        .await;
+    assert_eq!(
+        conflict.status, 409,
+        "within the retention the key is bound to its first body"
+    );
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(15);
+    let reused = loop {
+        tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+        let answer = m
+            .send(
+                "POST",
+                "/v1/payments",
+                &second,
+                &[("idempotency-key", "k-old")],
+            )
+            .await;
+        if answer.status != 409 || std::time::Instant::now() > deadline {
+            break answer;
+        }
+    };
+    assert_eq!(
+        (reused.status, reused.replayed),
+        (201, false),
+        "after the retention the key is free: {}",
+        reused.text
+    );
+    assert_eq!(reused.json["order_no"], "keep-2");
+    assert_eq!(m.count().await, 2);
 }
