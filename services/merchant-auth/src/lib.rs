@@ -110,10 +110,6 @@ impl MerchantAuth {
         }))
     }
 
-    pub fn db(&self) -> &Db {
-        &self.db
-    }
-
     fn seal_context(key_id: &str) -> String {
         format!("api-key:{key_id}")
     }

@@ -3,7 +3,6 @@ CREATE TABLE quota_usage (
     currency TEXT NOT NULL,
     period TEXT NOT NULL,
     used_minor BIGINT NOT NULL,
-    limit_minor BIGINT NOT NULL,
     PRIMARY KEY (merchant_id, currency, period)
 );
 CREATE TABLE quota_reservations (

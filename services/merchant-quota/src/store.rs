@@ -1,6 +1,8 @@
 //! Where quota usage and reservations live: SQL rows or Redis keys. Each store moves the
 //! counters and records the reservation atomically, so a release happens exactly once.
 
+use std::sync::LazyLock;
+
 use async_trait::async_trait;
 use payloom_platform::Db;
 use payloom_platform::db::Dialect;
@@ -87,11 +89,12 @@ impl UsageStore for SqlUsage {
         // concurrent reservations cannot both pass a check and then both add, and the row
         // locks are taken by one statement, held only until the commit right after it.
         let moved = sqlx::query(
-            "INSERT INTO quota_usage (merchant_id, currency, period, used_minor, limit_minor)
-             VALUES ($1, $2, $3, $5, $6), ($1, $2, $4, $5, $7)
+            "INSERT INTO quota_usage (merchant_id, currency, period, used_minor)
+             VALUES ($1, $2, $3, $5), ($1, $2, $4, $5)
              ON CONFLICT (merchant_id, currency, period)
              DO UPDATE SET used_minor = quota_usage.used_minor + excluded.used_minor
-             WHERE quota_usage.used_minor + excluded.used_minor <= excluded.limit_minor",
+             WHERE quota_usage.used_minor + excluded.used_minor
+                   <= CASE WHEN excluded.period = $3 THEN $6 ELSE $7 END",
         )
         .bind(&r.merchant_id)
         .bind(&r.currency)
@@ -192,6 +195,10 @@ redis.call('HSET', KEYS[1], 'status', 'released')
 return 1
 ";
 
+// Hashed once: `Script` keeps the SHA-1 it calls EVALSHA with.
+static RESERVE_SCRIPT: LazyLock<redis::Script> = LazyLock::new(|| redis::Script::new(RESERVE));
+static RELEASE_SCRIPT: LazyLock<redis::Script> = LazyLock::new(|| redis::Script::new(RELEASE));
+
 #[async_trait]
 impl UsageStore for RedisUsage {
     async fn reserve(
@@ -201,7 +208,7 @@ impl UsageStore for RedisUsage {
         monthly_minor: i64,
     ) -> anyhow::Result<bool> {
         let mut conn = self.conn.clone();
-        let granted: i64 = redis::Script::new(RESERVE)
+        let granted: i64 = RESERVE_SCRIPT
             .key(self.usage_key(r, &r.day))
             .key(self.usage_key(r, &r.month))
             .key(self.reservation_key(&r.id))
@@ -216,7 +223,7 @@ impl UsageStore for RedisUsage {
 
     async fn release(&self, reservation_id: &str) -> anyhow::Result<()> {
         let mut conn = self.conn.clone();
-        let _: i64 = redis::Script::new(RELEASE)
+        let _: i64 = RELEASE_SCRIPT
             .key(self.reservation_key(reservation_id))
             .invoke_async(&mut conn)
             .await?;

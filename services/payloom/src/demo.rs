@@ -82,10 +82,24 @@ pub fn run(command: DemoCommand) -> anyhow::Result<()> {
         let status = response.status();
         anyhow::Ok((status, response.text().await?))
     })?;
-    let pretty = serde_json::from_str::<serde_json::Value>(&text).map_or(text.clone(), |v| {
-        serde_json::to_string_pretty(&v).unwrap_or(text)
-    });
+    let answer: Option<serde_json::Value> = serde_json::from_str(&text).ok();
+    let pretty = answer
+        .as_ref()
+        .and_then(|v| serde_json::to_string_pretty(v).ok())
+        .unwrap_or(text);
     println!("POST /v1/payments -> {status}\n{pretty}");
+    if let Some(payment) = answer.filter(|p| p["object"] == "payment") {
+        let money = payloom_platform::money::Money {
+            amount_minor: args.amount,
+            currency: args.currency.to_ascii_uppercase(),
+        };
+        println!(
+            "{} {}: {}",
+            payment["id"].as_str().unwrap_or(""),
+            money.display(),
+            payment["status"].as_str().unwrap_or("")
+        );
+    }
     anyhow::ensure!(status.is_success(), "the payment was refused");
     Ok(())
 }

@@ -114,10 +114,6 @@ impl Gateway {
         }))
     }
 
-    pub fn db(&self) -> &Db {
-        &self.db
-    }
-
     /// Sweeps expired unpaid payments until the process ends.
     pub fn spawn_expiry(self: &Arc<Self>) -> tokio::task::JoinHandle<()> {
         let gateway = self.clone();

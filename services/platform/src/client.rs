@@ -32,10 +32,6 @@ impl ServiceClient {
         }
     }
 
-    pub fn base_url(&self) -> &str {
-        &self.base_url
-    }
-
     /// `POST path` with a JSON body.
     pub async fn post<I: Serialize + ?Sized, O: DeserializeOwned>(
         &self,

@@ -122,10 +122,6 @@ impl Risk {
         }))
     }
 
-    pub fn config(&self) -> &RiskConfig {
-        &self.config
-    }
-
     async fn run_rule(&self, rule: &RuleConfig, ctx: &ri::Context, now_ms: i64) -> RuleResult {
         let config = rule
             .config

@@ -123,7 +123,9 @@ async fn demo_pay_makes_a_signed_payment_against_dev() {
     let (ok, stdout) = demo(&[]);
     assert!(ok, "{stdout}");
     assert!(
-        stdout.contains("201 Created") && stdout.contains("\"status\": \"succeeded\""),
+        stdout.contains("201 Created")
+            && stdout.contains("\"status\": \"succeeded\"")
+            && stdout.contains(" 10.99 USD: succeeded"),
         "{stdout}"
     );
     let (ok, stdout) = demo(&["--card", "4000000000000002"]);

@@ -95,10 +95,8 @@ async fn create_payment(
     Extension(who): Extension<Authenticated>,
     ApiJson(body): ApiJson<Value>,
 ) -> ApiResult<(StatusCode, Json<PaymentOut>)> {
-    if body.is_object() {
-        integer_field(&body, "amount", true)?;
-        integer_field(&body, "expires_in", false)?;
-    }
+    integer_field(&body, "amount", true)?;
+    integer_field(&body, "expires_in", false)?;
     let mut input: PaymentIn = from_body(body)?;
     input.validate(g.config.expires_in_max_secs)?;
     let (status, payment) = g.create_payment(&who, input).await?;
@@ -162,9 +160,7 @@ async fn create_refund(
     Path(id): Path<String>,
     ApiJson(body): ApiJson<Value>,
 ) -> ApiResult<(StatusCode, Json<RefundOut>)> {
-    if body.is_object() {
-        integer_field(&body, "amount", true)?;
-    }
+    integer_field(&body, "amount", true)?;
     let input: RefundIn = from_body(body)?;
     let refund = g.create_refund(&who.merchant_id, &id, input).await?;
     Ok((StatusCode::CREATED, Json(refund)))
@@ -191,8 +187,6 @@ fn optional_body<T: serde::de::DeserializeOwned + Default>(
     let value: Value = serde_json::from_slice(bytes).map_err(|e| {
         ApiError::bad_request("body_invalid", format!("the body is not valid JSON: {e}"))
     })?;
-    if value.is_object() {
-        integer_field(&value, integer, false)?;
-    }
+    integer_field(&value, integer, false)?;
     from_body(value)
 }

@@ -234,6 +234,10 @@ pub struct ErrorBody {
 /// Checks that `field` of a JSON object is an integer (or absent, unless `required`), with
 /// a message that says what was wrong (serde would only say "expected i64").
 pub fn integer_field(body: &Value, field: &str, required: bool) -> ApiResult<()> {
+    // Not an object: `from_body` says so.
+    let Some(body) = body.as_object() else {
+        return Ok(());
+    };
     match body.get(field) {
         None | Some(Value::Null) if required => {
             Err(ApiError::invalid(field, format!("{field} is required")))
