@@ -51,6 +51,12 @@ impl ServiceClient {
             .await
     }
 
+    /// `DELETE path`.
+    pub async fn delete<O: DeserializeOwned>(&self, path: &str) -> ApiResult<O> {
+        self.send(self.http.delete(format!("{}{path}", self.base_url)))
+            .await
+    }
+
     async fn send<O: DeserializeOwned>(&self, request: reqwest::RequestBuilder) -> ApiResult<O> {
         let response = request
             .send()

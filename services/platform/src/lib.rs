@@ -3,7 +3,8 @@
 //! Every service crate builds on the same pieces: layered [`config`], a [`db`] pool that is
 //! SQLite or PostgreSQL behind one query layer, the [`server`] bootstrap, one API [`error`]
 //! shape, prefixed sortable [`ids`], [`money`] in minor units, a [`clock`] tests can move,
-//! [`seal`] for secrets at rest, a short-lived key [`cache`] and the inter-service [`client`].
+//! [`seal`] for secrets at rest, a short-lived key [`cache`], the inter-service [`client`] and
+//! [`events`]: the transactional outbox, its relay and idempotent consumers.
 
 pub mod cache;
 pub mod client;
@@ -11,7 +12,9 @@ pub mod clock;
 pub mod config;
 pub mod db;
 pub mod error;
+pub mod events;
 pub mod ids;
+pub mod kafka;
 pub mod money;
 pub mod seal;
 pub mod server;

@@ -1,0 +1,682 @@
+//! The double-entry ledger. It books what `payment.events` and `refund.events` report,
+//! once per event id, as journal entries whose postings balance per currency; entries are
+//! never changed (a correction is a reversing entry), and merchant and fee accounts never
+//! go below zero. Every booked entry is announced on `ledger.events`.
+
+pub mod book;
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+use async_trait::async_trait;
+use axum::extract::{Path, Query, State};
+use axum::routing::{get, post};
+use axum::{Json, Router};
+use payloom_platform::client::ServiceClient;
+use payloom_platform::clock::SharedClock;
+use payloom_platform::db::{Migration, is_unique_violation};
+use payloom_platform::events::{self, Consumer, Envelope, Outbox};
+use payloom_platform::{ApiError, ApiJson, ApiResult, Db, ids};
+use serde::{Deserialize, Serialize};
+use sqlx::{AnyConnection, Row};
+
+use crate::book::{AccountKind, PaymentBook, Posting, Side};
+
+pub const SERVICE: &str = "accounting";
+
+pub const MIGRATIONS: &[Migration] = &[Migration {
+    version: 1,
+    name: "accounts, journal entries, postings, payments as booked",
+    sql: include_str!("../migrations/0001_ledger.sql"),
+}];
+
+/// A merchant's balances in one currency, in minor units.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
+pub struct CurrencyBalance {
+    pub currency: String,
+    pub available: i64,
+    pub pending: i64,
+    pub reserve: i64,
+}
+
+/// What the ledger owes a merchant, per currency.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
+pub struct Balance {
+    pub object: String,
+    pub merchant_id: String,
+    pub balances: Vec<CurrencyBalance>,
+}
+
+/// One account as the admin view shows it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AccountOut {
+    pub account: String,
+    pub currency: String,
+    pub kind: String,
+    pub merchant_id: Option<String>,
+    pub debits: i64,
+    pub credits: i64,
+    /// Credits − debits for credit-normal accounts, debits − credits for clearing.
+    pub balance: i64,
+}
+
+/// Debits and credits over every account of one currency: equal, always.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TrialBalance {
+    pub currency: String,
+    pub debits: i64,
+    pub credits: i64,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Accounts {
+    pub accounts: Vec<AccountOut>,
+    pub totals: Vec<TrialBalance>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct EntryOut {
+    pub id: String,
+    /// The event (or reversal) that made it; unique.
+    pub source: String,
+    pub kind: String,
+    pub merchant_id: Option<String>,
+    pub payment_id: Option<String>,
+    pub reverses_entry_id: Option<String>,
+    pub description: String,
+    pub created_at_ms: i64,
+    pub postings: Vec<Posting>,
+}
+
+#[derive(Debug, Clone, Default, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct EntryQuery {
+    pub payment_id: Option<String>,
+    pub merchant_id: Option<String>,
+}
+
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct ReverseIn {
+    pub reason: String,
+}
+
+#[async_trait]
+pub trait AccountingApi: Send + Sync {
+    async fn balance(&self, merchant_id: &str) -> ApiResult<Balance>;
+    async fn accounts(&self) -> ApiResult<Accounts>;
+    async fn entries(&self, query: EntryQuery) -> ApiResult<Vec<EntryOut>>;
+    async fn reverse(&self, entry_id: &str, input: ReverseIn) -> ApiResult<EntryOut>;
+}
+
+pub struct Ledger {
+    db: Db,
+    clock: SharedClock,
+    outbox: Outbox,
+}
+
+/// What the ledger reads from a payment event.
+#[derive(Debug, Deserialize)]
+struct PaymentFacts {
+    id: String,
+    amount: i64,
+    currency: String,
+    channel: Option<String>,
+    amount_captured: i64,
+    fee: i64,
+}
+
+/// What the ledger reads from a refund event.
+#[derive(Debug, Deserialize)]
+struct RefundFacts {
+    id: String,
+    payment_id: String,
+    amount: i64,
+    currency: String,
+}
+
+impl Ledger {
+    pub async fn new(db: Db, clock: SharedClock) -> anyhow::Result<Arc<Self>> {
+        db.migrate(SERVICE, MIGRATIONS).await?;
+        events::install(&db).await?;
+        Ok(Arc::new(Self {
+            db,
+            clock,
+            outbox: Outbox::new(SERVICE),
+        }))
+    }
+
+    pub fn outbox(&self) -> &Outbox {
+        &self.outbox
+    }
+
+    pub fn db(&self) -> &Db {
+        &self.db
+    }
+
+    /// Books what `event` means for the ledger, if anything.
+    async fn book_event(&self, tx: &mut AnyConnection, event: &Envelope) -> anyhow::Result<()> {
+        match event.kind.as_str() {
+            "payment.authorized" | "payment.succeeded" | "payment.canceled" => {
+                let p: PaymentFacts = serde_json::from_value(event.data.clone())?;
+                let merchant_id = event
+                    .merchant_id
+                    .clone()
+                    .ok_or_else(|| anyhow::anyhow!("payment event without a merchant"))?;
+                let Some(channel) = p.channel.clone() else {
+                    anyhow::bail!("payment {} has no channel", p.id);
+                };
+                let mut book = load_book(tx, &p.id).await?.unwrap_or(PaymentBook {
+                    payment_id: p.id.clone(),
+                    merchant_id: merchant_id.clone(),
+                    currency: p.currency.clone(),
+                    channel,
+                    ..Default::default()
+                });
+                let (kind, postings) = match event.kind.as_str() {
+                    "payment.authorized"
+                        if book.authorized_minor == 0 && book.captured_minor == 0 =>
+                    {
+                        ("authorization", book::authorize(&mut book, p.amount))
+                    }
+                    "payment.succeeded" if book.captured_minor == 0 => (
+                        "capture",
+                        book::capture(&mut book, p.amount, p.amount_captured, p.fee),
+                    ),
+                    "payment.canceled" if book.authorized_minor > 0 => {
+                        ("release", book::release(&mut book))
+                    }
+                    // Already booked by an earlier state of the same payment.
+                    _ => return Ok(()),
+                };
+                let description = format!("{kind} of {}", p.id);
+                self.post(
+                    tx,
+                    &event.id,
+                    kind,
+                    Some(&merchant_id),
+                    Some(&p.id),
+                    None,
+                    &description,
+                    &postings,
+                )
+                .await?;
+                save_book(tx, &book).await
+            }
+            "refund.succeeded" => {
+                let r: RefundFacts = serde_json::from_value(event.data.clone())?;
+                let mut book = load_book(tx, &r.payment_id).await?.ok_or_else(|| {
+                    anyhow::anyhow!("refund {} of payment {} not booked", r.id, r.payment_id)
+                })?;
+                anyhow::ensure!(
+                    book.currency == r.currency,
+                    "refund currency differs from the payment's"
+                );
+                let postings = book::refund(&mut book, r.amount).map_err(anyhow::Error::msg)?;
+                let merchant_id = book.merchant_id.clone();
+                let description = format!("refund {} of {}", r.id, r.payment_id);
+                self.post(
+                    tx,
+                    &event.id,
+                    "refund",
+                    Some(&merchant_id),
+                    Some(&r.payment_id),
+                    None,
+                    &description,
+                    &postings,
+                )
+                .await?;
+                save_book(tx, &book).await
+            }
+            _ => Ok(()),
+        }
+    }
+
+    /// Writes one balanced entry and moves the balances, inside `tx`. Refused when the
+    /// postings do not balance, when `source` was booked before, or when a merchant or fee
+    /// account would go below zero.
+    #[allow(clippy::too_many_arguments)]
+    async fn post(
+        &self,
+        tx: &mut AnyConnection,
+        source: &str,
+        kind: &str,
+        merchant_id: Option<&str>,
+        payment_id: Option<&str>,
+        reverses: Option<&str>,
+        description: &str,
+        postings: &[Posting],
+    ) -> anyhow::Result<EntryOut> {
+        book::check(postings).map_err(|e| anyhow::anyhow!("{e}"))?;
+        let now = self.clock.now_ms();
+        let entry_id = ids::new_id("je", now);
+        sqlx::query(
+            "INSERT INTO journal_entries (id, source, kind, merchant_id, payment_id, reverses_entry_id, description, created_at_ms) VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
+        )
+        .bind(&entry_id)
+        .bind(source)
+        .bind(kind)
+        .bind(merchant_id)
+        .bind(payment_id)
+        .bind(reverses)
+        .bind(description)
+        .bind(now)
+        .execute(&mut *tx)
+        .await?;
+        for (line, p) in postings.iter().enumerate() {
+            sqlx::query(
+                "INSERT INTO postings (entry_id, line, account, currency, side, amount_minor) VALUES ($1, $2, $3, $4, $5, $6)",
+            )
+            .bind(&entry_id)
+            .bind(line as i64)
+            .bind(&p.account)
+            .bind(&p.currency)
+            .bind(p.side.as_str())
+            .bind(p.amount_minor)
+            .execute(&mut *tx)
+            .await?;
+            move_balance(tx, p, now).await?;
+        }
+        let entry = EntryOut {
+            id: entry_id.clone(),
+            source: source.to_owned(),
+            kind: kind.to_owned(),
+            merchant_id: merchant_id.map(str::to_owned),
+            payment_id: payment_id.map(str::to_owned),
+            reverses_entry_id: reverses.map(str::to_owned),
+            description: description.to_owned(),
+            created_at_ms: now,
+            postings: postings.to_vec(),
+        };
+        let mut event = Envelope::new(
+            "ledger.entry_booked",
+            "journal_entry",
+            &entry_id,
+            now,
+            serde_json::to_value(&entry)?,
+        );
+        if let Some(m) = merchant_id {
+            event = event.for_merchant(m);
+        }
+        self.outbox
+            .append(tx, &event, payment_id.unwrap_or(&entry_id))
+            .await?;
+        Ok(entry)
+    }
+}
+
+/// Adds one posting to its account's running totals; a credit-normal account that would
+/// go below zero refuses the whole entry.
+async fn move_balance(tx: &mut AnyConnection, p: &Posting, now: i64) -> anyhow::Result<()> {
+    let (kind, merchant) = AccountKind::of(&p.account)
+        .ok_or_else(|| anyhow::anyhow!("unknown account {}", p.account))?;
+    let (debit, credit) = match p.side {
+        Side::Debit => (p.amount_minor, 0),
+        Side::Credit => (0, p.amount_minor),
+    };
+    let row = sqlx::query(
+        "INSERT INTO ledger_accounts (account, currency, kind, merchant_id, debits_minor, credits_minor, created_at_ms) VALUES ($1, $2, $3, $4, $5, $6, $7)
+         ON CONFLICT (account, currency) DO UPDATE SET debits_minor = ledger_accounts.debits_minor + excluded.debits_minor,
+         credits_minor = ledger_accounts.credits_minor + excluded.credits_minor
+         RETURNING debits_minor, credits_minor",
+    )
+    .bind(&p.account)
+    .bind(&p.currency)
+    .bind(kind.as_str())
+    .bind(merchant)
+    .bind(debit)
+    .bind(credit)
+    .bind(now)
+    .fetch_one(&mut *tx)
+    .await?;
+    let debits: i64 = row.try_get("debits_minor")?;
+    let credits: i64 = row.try_get("credits_minor")?;
+    anyhow::ensure!(
+        !kind.credit_normal() || credits >= debits,
+        "{} in {} would go below zero",
+        p.account,
+        p.currency
+    );
+    Ok(())
+}
+
+async fn load_book(
+    tx: &mut AnyConnection,
+    payment_id: &str,
+) -> anyhow::Result<Option<PaymentBook>> {
+    let row = sqlx::query(
+        "SELECT payment_id, merchant_id, currency, channel, authorized_minor, captured_minor, fee_minor, refunded_minor, fee_returned_minor
+         FROM ledger_payments WHERE payment_id = $1",
+    )
+    .bind(payment_id)
+    .fetch_optional(&mut *tx)
+    .await?;
+    row.map(|r| {
+        Ok(PaymentBook {
+            payment_id: r.try_get("payment_id")?,
+            merchant_id: r.try_get("merchant_id")?,
+            currency: r.try_get("currency")?,
+            channel: r.try_get("channel")?,
+            authorized_minor: r.try_get("authorized_minor")?,
+            captured_minor: r.try_get("captured_minor")?,
+            fee_minor: r.try_get("fee_minor")?,
+            refunded_minor: r.try_get("refunded_minor")?,
+            fee_returned_minor: r.try_get("fee_returned_minor")?,
+        })
+    })
+    .transpose()
+}
+
+async fn save_book(tx: &mut AnyConnection, b: &PaymentBook) -> anyhow::Result<()> {
+    sqlx::query(
+        "INSERT INTO ledger_payments (payment_id, merchant_id, currency, channel, authorized_minor, captured_minor, fee_minor, refunded_minor, fee_returned_minor)
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)
+         ON CONFLICT (payment_id) DO UPDATE SET authorized_minor = excluded.authorized_minor, captured_minor = excluded.captured_minor,
+         fee_minor = excluded.fee_minor, refunded_minor = excluded.refunded_minor, fee_returned_minor = excluded.fee_returned_minor",
+    )
+    .bind(&b.payment_id)
+    .bind(&b.merchant_id)
+    .bind(&b.currency)
+    .bind(&b.channel)
+    .bind(b.authorized_minor)
+    .bind(b.captured_minor)
+    .bind(b.fee_minor)
+    .bind(b.refunded_minor)
+    .bind(b.fee_returned_minor)
+    .execute(&mut *tx)
+    .await?;
+    Ok(())
+}
+
+fn account_from_row(row: &sqlx::any::AnyRow) -> ApiResult<AccountOut> {
+    let account: String = row.try_get("account")?;
+    let debits: i64 = row.try_get("debits_minor")?;
+    let credits: i64 = row.try_get("credits_minor")?;
+    let credit_normal = AccountKind::of(&account).is_none_or(|(k, _)| k.credit_normal());
+    Ok(AccountOut {
+        currency: row.try_get("currency")?,
+        kind: row.try_get("kind")?,
+        merchant_id: row.try_get("merchant_id")?,
+        debits,
+        credits,
+        balance: if credit_normal {
+            credits - debits
+        } else {
+            debits - credits
+        },
+        account,
+    })
+}
+
+const ACCOUNT_COLUMNS: &str = "account, currency, kind, merchant_id, debits_minor, credits_minor";
+
+#[async_trait]
+impl Consumer for Ledger {
+    fn name(&self) -> &'static str {
+        SERVICE
+    }
+
+    fn topics(&self) -> &'static [&'static str] {
+        &["payment.events", "refund.events"]
+    }
+
+    async fn handle(&self, tx: &mut AnyConnection, event: &Envelope) -> anyhow::Result<()> {
+        self.book_event(tx, event).await
+    }
+
+    fn committed(&self, _event: &Envelope) {
+        self.outbox.wake();
+    }
+}
+
+#[async_trait]
+impl AccountingApi for Ledger {
+    async fn balance(&self, merchant_id: &str) -> ApiResult<Balance> {
+        let rows = sqlx::query(&format!(
+            "SELECT {ACCOUNT_COLUMNS} FROM ledger_accounts WHERE merchant_id = $1 ORDER BY currency"
+        ))
+        .bind(merchant_id)
+        .fetch_all(self.db.pool())
+        .await?;
+        let mut by_currency: BTreeMap<String, CurrencyBalance> = BTreeMap::new();
+        for row in &rows {
+            let a = account_from_row(row)?;
+            let entry = by_currency
+                .entry(a.currency.clone())
+                .or_insert_with(|| CurrencyBalance {
+                    currency: a.currency.clone(),
+                    ..Default::default()
+                });
+            match AccountKind::of(&a.account).map(|(k, _)| k) {
+                Some(AccountKind::MerchantAvailable) => entry.available += a.balance,
+                Some(AccountKind::MerchantPending) => entry.pending += a.balance,
+                Some(AccountKind::MerchantReserve) => entry.reserve += a.balance,
+                _ => {}
+            }
+        }
+        Ok(Balance {
+            object: "balance".into(),
+            merchant_id: merchant_id.to_owned(),
+            balances: by_currency.into_values().collect(),
+        })
+    }
+
+    async fn accounts(&self) -> ApiResult<Accounts> {
+        let rows = sqlx::query(&format!(
+            "SELECT {ACCOUNT_COLUMNS} FROM ledger_accounts ORDER BY currency, account"
+        ))
+        .fetch_all(self.db.pool())
+        .await?;
+        let accounts = rows
+            .iter()
+            .map(account_from_row)
+            .collect::<ApiResult<Vec<_>>>()?;
+        let mut totals: BTreeMap<String, TrialBalance> = BTreeMap::new();
+        for a in &accounts {
+            let t = totals
+                .entry(a.currency.clone())
+                .or_insert_with(|| TrialBalance {
+                    currency: a.currency.clone(),
+                    debits: 0,
+                    credits: 0,
+                });
+            t.debits += a.debits;
+            t.credits += a.credits;
+        }
+        Ok(Accounts {
+            accounts,
+            totals: totals.into_values().collect(),
+        })
+    }
+
+    async fn entries(&self, query: EntryQuery) -> ApiResult<Vec<EntryOut>> {
+        let (column, value) = match (&query.payment_id, &query.merchant_id) {
+            (Some(p), None) => ("payment_id", p),
+            (None, Some(m)) => ("merchant_id", m),
+            _ => {
+                return Err(ApiError::invalid(
+                    "payment_id",
+                    "give exactly one of payment_id and merchant_id",
+                ));
+            }
+        };
+        let rows = sqlx::query(&format!(
+            "SELECT e.id, e.source, e.kind, e.merchant_id, e.payment_id, e.reverses_entry_id, e.description, e.created_at_ms,
+                    p.account, p.currency, p.side, p.amount_minor
+             FROM journal_entries e JOIN postings p ON p.entry_id = e.id
+             WHERE e.{column} = $1 ORDER BY e.id, p.line"
+        ))
+        .bind(value)
+        .fetch_all(self.db.pool())
+        .await?;
+        let mut entries: Vec<EntryOut> = Vec::new();
+        for row in &rows {
+            let id: String = row.try_get("id")?;
+            if entries.last().is_none_or(|e| e.id != id) {
+                entries.push(EntryOut {
+                    id,
+                    source: row.try_get("source")?,
+                    kind: row.try_get("kind")?,
+                    merchant_id: row.try_get("merchant_id")?,
+                    payment_id: row.try_get("payment_id")?,
+                    reverses_entry_id: row.try_get("reverses_entry_id")?,
+                    description: row.try_get("description")?,
+                    created_at_ms: row.try_get("created_at_ms")?,
+                    postings: Vec::new(),
+                });
+            }
+            let side: String = row.try_get("side")?;
+            let entry = entries.last_mut().expect("pushed above");
+            entry.postings.push(Posting {
+                account: row.try_get("account")?,
+                currency: row.try_get("currency")?,
+                side: Side::parse(&side)
+                    .ok_or_else(|| ApiError::internal(format!("side {side}")))?,
+                amount_minor: row.try_get("amount_minor")?,
+            });
+        }
+        Ok(entries)
+    }
+
+    async fn reverse(&self, entry_id: &str, input: ReverseIn) -> ApiResult<EntryOut> {
+        if input.reason.trim().is_empty() || input.reason.len() > 500 {
+            return Err(ApiError::invalid(
+                "reason",
+                "reason must be 1 to 500 characters",
+            ));
+        }
+        let rows = sqlx::query(
+            "SELECT e.merchant_id, e.payment_id, e.reverses_entry_id, p.account, p.currency, p.side, p.amount_minor
+             FROM journal_entries e JOIN postings p ON p.entry_id = e.id WHERE e.id = $1 ORDER BY p.line",
+        )
+        .bind(entry_id)
+        .fetch_all(self.db.pool())
+        .await?;
+        let Some(first) = rows.first() else {
+            return Err(ApiError::not_found("journal entry", entry_id));
+        };
+        if first
+            .try_get::<Option<String>, _>("reverses_entry_id")?
+            .is_some()
+        {
+            return Err(ApiError::conflict(
+                "entry_is_reversal",
+                "a reversal cannot be reversed; book a new entry",
+            ));
+        }
+        let merchant_id: Option<String> = first.try_get("merchant_id")?;
+        let payment_id: Option<String> = first.try_get("payment_id")?;
+        let original = rows
+            .iter()
+            .map(|row| {
+                let side: String = row.try_get("side")?;
+                Ok(Posting {
+                    account: row.try_get("account")?,
+                    currency: row.try_get("currency")?,
+                    side: Side::parse(&side)
+                        .ok_or_else(|| ApiError::internal(format!("side {side}")))?,
+                    amount_minor: row.try_get("amount_minor")?,
+                })
+            })
+            .collect::<ApiResult<Vec<_>>>()?;
+        let mut tx = self.db.pool().begin().await?;
+        let booked = self
+            .post(
+                &mut tx,
+                &format!("reversal:{entry_id}"),
+                "reversal",
+                merchant_id.as_deref(),
+                payment_id.as_deref(),
+                Some(entry_id),
+                &format!("reversal of {entry_id}: {}", input.reason.trim()),
+                &book::reverse(&original),
+            )
+            .await;
+        let entry = match booked {
+            Ok(entry) => entry,
+            Err(e)
+                if e.downcast_ref::<sqlx::Error>()
+                    .is_some_and(is_unique_violation) =>
+            {
+                return Err(ApiError::conflict(
+                    "entry_already_reversed",
+                    format!("{entry_id} was reversed before"),
+                ));
+            }
+            Err(e) => {
+                return Err(ApiError::conflict("reversal_refused", format!("{e:#}")));
+            }
+        };
+        tx.commit().await?;
+        self.outbox.wake();
+        Ok(entry)
+    }
+}
+
+/// [`AccountingApi`] over HTTP.
+pub struct AccountingHttp(pub ServiceClient);
+
+#[async_trait]
+impl AccountingApi for AccountingHttp {
+    async fn balance(&self, merchant_id: &str) -> ApiResult<Balance> {
+        self.0
+            .get(&format!("/internal/v1/balances/{merchant_id}"))
+            .await
+    }
+    async fn accounts(&self) -> ApiResult<Accounts> {
+        self.0.get("/internal/v1/ledger/accounts").await
+    }
+    async fn entries(&self, query: EntryQuery) -> ApiResult<Vec<EntryOut>> {
+        let (key, value) = match (&query.payment_id, &query.merchant_id) {
+            (Some(p), _) => ("payment_id", p.as_str()),
+            (None, Some(m)) => ("merchant_id", m.as_str()),
+            (None, None) => ("payment_id", ""),
+        };
+        self.0
+            .get(&format!("/internal/v1/ledger/entries?{key}={value}"))
+            .await
+    }
+    async fn reverse(&self, entry_id: &str, input: ReverseIn) -> ApiResult<EntryOut> {
+        self.0
+            .post(
+                &format!("/internal/v1/ledger/entries/{entry_id}/reversals"),
+                &input,
+            )
+            .await
+    }
+}
+
+pub fn router(service: Arc<Ledger>) -> Router {
+    Router::new()
+        .route("/internal/v1/balances/{merchant_id}", get(balance))
+        .route("/internal/v1/ledger/accounts", get(accounts))
+        .route("/internal/v1/ledger/entries", get(entries))
+        .route("/internal/v1/ledger/entries/{id}/reversals", post(reverse))
+        .with_state(service)
+}
+
+async fn balance(
+    State(s): State<Arc<Ledger>>,
+    Path(merchant_id): Path<String>,
+) -> ApiResult<Json<Balance>> {
+    s.balance(&merchant_id).await.map(Json)
+}
+
+async fn accounts(State(s): State<Arc<Ledger>>) -> ApiResult<Json<Accounts>> {
+    s.accounts().await.map(Json)
+}
+
+async fn entries(
+    State(s): State<Arc<Ledger>>,
+    Query(q): Query<EntryQuery>,
+) -> ApiResult<Json<Vec<EntryOut>>> {
+    s.entries(q).await.map(Json)
+}
+
+async fn reverse(
+    State(s): State<Arc<Ledger>>,
+    Path(id): Path<String>,
+    ApiJson(input): ApiJson<ReverseIn>,
+) -> ApiResult<Json<EntryOut>> {
+    s.reverse(&id, input).await.map(Json)
+}

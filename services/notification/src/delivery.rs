@@ -1,0 +1,350 @@
+//! Sending webhooks. A due delivery is leased (its next attempt pushed past the request
+//! timeout) before it is sent, so a crash mid-send means one more send after the lease,
+//! never a lost one: delivery is at least once, with the event id as `webhook-id` on every
+//! try. Success is a 2xx; 410 disables the endpoint; anything else is retried on the
+//! schedule with jitter until it runs out, and an endpoint that has only failed for
+//! `disable_after_secs` is disabled.
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use payloom_platform::db::Dialect;
+use payloom_platform::{ApiError, ApiResult, ids};
+use sqlx::Row;
+
+use crate::Notifications;
+use crate::email::Email;
+use crate::signing;
+
+/// Who asked for an attempt.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Trigger {
+    /// The worker, on the schedule.
+    Scheduled,
+    /// An operator's resend: logged, never rescheduled on failure.
+    Manual,
+}
+
+impl Trigger {
+    fn as_str(self) -> &'static str {
+        match self {
+            Self::Scheduled => "scheduled",
+            Self::Manual => "manual",
+        }
+    }
+}
+
+/// What the receiver did.
+struct Answer {
+    status: Option<u16>,
+    body: Option<String>,
+    error: Option<String>,
+    timed_out: bool,
+}
+
+impl Answer {
+    fn succeeded(&self) -> bool {
+        self.status.is_some_and(|s| (200..300).contains(&s))
+    }
+}
+
+/// Stored response bodies are cut to this many bytes.
+const RESPONSE_KEEP: usize = 4096;
+
+/// `base` seconds, moved uniformly within ±`jitter`.
+pub fn jittered_ms(base_secs: u64, jitter: f64) -> i64 {
+    let bytes = ids::random_bytes(8);
+    let unit = u64::from_le_bytes(bytes.try_into().expect("8 bytes")) as f64 / u64::MAX as f64;
+    let factor = 1.0 - jitter + 2.0 * jitter * unit;
+    (base_secs as f64 * 1_000.0 * factor).round() as i64
+}
+
+impl Notifications {
+    /// Sends due deliveries until the process ends.
+    pub fn spawn_worker(self: &Arc<Self>) -> tokio::task::JoinHandle<()> {
+        let service = self.clone();
+        tokio::spawn(async move {
+            let poll = Duration::from_millis(service.config.poll_interval_ms);
+            loop {
+                match service.run_due().await {
+                    Ok(n) if n as i64 == service.config.batch => continue,
+                    Ok(_) => {}
+                    Err(e) => tracing::warn!("webhook delivery round failed: {e:#}"),
+                }
+                let _ = tokio::time::timeout(poll, service.wake.notified()).await;
+            }
+        })
+    }
+
+    /// Leases and sends one batch of due deliveries; returns how many.
+    pub async fn run_due(&self) -> anyhow::Result<usize> {
+        let now = self.clock.now_ms();
+        let lease_until = now + self.config.request_timeout_ms as i64 + 30_000;
+        let pick = match self.db.dialect() {
+            Dialect::Postgres => "FOR UPDATE SKIP LOCKED",
+            Dialect::Sqlite => "",
+        };
+        let ids: Vec<String> = sqlx::query_scalar(&format!(
+            "UPDATE webhook_deliveries SET next_attempt_at_ms = $1 WHERE status = 'pending' AND id IN
+             (SELECT id FROM webhook_deliveries WHERE status = 'pending' AND next_attempt_at_ms <= $2
+              ORDER BY next_attempt_at_ms LIMIT $3 {pick}) RETURNING id"
+        ))
+        .bind(lease_until)
+        .bind(now)
+        .bind(self.config.batch)
+        .fetch_all(self.db.pool())
+        .await?;
+        let results =
+            futures::future::join_all(ids.iter().map(|id| self.attempt(id, Trigger::Scheduled)))
+                .await;
+        for (id, result) in ids.iter().zip(results) {
+            if let Err(e) = result {
+                tracing::warn!(delivery_id = id, "webhook attempt not recorded: {e}");
+            }
+        }
+        Ok(ids.len())
+    }
+
+    /// Sends one delivery once and records what happened.
+    pub(crate) async fn attempt(&self, delivery_id: &str, trigger: Trigger) -> ApiResult<()> {
+        let row = sqlx::query(
+            "SELECT d.attempts, d.status, d.event_id, m.body, e.id AS endpoint_id, e.url, e.sealed_secret, e.status AS endpoint_status,
+                    e.failing_since_ms, e.alert_email, e.merchant_id
+             FROM webhook_deliveries d JOIN webhook_messages m ON m.event_id = d.event_id JOIN webhook_endpoints e ON e.id = d.endpoint_id
+             WHERE d.id = $1",
+        )
+        .bind(delivery_id)
+        .fetch_optional(self.db.pool())
+        .await?
+        .ok_or_else(|| ApiError::not_found("webhook delivery", delivery_id))?;
+        let endpoint_id: String = row.try_get("endpoint_id")?;
+        let endpoint_status: String = row.try_get("endpoint_status")?;
+        if endpoint_status != "enabled" {
+            if trigger == Trigger::Manual {
+                return Err(ApiError::conflict(
+                    "endpoint_not_enabled",
+                    format!("endpoint {endpoint_id} is {endpoint_status}"),
+                ));
+            }
+            sqlx::query("UPDATE webhook_deliveries SET status = 'failed', last_error = $1, updated_at_ms = $2 WHERE id = $3 AND status = 'pending'")
+                .bind(format!("endpoint {endpoint_status}"))
+                .bind(self.clock.now_ms())
+                .bind(delivery_id)
+                .execute(self.db.pool())
+                .await?;
+            return Ok(());
+        }
+        let event_id: String = row.try_get("event_id")?;
+        let body: String = row.try_get("body")?;
+        let url: String = row.try_get("url")?;
+        let sealed: String = row.try_get("sealed_secret")?;
+        let key = self
+            .master_key
+            .open(&sealed, &Self::seal_context(&endpoint_id))
+            .map_err(ApiError::internal)?;
+        let started = Instant::now();
+        let answer = self.send(&url, &key, &event_id, body).await;
+        let duration_ms = started.elapsed().as_millis() as i64;
+        let attempts: i64 = row.try_get("attempts")?;
+        let failing_since: Option<i64> = row.try_get("failing_since_ms")?;
+        let disabled = self
+            .record(
+                delivery_id,
+                &endpoint_id,
+                trigger,
+                attempts,
+                failing_since,
+                &answer,
+                duration_ms,
+            )
+            .await?;
+        if let Some(reason) = disabled {
+            let alert: Option<String> = row.try_get("alert_email")?;
+            let merchant_id: String = row.try_get("merchant_id")?;
+            tracing::warn!(
+                endpoint_id,
+                merchant_id,
+                "webhook endpoint disabled: {reason}"
+            );
+            if let Some(to) = alert {
+                let email = Email {
+                    to,
+                    subject: format!("Webhook endpoint {endpoint_id} was disabled"),
+                    body: format!(
+                        "Payloom stopped sending webhooks to {url}: {reason}. Create a new endpoint once it is fixed."
+                    ),
+                };
+                if let Err(e) = self.mailer.send(&email) {
+                    tracing::warn!("alert email not sent: {e:#}");
+                }
+            }
+        }
+        Ok(())
+    }
+
+    async fn send(&self, url: &str, key: &[u8], event_id: &str, body: String) -> Answer {
+        let refused = |error: String| Answer {
+            status: None,
+            body: None,
+            error: Some(error),
+            timed_out: false,
+        };
+        // Names are checked by the client's resolver; an address literal never reaches it.
+        let Ok(parsed) = url::Url::parse(url) else {
+            return refused("stored url does not parse".into());
+        };
+        if let Some(ip) = parsed
+            .host_str()
+            .and_then(|h| h.trim_start_matches('[').trim_end_matches(']').parse().ok())
+            && !self.config.targets.permits(ip)
+        {
+            return refused(format!("{ip} is not a permitted webhook target"));
+        }
+        let timestamp = self.clock.now_ms() / 1_000;
+        let signature = signing::sign(key, event_id, timestamp, body.as_bytes());
+        let sent = self
+            .http
+            .post(parsed)
+            .header("content-type", "application/json")
+            .header("webhook-id", event_id)
+            .header("webhook-timestamp", timestamp.to_string())
+            .header("webhook-signature", signature)
+            .body(body)
+            .send()
+            .await;
+        match sent {
+            Ok(response) => {
+                let status = response.status().as_u16();
+                let text = response.text().await.unwrap_or_default();
+                let mut cut = text.len().min(RESPONSE_KEEP);
+                while !text.is_char_boundary(cut) {
+                    cut -= 1;
+                }
+                Answer {
+                    status: Some(status),
+                    body: Some(text[..cut].to_owned()),
+                    error: None,
+                    timed_out: false,
+                }
+            }
+            Err(e) => Answer {
+                status: None,
+                body: None,
+                timed_out: e.is_timeout(),
+                error: Some(format!("{e:#}")),
+            },
+        }
+    }
+
+    /// Logs the attempt and moves the delivery and endpoint, in one transaction. Returns
+    /// why the endpoint was disabled, if this attempt disabled it.
+    #[allow(clippy::too_many_arguments)]
+    async fn record(
+        &self,
+        delivery_id: &str,
+        endpoint_id: &str,
+        trigger: Trigger,
+        attempts: i64,
+        failing_since: Option<i64>,
+        answer: &Answer,
+        duration_ms: i64,
+    ) -> ApiResult<Option<String>> {
+        let now = self.clock.now_ms();
+        let mut tx = self.db.pool().begin().await?;
+        let number: i64 = sqlx::query_scalar(
+            "SELECT COALESCE(MAX(attempt), 0) + 1 FROM webhook_attempts WHERE delivery_id = $1",
+        )
+        .bind(delivery_id)
+        .fetch_one(&mut *tx)
+        .await?;
+        sqlx::query(
+            "INSERT INTO webhook_attempts (delivery_id, attempt, trigger_kind, at_ms, response_status, response_body, error, duration_ms) VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
+        )
+        .bind(delivery_id)
+        .bind(number)
+        .bind(trigger.as_str())
+        .bind(now)
+        .bind(answer.status.map(i64::from))
+        .bind(&answer.body)
+        .bind(&answer.error)
+        .bind(duration_ms)
+        .execute(&mut *tx)
+        .await?;
+        let gone = answer.status == Some(410);
+        let mut disabled = None;
+        if answer.succeeded() {
+            sqlx::query("UPDATE webhook_deliveries SET status = 'delivered', attempts = attempts + $1, last_status = $2, last_error = NULL, delivered_at_ms = $3, updated_at_ms = $3 WHERE id = $4")
+                .bind(i64::from(trigger == Trigger::Scheduled))
+                .bind(answer.status.map(i64::from))
+                .bind(now)
+                .bind(delivery_id)
+                .execute(&mut *tx)
+                .await?;
+            sqlx::query("UPDATE webhook_endpoints SET failing_since_ms = NULL WHERE id = $1 AND failing_since_ms IS NOT NULL")
+                .bind(endpoint_id)
+                .execute(&mut *tx)
+                .await?;
+        } else {
+            let error = answer
+                .error
+                .clone()
+                .unwrap_or_else(|| format!("answered {}", answer.status.unwrap_or_default()));
+            if trigger == Trigger::Scheduled {
+                let made = attempts + 1;
+                let next = self.config.retry_schedule_secs.get(made as usize - 1);
+                let (status, next_at) = match next {
+                    Some(_) if gone => ("failed", now),
+                    Some(base) => {
+                        let mut delay = jittered_ms(*base, self.config.jitter);
+                        if answer.timed_out || answer.status == Some(429) {
+                            delay = delay.max(self.config.overload_floor_secs as i64 * 1_000);
+                        }
+                        ("pending", now + delay)
+                    }
+                    None => ("failed", now),
+                };
+                sqlx::query("UPDATE webhook_deliveries SET status = $1, attempts = $2, next_attempt_at_ms = $3, last_status = $4, last_error = $5, updated_at_ms = $6 WHERE id = $7")
+                    .bind(status)
+                    .bind(made)
+                    .bind(next_at)
+                    .bind(answer.status.map(i64::from))
+                    .bind(&error)
+                    .bind(now)
+                    .bind(delivery_id)
+                    .execute(&mut *tx)
+                    .await?;
+            }
+            let since = failing_since.unwrap_or(now);
+            if gone {
+                disabled = Some("it answered 410 Gone".to_owned());
+            } else if now - since >= self.config.disable_after_secs as i64 * 1_000 {
+                disabled = Some(format!(
+                    "every attempt failed for {} s",
+                    (now - since) / 1_000
+                ));
+            }
+            sqlx::query("UPDATE webhook_endpoints SET failing_since_ms = $1, status = $2, disabled_reason = $3, updated_at_ms = $4 WHERE id = $5 AND status = 'enabled'")
+                .bind(since)
+                .bind(if disabled.is_some() { "disabled" } else { "enabled" })
+                .bind(&disabled)
+                .bind(now)
+                .bind(endpoint_id)
+                .execute(&mut *tx)
+                .await?;
+        }
+        tx.commit().await?;
+        Ok(disabled)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn jitter_stays_within_its_band() {
+        for _ in 0..1000 {
+            let ms = super::jittered_ms(300, 0.2);
+            assert!((240_000..=360_000).contains(&ms), "{ms}");
+        }
+        assert_eq!(super::jittered_ms(5, 0.0), 5_000);
+    }
+}

@@ -1,0 +1,131 @@
+//! Kafka as the carrier of events between processes (`serve` with `[events]
+//! kafka_brokers`). The relay produces each outbox row to its topic, keyed so one
+//! payment's events stay in order on one partition, and deletes the row only after the
+//! broker acknowledged it. A consumer commits a message's offset only after its
+//! [`Subscription`] handled (or dead-lettered) the event, so a crash redelivers, and the
+//! subscription's event-id record makes the redelivery change nothing.
+
+use std::time::Duration;
+
+use async_trait::async_trait;
+use rdkafka::ClientConfig;
+use rdkafka::consumer::{CommitMode, Consumer as _, StreamConsumer};
+use rdkafka::message::{Header, Message, OwnedHeaders};
+use rdkafka::producer::{FutureProducer, FutureRecord};
+
+use crate::events::{Envelope, Outgoing, Publisher, Subscription};
+
+/// How long a produce may wait in the client's queue before the batch fails.
+const PRODUCE_TIMEOUT: Duration = Duration::from_secs(10);
+
+pub struct KafkaPublisher {
+    producer: FutureProducer,
+}
+
+impl KafkaPublisher {
+    pub fn new(brokers: &str) -> anyhow::Result<Self> {
+        let producer = ClientConfig::new()
+            .set("bootstrap.servers", brokers)
+            // Retries never duplicate or reorder within a partition.
+            .set("enable.idempotence", "true")
+            .set("acks", "all")
+            .set("message.timeout.ms", "10000")
+            .set("linger.ms", "1")
+            .create()?;
+        Ok(Self { producer })
+    }
+}
+
+#[async_trait]
+impl Publisher for KafkaPublisher {
+    async fn publish(&self, batch: &[Outgoing]) -> anyhow::Result<()> {
+        let sends = batch.iter().map(|out| {
+            let headers = OwnedHeaders::new().insert(Header {
+                key: "event-id",
+                value: Some(out.envelope.id.as_str()),
+            });
+            self.producer.send(
+                FutureRecord::to(&out.topic)
+                    .key(&out.key)
+                    .payload(&out.json)
+                    .headers(headers),
+                PRODUCE_TIMEOUT,
+            )
+        });
+        for result in futures::future::join_all(sends).await {
+            result.map_err(|(e, _)| anyhow::anyhow!("producing to Kafka: {e}"))?;
+        }
+        Ok(())
+    }
+}
+
+/// A consumer group member feeding `subscription` from its topics.
+pub fn consumer(
+    brokers: &str,
+    group: &str,
+    subscription: &Subscription,
+) -> anyhow::Result<StreamConsumer> {
+    let consumer: StreamConsumer = ClientConfig::new()
+        .set("bootstrap.servers", brokers)
+        .set("group.id", group)
+        .set("enable.auto.commit", "false")
+        .set("auto.offset.reset", "earliest")
+        .create()?;
+    consumer.subscribe(subscription.consumer.topics())?;
+    Ok(consumer)
+}
+
+/// Handles one received message: parse, process (retrying while even the dead letter
+/// cannot be written), then commit its offset.
+pub async fn handle_message(
+    consumer: &StreamConsumer,
+    message: &rdkafka::message::BorrowedMessage<'_>,
+    subscription: &Subscription,
+) -> anyhow::Result<()> {
+    let parsed = message
+        .payload()
+        .map(serde_json::from_slice::<Envelope>)
+        .transpose();
+    match parsed {
+        Ok(Some(envelope)) => {
+            let mut failures = 0u32;
+            while let Err(e) = subscription.process(&envelope).await {
+                failures += 1;
+                tracing::warn!(event_id = envelope.id, "event not processed: {e:#}");
+                tokio::time::sleep(Duration::from_millis(100 << failures.min(6))).await;
+            }
+        }
+        // Nothing in it can ever be handled; skipping it is all a retry could do.
+        Ok(None) | Err(_) => tracing::error!(
+            topic = message.topic(),
+            offset = message.offset(),
+            "unreadable event skipped"
+        ),
+    }
+    consumer.commit_message(message, CommitMode::Async)?;
+    Ok(())
+}
+
+/// Runs a consumer until the process ends.
+pub fn spawn_consumer(
+    brokers: &str,
+    group: &str,
+    subscription: Subscription,
+) -> anyhow::Result<tokio::task::JoinHandle<()>> {
+    let consumer = consumer(brokers, group, &subscription)?;
+    Ok(tokio::spawn(async move {
+        loop {
+            match consumer.recv().await {
+                Ok(message) => {
+                    if let Err(e) = handle_message(&consumer, &message, &subscription).await {
+                        tracing::warn!("committing a Kafka offset: {e:#}");
+                    }
+                }
+                Err(e) => {
+                    tracing::warn!("reading from Kafka: {e}");
+                    tokio::time::sleep(Duration::from_millis(500)).await;
+                }
+            }
+        }
+    }))
+}
