@@ -1,4 +1,7 @@
-//! The admin API (minimal): login, merchants, API keys, channel credentials.
+//! The admin API (minimal): login, merchants, API keys, channel credentials, policies,
+//! and the money and message views of [`money`].
+
+mod money;
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -11,9 +14,12 @@ use axum::http::request::Parts;
 use axum::routing::{post, put};
 use axum::{Json, Router};
 use jsonwebtoken::{Algorithm, DecodingKey, EncodingKey, Header, Validation};
+use payloom_accounting::AccountingApi;
 use payloom_channel_adapter::ChannelApi;
 use payloom_merchant_auth::{ApiKeyOut, Merchant, MerchantAuthApi, MerchantIn};
 use payloom_merchant_policy::{PolicyApi, PolicyIn};
+use payloom_notification::NotificationApi;
+
 use payloom_platform::clock::SharedClock;
 use payloom_platform::db::Migration;
 use payloom_platform::{ApiError, ApiJson, ApiResult, Db, ids};
@@ -47,6 +53,8 @@ pub struct Admin {
     auth: Arc<dyn MerchantAuthApi>,
     channels: Arc<dyn ChannelApi>,
     policy: Arc<dyn PolicyApi>,
+    accounting: Arc<dyn AccountingApi>,
+    notifications: Arc<dyn NotificationApi>,
 }
 
 /// The services the admin API acts through.
@@ -54,6 +62,8 @@ pub struct AdminClients {
     pub auth: Arc<dyn MerchantAuthApi>,
     pub channels: Arc<dyn ChannelApi>,
     pub policy: Arc<dyn PolicyApi>,
+    pub accounting: Arc<dyn AccountingApi>,
+    pub notifications: Arc<dyn NotificationApi>,
 }
 
 impl Admin {
@@ -75,6 +85,8 @@ impl Admin {
             auth: clients.auth,
             channels: clients.channels,
             policy: clients.policy,
+            accounting: clients.accounting,
+            notifications: clients.notifications,
         }))
     }
 
@@ -219,6 +231,7 @@ pub fn router(admin: Arc<Admin>) -> Router {
             put(set_credentials),
         )
         .route("/admin/v1/merchants/{id}/policy", put(set_policy))
+        .merge(money::routes())
         .with_state(admin)
 }
 

@@ -39,6 +39,7 @@ pub struct ChannelIn {
 pub enum ChannelOut {
     Payment(Result<ch::PaymentResponse, ch::ChannelError>),
     Refund(Result<ch::RefundResponse, ch::ChannelError>),
+    Notification(Result<ch::NotificationResponse, ch::ChannelError>),
 }
 
 #[async_trait]
@@ -179,6 +180,7 @@ impl ChannelApi for ChannelAdapter {
             Ok(report) => match report.reply {
                 Reply::Payment(r) => Ok(ChannelOut::Payment(r)),
                 Reply::Refund(r) => Ok(ChannelOut::Refund(r)),
+                Reply::Notification(r) => Ok(ChannelOut::Notification(r)),
                 other => Err(ApiError::internal(format!("channel answered {other:?}"))),
             },
             Err(CallFailure::NotFound { .. }) => Err(unknown_channel(&req.channel)),

@@ -10,9 +10,13 @@ use axum::{Json, Router};
 use payloom_platform::client::ServiceClient;
 use payloom_platform::clock::SharedClock;
 use payloom_platform::db::{Dialect, Migration, is_unique_violation};
+use payloom_platform::events::{self, Envelope, Outbox};
 use payloom_platform::{ApiError, ApiJson, ApiResult, Db, ids};
 use serde::{Deserialize, Serialize};
 use sqlx::Row;
+
+/// The service's name in migrations and the outbox.
+pub const SERVICE: &str = "order";
 
 pub const MIGRATIONS: &[Migration] = &[Migration {
     version: 1,
@@ -114,12 +118,27 @@ pub trait OrderApi: Send + Sync {
 pub struct Orders {
     db: Db,
     clock: SharedClock,
+    outbox: Outbox,
 }
 
 impl Orders {
     pub async fn new(db: Db, clock: SharedClock) -> anyhow::Result<Arc<Self>> {
-        db.migrate("order", MIGRATIONS).await?;
-        Ok(Arc::new(Self { db, clock }))
+        db.migrate(SERVICE, MIGRATIONS).await?;
+        events::install(&db).await?;
+        Ok(Arc::new(Self {
+            db,
+            clock,
+            outbox: Outbox::new(SERVICE),
+        }))
+    }
+
+    pub fn db(&self) -> &Db {
+        &self.db
+    }
+
+    /// The outbox of `order.*` events.
+    pub fn outbox(&self) -> &Outbox {
+        &self.outbox
     }
 }
 
@@ -234,18 +253,33 @@ impl Orders {
                 placeholders.join(", ")
             }
         );
-        // The one dialect switch: PostgreSQL moves and logs in one statement (one round
-        // trip); SQLite, without data-modifying WITH, in a transaction of two.
+        // The one dialect switch: PostgreSQL moves, logs and writes the event in one
+        // statement (one round trip); SQLite, without data-modifying WITH, in a
+        // transaction of three.
+        let event_id = ids::new_id("evt", now);
+        let event_at = from.len() + 4;
         let sql = match self.db.dialect() {
             Dialect::Postgres => format!(
                 "WITH moved AS ({update}), logged AS (INSERT INTO order_transitions (order_id, from_status, to_status, at_ms)
-                 SELECT id, previous_status, status, updated_at_ms FROM moved) SELECT * FROM moved"
+                 SELECT id, previous_status, status, updated_at_ms FROM moved),
+                 evented AS (INSERT INTO payloom_outbox (service, event_id, topic, partition_key, envelope, created_at_ms)
+                 SELECT '{SERVICE}', ${event_at}, 'order.events', id, json_build_object(
+                   'id', ${event_at}::text, 'type', 'order.' || status, 'aggregate_type', 'order', 'aggregate_id', id,
+                   'merchant_id', merchant_id, 'version', {version}, 'occurred_at_ms', updated_at_ms,
+                   'data', json_build_object('id', id, 'merchant_id', merchant_id, 'order_no', order_no,
+                     'amount_minor', amount_minor, 'currency', currency, 'status', status, 'payment_id', payment_id,
+                     'created_at_ms', created_at_ms, 'updated_at_ms', updated_at_ms))::text, updated_at_ms FROM moved)
+                 SELECT * FROM moved",
+                version = events::ENVELOPE_VERSION,
             ),
             Dialect::Sqlite => update,
         };
         let mut query = sqlx::query(&sql).bind(to.as_str()).bind(now).bind(id);
         for state in from {
             query = query.bind(*state);
+        }
+        if self.db.dialect() == Dialect::Postgres {
+            query = query.bind(&event_id);
         }
         let row = match self.db.dialect() {
             // A single statement commits on its own.
@@ -262,11 +296,25 @@ impl Orders {
                         .bind(now)
                         .execute(&mut *tx)
                         .await?;
+                    let order = order_from_row(row)?;
+                    let mut event = Envelope::new(
+                        format!("order.{}", order.status.as_str()),
+                        "order",
+                        &order.id,
+                        now,
+                        serde_json::to_value(&order).map_err(ApiError::internal)?,
+                    )
+                    .for_merchant(&order.merchant_id);
+                    event.id = event_id;
+                    self.outbox.append(&mut tx, &event, &order.id).await?;
                 }
                 tx.commit().await?;
                 row
             }
         };
+        if row.is_some() {
+            self.outbox.wake();
+        }
         row.map(|row| order_from_row(&row)).transpose()
     }
 }

@@ -8,7 +8,13 @@ use std::time::Duration;
 
 use anyhow::Context;
 use axum::Router;
+use payloom_accounting::{AccountingApi, AccountingHttp, Ledger};
 use payloom_admin_bff::{Admin, AdminClients};
+use payloom_notification::email::{FileMailer, LogMailer, Mailer};
+use payloom_notification::{NotificationApi, NotificationConfig, NotificationHttp, Notifications};
+use payloom_platform::events::{Bus, Consumer, Outbox, Publisher, Relay, Subscription};
+use payloom_platform::kafka;
+
 use payloom_channel_adapter::{ChannelAdapter, ChannelApi, ChannelHttp};
 use payloom_host::capabilities::HostServices;
 use payloom_host::capabilities::counters::MemoryCounters;
@@ -47,10 +53,12 @@ pub enum Role {
     MerchantAuth,
     MerchantPolicy,
     MerchantQuota,
+    Accounting,
+    Notification,
 }
 
 impl Role {
-    pub const ALL: [Role; 8] = [
+    pub const ALL: [Role; 10] = [
         Role::AdminBff,
         Role::PaymentGateway,
         Role::Order,
@@ -59,6 +67,8 @@ impl Role {
         Role::MerchantAuth,
         Role::MerchantPolicy,
         Role::MerchantQuota,
+        Role::Accounting,
+        Role::Notification,
     ];
 
     pub fn name(self) -> &'static str {
@@ -71,6 +81,8 @@ impl Role {
             Role::MerchantAuth => "merchant-auth",
             Role::MerchantPolicy => "merchant-policy",
             Role::MerchantQuota => "merchant-quota",
+            Role::Accounting => "accounting",
+            Role::Notification => "notification",
         }
     }
 
@@ -106,6 +118,20 @@ struct RedisConfig {
 struct AdminBootstrap {
     bootstrap_username: String,
     bootstrap_password: Option<String>,
+}
+
+/// `[events]`.
+#[derive(Debug, Clone, Deserialize)]
+struct EventsConfig {
+    kafka_brokers: Option<String>,
+    consumer_group: String,
+    relay_poll_ms: u64,
+    relay_batch: i64,
+}
+
+#[derive(Debug, Clone, Default, Deserialize)]
+struct EmailConfig {
+    file: Option<PathBuf>,
 }
 
 #[derive(Debug, Clone, Default, Deserialize)]
@@ -331,9 +357,13 @@ pub async fn assemble(settings: &Settings, local: &[Role]) -> anyhow::Result<Ass
     } else {
         Arc::new(MerchantAuthHttp(client(Role::MerchantAuth)?))
     };
+    // Outboxes this process relays, and the consumers it runs.
+    let mut outboxes: Vec<(Db, Outbox)> = Vec::new();
+    let mut consumers: Vec<(Db, Arc<dyn Consumer>)> = Vec::new();
     let orders: Arc<dyn OrderApi> = if is_local(Role::Order) {
         let service = Orders::new(dbs.for_service("order").await?, clock.clone()).await?;
         routers.push((Role::Order, payloom_order::router(service.clone())));
+        outboxes.push((service.db().clone(), service.outbox().clone()));
         service
     } else {
         Arc::new(OrderHttp(client(Role::Order)?))
@@ -409,6 +439,40 @@ pub async fn assemble(settings: &Settings, local: &[Role]) -> anyhow::Result<Ass
     } else {
         Arc::new(ChannelHttp(client(Role::ChannelAdapter)?))
     };
+    let accounting: Arc<dyn AccountingApi> = if is_local(Role::Accounting) {
+        let ledger = Ledger::new(dbs.for_service("accounting").await?, clock.clone()).await?;
+        routers.push((Role::Accounting, payloom_accounting::router(ledger.clone())));
+        outboxes.push((ledger.db().clone(), ledger.outbox().clone()));
+        consumers.push((ledger.db().clone(), ledger.clone()));
+        ledger
+    } else {
+        Arc::new(AccountingHttp(client(Role::Accounting)?))
+    };
+    let notifications: Arc<dyn NotificationApi> = if is_local(Role::Notification) {
+        let config: NotificationConfig = settings.config.section("notification")?;
+        let email: EmailConfig = settings.config.section("email").unwrap_or_default();
+        let mailer: Arc<dyn Mailer> = match email.file {
+            Some(path) if !path.as_os_str().is_empty() => Arc::new(FileMailer::new(path)),
+            _ => Arc::new(LogMailer),
+        };
+        let service = Notifications::new(
+            dbs.for_service("notification").await?,
+            clock.clone(),
+            master_key.clone(),
+            config,
+            mailer,
+        )
+        .await?;
+        service.spawn_worker();
+        routers.push((
+            Role::Notification,
+            payloom_notification::router(service.clone()),
+        ));
+        consumers.push((service.db().clone(), service.clone()));
+        service
+    } else {
+        Arc::new(NotificationHttp(client(Role::Notification)?))
+    };
     if is_local(Role::PaymentGateway) {
         let config: GatewayConfig = settings.config.section("gateway")?;
         let deps = Dependencies {
@@ -418,6 +482,8 @@ pub async fn assemble(settings: &Settings, local: &[Role]) -> anyhow::Result<Ass
             policy: policy.clone(),
             risk,
             channels: channels.clone(),
+            accounting: accounting.clone(),
+            notifications: notifications.clone(),
         };
         let gateway = Gateway::new(
             dbs.for_service("payment-gateway").await?,
@@ -426,7 +492,8 @@ pub async fn assemble(settings: &Settings, local: &[Role]) -> anyhow::Result<Ass
             deps,
         )
         .await?;
-        gateway.spawn_expiry();
+        gateway.spawn_sweeps();
+        outboxes.push((gateway.db().clone(), gateway.outbox().clone()));
         routers.push((
             Role::PaymentGateway,
             payloom_payment_gateway::api::router(gateway),
@@ -444,6 +511,8 @@ pub async fn assemble(settings: &Settings, local: &[Role]) -> anyhow::Result<Ass
                 auth: auth.clone(),
                 channels: channels.clone(),
                 policy,
+                accounting,
+                notifications,
             },
         )
         .await?;
@@ -458,6 +527,14 @@ pub async fn assemble(settings: &Settings, local: &[Role]) -> anyhow::Result<Ass
     } else {
         None
     };
+    let events: EventsConfig = settings.config.section("events")?;
+    start_events(
+        &events,
+        outboxes,
+        consumers,
+        is_local(Role::Accounting) && is_local(Role::Notification),
+    )
+    .await?;
     let database_url = dbs.describe();
     for db in dbs.open.into_values() {
         checks.push((
@@ -489,6 +566,57 @@ pub async fn assemble(settings: &Settings, local: &[Role]) -> anyhow::Result<Ass
         database_url,
         _watcher: watcher,
     })
+}
+
+/// Relays this process's outboxes and feeds its consumers: through Kafka when brokers are
+/// configured, else through the in-process bus. The bus can only reach consumers in this
+/// process, so without them its outboxes wait (for a node that can deliver) rather than
+/// drop events nobody received.
+async fn start_events(
+    config: &EventsConfig,
+    outboxes: Vec<(Db, Outbox)>,
+    consumers: Vec<(Db, Arc<dyn Consumer>)>,
+    all_consumers_here: bool,
+) -> anyhow::Result<()> {
+    let publisher: Arc<dyn Publisher> = match config
+        .kafka_brokers
+        .as_deref()
+        .filter(|b| !b.is_empty())
+    {
+        Some(brokers) => {
+            for (db, consumer) in consumers {
+                let group = format!("{}.{}", config.consumer_group, consumer.name());
+                kafka::spawn_consumer(brokers, &group, Subscription::new(db, consumer))?;
+            }
+            Arc::new(kafka::KafkaPublisher::new(brokers)?)
+        }
+        None if all_consumers_here => {
+            let mut bus = Bus::default();
+            for (db, consumer) in consumers {
+                bus.subscribe(Subscription::new(db, consumer));
+            }
+            Arc::new(bus)
+        }
+        None => {
+            if !outboxes.is_empty() {
+                tracing::warn!(
+                    "no [events] kafka_brokers and accounting/notification run elsewhere: events wait in the outbox"
+                );
+            }
+            return Ok(());
+        }
+    };
+    for (db, outbox) in outboxes {
+        Relay {
+            db,
+            outbox,
+            publisher: publisher.clone(),
+            batch: config.relay_batch,
+            poll: Duration::from_millis(config.relay_poll_ms),
+        }
+        .spawn();
+    }
+    Ok(())
 }
 
 /// The plugin runtime, the registry loaded from the plugins directory (seeded with the

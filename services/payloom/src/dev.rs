@@ -86,6 +86,16 @@ async fn serve(args: DevArgs) -> anyhow::Result<()> {
         "gateway.public_base_url",
         toml::Value::String(base_url.clone()),
     );
+    // A merchant developing against `dev` receives webhooks on their own machine.
+    config.set("notification.allow_loopback", toml::Value::Boolean(true));
+    if config.get_str("email.file").is_none_or(str::is_empty) {
+        let file = args.data_dir.join("emails.jsonl");
+        config.set(
+            "email.file",
+            toml::Value::String(file.display().to_string()),
+        );
+    }
+
     let settings = Settings {
         config,
         data_dir: args.data_dir.clone(),

@@ -17,6 +17,7 @@ pub(crate) const PAYMENT_COLUMNS: &str = "id, merchant_id, order_id, order_no, a
 #[derive(Debug, Clone)]
 pub(crate) struct PaymentRow {
     pub out: PaymentOut,
+    pub merchant_id: String,
     pub order_id: Option<String>,
     pub quota_reservation_id: Option<String>,
 }
@@ -69,6 +70,7 @@ pub(crate) fn payment_from_row(row: &AnyRow) -> ApiResult<PaymentRow> {
     };
     Ok(PaymentRow {
         out,
+        merchant_id: row.try_get("merchant_id")?,
         order_id: row.try_get("order_id")?,
         quota_reservation_id: row.try_get("quota_reservation_id")?,
     })

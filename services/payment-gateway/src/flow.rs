@@ -17,6 +17,43 @@ use crate::api::model::{CaptureMode, NextAction, PaymentIn, PaymentOut, PaymentS
 use crate::auth::Authenticated;
 use crate::db::{PAYMENT_COLUMNS, payment_from_row};
 
+/// Who brings a channel's answer, which decides the states it may move a payment from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Opening {
+    /// The answer to `create-payment`.
+    Created,
+    /// The answer to the janitor's re-query number `n` (1-based).
+    Requery(i64),
+    /// A verified PSP notification.
+    Notified,
+}
+
+impl Opening {
+    /// The states `to` may come from. The PSP's word moves any open state forward, and
+    /// an authorization to its capture or cancel; nothing leaves a terminal state, and a
+    /// state never moves to itself (a duplicate changes nothing).
+    fn from(self, to: PaymentStatus) -> &'static [PaymentStatus] {
+        use PaymentStatus::*;
+        if self == Opening::Created {
+            return &[Processing];
+        }
+        match to {
+            Succeeded | Canceled => &[Processing, Pending, RequiresAction, Authorized],
+            Authorized | Failed => &[Processing, Pending, RequiresAction],
+            Pending | RequiresAction => &[Processing],
+
+            Processing | Expired => &[],
+        }
+    }
+
+    fn requery_attempts(self) -> i64 {
+        match self {
+            Opening::Requery(n) => n,
+            Opening::Created | Opening::Notified => 0,
+        }
+    }
+}
+
 /// Why a payment failed before reaching a channel.
 struct Refusal {
     code: &'static str,
@@ -87,6 +124,7 @@ impl Gateway {
                 Some(&reservation.id),
                 input.amount,
                 applied,
+                Opening::Created,
             )
             .await?;
         let payment = match updated {
@@ -125,47 +163,97 @@ impl Gateway {
         let expires_in = input
             .expires_in
             .unwrap_or(self.config.expires_in_default_secs);
-        let inserted = sqlx::query(&format!(
-            "INSERT INTO payments ({PAYMENT_COLUMNS}) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, NULL, 0, 0, $11, $12, $13, $14, $15, NULL, $16, $17, $18, $19, $20, $21, $22, $22)"
-        ))
-        .bind(&wire.id)
-        .bind(&who.merchant_id)
-        .bind(&order.id)
-        .bind(&input.order_no)
-        .bind(input.amount)
-        .bind(&input.currency)
-        .bind(status.as_str())
-        .bind(if input.capture == Some(CaptureMode::Manual) { "manual" } else { "automatic" })
-        .bind(&wire.method)
-        .bind(&plan.channel)
-        .bind(plan.fee_minor)
-        .bind(serde_json::to_string(&input.customer.clone().unwrap_or_default()).map_err(ApiError::internal)?)
-        .bind(&input.description)
-        .bind(&input.return_url)
-        .bind(serde_json::to_string(&input.metadata.clone().unwrap_or_default()).map_err(ApiError::internal)?)
-        .bind(failure.map(|f| f.0))
-        .bind(failure.map(|f| f.1))
-        .bind(plan.risk.as_ref().map(|r| r.id.clone()))
-        .bind(plan.risk.as_ref().map(|r| r.action.as_str()))
-        .bind(reservation)
-        .bind(now + expires_in * 1_000)
-        .bind(now)
-        .execute(self.db.pool())
-        .await;
+        // A payment on its way to a channel is due for a re-query from the start: if this
+        // process dies before the answer is written, the janitor still finds it.
+        let sql = format!(
+            "INSERT INTO payments ({PAYMENT_COLUMNS}, next_requery_at_ms) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, NULL, 0, 0, $11, $12, $13, $14, $15, NULL, $16, $17, $18, $19, $20, $21, $22, $22, $23)"
+        );
+        let insert = sqlx::query(&sql)
+            .bind(&wire.id)
+            .bind(&who.merchant_id)
+            .bind(&order.id)
+            .bind(&input.order_no)
+            .bind(input.amount)
+            .bind(&input.currency)
+            .bind(status.as_str())
+            .bind(if input.capture == Some(CaptureMode::Manual) {
+                "manual"
+            } else {
+                "automatic"
+            })
+            .bind(&wire.method)
+            .bind(&plan.channel)
+            .bind(plan.fee_minor)
+            .bind(
+                serde_json::to_string(&input.customer.clone().unwrap_or_default())
+                    .map_err(ApiError::internal)?,
+            )
+            .bind(&input.description)
+            .bind(&input.return_url)
+            .bind(
+                serde_json::to_string(&input.metadata.clone().unwrap_or_default())
+                    .map_err(ApiError::internal)?,
+            )
+            .bind(failure.map(|f| f.0))
+            .bind(failure.map(|f| f.1))
+            .bind(plan.risk.as_ref().map(|r| r.id.clone()))
+            .bind(plan.risk.as_ref().map(|r| r.action.as_str()))
+            .bind(reservation)
+            .bind(now + expires_in * 1_000)
+            .bind(now)
+            .bind(if plan.refusal.is_some() {
+                None
+            } else {
+                self.requery_at(0, now)
+            });
+        let inserted = self
+            .insert_payment(insert, &wire.id, &input.order_no, plan.refusal.is_some())
+            .await;
         match inserted {
-            Ok(_) => Ok((plan, order.id)),
+            Ok(()) => Ok((plan, order.id)),
             Err(e) => {
                 let _ = self
                     .deps
                     .orders
                     .transition(&order.id, OrderStatus::Failed)
                     .await;
-                if payloom_platform::db::is_unique_violation(&e) {
-                    return Err(order_no_taken(&input.order_no));
-                }
-                Err(e.into())
+                Err(e)
             }
         }
+    }
+
+    /// A payment refused before the channel is born `failed`, and its event goes with it;
+    /// one on its way to a channel is `processing`, which is nobody's news yet.
+    async fn insert_payment<'q>(
+        &self,
+        insert: sqlx::query::Query<'q, sqlx::Any, sqlx::any::AnyArguments<'q>>,
+        id: &str,
+        order_no: &str,
+        refused: bool,
+    ) -> ApiResult<()> {
+        let taken = |e: sqlx::Error| {
+            if payloom_platform::db::is_unique_violation(&e) {
+                order_no_taken(order_no)
+            } else {
+                e.into()
+            }
+        };
+        if !refused {
+            insert.execute(self.db.pool()).await.map_err(taken)?;
+            return Ok(());
+        }
+        let mut tx = self.db.pool().begin().await?;
+        insert.execute(&mut *tx).await.map_err(taken)?;
+        let row = sqlx::query(&format!(
+            "SELECT {PAYMENT_COLUMNS} FROM payments WHERE id = $1"
+        ))
+        .bind(id)
+        .fetch_one(&mut *tx)
+        .await?;
+        self.emit_payment(&mut tx, &payment_from_row(&row)?).await?;
+        tx.commit().await?;
+        self.outbox.wake();
+        Ok(())
     }
 
     async fn plan(
@@ -280,7 +368,7 @@ impl Gateway {
             payment: wire.clone(),
             method_data,
             notify_url: format!(
-                "{}/v1/notify/{channel}",
+                "{}/v1/notify/{channel}?merchant={merchant_id}",
                 self.config.public_base_url.trim_end_matches('/')
             ),
         };
@@ -292,8 +380,10 @@ impl Gateway {
         applied_from(self.deps.channels.call(call).await)
     }
 
-    /// Writes a channel's answer to a payment still `processing`, moves the order, and
-    /// gives the quota back if the payment is over without money moving.
+    /// Writes a channel's answer to a payment still open (which states count as open
+    /// depends on who answers), moves the order, and gives the quota back if the payment
+    /// is over without money moving. `None` when the payment had already moved on: a
+    /// terminal state never moves back, and a repeated answer changes nothing.
     pub(crate) async fn apply(
         &self,
         payment_id: &str,
@@ -301,7 +391,18 @@ impl Gateway {
         reservation: Option<&str>,
         amount: i64,
         applied: Applied,
+        opening: Opening,
     ) -> ApiResult<Option<PaymentOut>> {
+        let from = opening.from(applied.status);
+        if from.is_empty() {
+            return Ok(None);
+        }
+        let now = self.clock.now_ms();
+        let attempts = opening.requery_attempts();
+        let requery = match applied.status {
+            PaymentStatus::Processing | PaymentStatus::Pending => self.requery_at(attempts, now),
+            _ => None,
+        };
         let captured = if applied.status == PaymentStatus::Succeeded {
             amount
         } else {
@@ -313,10 +414,15 @@ impl Gateway {
             .map(serde_json::to_string)
             .transpose()
             .map_err(ApiError::internal)?;
-        // RETURNING hands back the row as written: no second read to answer with it.
+        // RETURNING hands back the row as written: no second read to answer with it, and
+        // the event carries exactly what was stored.
+        let mut tx = self.db.pool().begin().await?;
+        let from: Vec<String> = from.iter().map(|s| format!("'{}'", s.as_str())).collect();
         let row = sqlx::query(&format!(
-            "UPDATE payments SET status = $1, channel_reference = $2, next_action = $3, failure_code = $4, failure_message = $5,
-             amount_captured_minor = $6, updated_at_ms = $7 WHERE id = $8 AND status = 'processing' RETURNING {PAYMENT_COLUMNS}"
+            "UPDATE payments SET status = $1, channel_reference = COALESCE($2, channel_reference), next_action = $3, failure_code = $4,
+             failure_message = $5, amount_captured_minor = $6, updated_at_ms = $7, requery_attempts = $9, next_requery_at_ms = $10
+             WHERE id = $8 AND status IN ({}) RETURNING {PAYMENT_COLUMNS}",
+            from.join(", ")
         ))
         .bind(applied.status.as_str())
         .bind(&applied.reference)
@@ -324,13 +430,19 @@ impl Gateway {
         .bind(applied.failure.as_ref().map(|f| f.0.clone()))
         .bind(applied.failure.as_ref().map(|f| f.1.clone()))
         .bind(captured)
-        .bind(self.clock.now_ms())
+        .bind(now)
         .bind(payment_id)
-        .fetch_optional(self.db.pool())
+        .bind(attempts)
+        .bind(requery)
+        .fetch_optional(&mut *tx)
         .await?;
-        let updated = row
-            .map(|row| payment_from_row(&row).map(|p| p.out))
-            .transpose()?;
+        let updated = row.map(|row| payment_from_row(&row)).transpose()?;
+        if let Some(payment) = &updated {
+            self.emit_payment(&mut tx, payment).await?;
+        }
+        let updated = updated.map(|p| p.out);
+        tx.commit().await?;
+        self.outbox.wake();
         let order_status = match applied.status {
             PaymentStatus::Succeeded => Some(OrderStatus::Paid),
             PaymentStatus::Authorized => Some(OrderStatus::Authorized),
@@ -341,16 +453,42 @@ impl Gateway {
                 None
             }
         };
-        if let Some(to) = order_status {
+        if let Some(to) = order_status
+            && updated.is_some()
+        {
             self.deps.orders.transition(order_id, to).await?;
         }
-        if matches!(
-            applied.status,
-            PaymentStatus::Failed | PaymentStatus::Canceled
-        ) {
+        if updated.is_some()
+            && matches!(
+                applied.status,
+                PaymentStatus::Failed | PaymentStatus::Canceled
+            )
+        {
             self.release_quota(reservation).await;
         }
         Ok(updated)
+    }
+
+    /// [`Gateway::apply`] to a payment as read; a payment without an order (none are
+    /// made without one) has nothing to apply to.
+    pub(crate) async fn apply_to_row(
+        &self,
+        row: &crate::db::PaymentRow,
+        applied: Applied,
+        opening: Opening,
+    ) -> ApiResult<Option<PaymentOut>> {
+        let Some(order_id) = &row.order_id else {
+            return Ok(None);
+        };
+        self.apply(
+            &row.out.id,
+            order_id,
+            row.quota_reservation_id.as_deref(),
+            row.out.amount,
+            applied,
+            opening,
+        )
+        .await
     }
 
     /// Best effort: a release that fails leaves the merchant's quota conservative.
@@ -453,8 +591,8 @@ pub(crate) fn applied_from(answer: ApiResult<ChannelOut>) -> Applied {
                 failure: Some((code.into(), message)),
             };
         }
-        Ok(ChannelOut::Refund(_)) => {
-            return unknown("channel answered a payment call with a refund".into());
+        Ok(ChannelOut::Refund(_) | ChannelOut::Notification(_)) => {
+            return unknown("channel answered a payment call with another kind of answer".into());
         }
         Err(e) if e.code == "channel_unknown" => {
             return Applied {

@@ -3,14 +3,20 @@
 pub mod api;
 mod auth;
 mod db;
+mod events;
 mod flow;
 mod idempotency;
+mod janitor;
+mod notify;
 mod operations;
 
 use std::sync::Arc;
 use std::time::Duration;
 
+use payloom_accounting::AccountingApi;
 use payloom_channel_adapter::ChannelApi;
+use payloom_notification::NotificationApi;
+
 use payloom_merchant_auth::MerchantAuthApi;
 use payloom_merchant_policy::PolicyApi;
 use payloom_merchant_quota::QuotaApi;
@@ -18,10 +24,14 @@ use payloom_order::OrderApi;
 use payloom_platform::Db;
 use payloom_platform::clock::SharedClock;
 use payloom_platform::db::Migration;
+use payloom_platform::events::Outbox;
 use payloom_risk::RiskApi;
 use serde::{Deserialize, Serialize};
 
 pub use auth::{Authenticated, sign_request};
+
+/// The service's name in migrations and the outbox.
+pub const SERVICE: &str = "payment-gateway";
 
 pub const MIGRATIONS: &[Migration] = &[
     Migration {
@@ -33,6 +43,11 @@ pub const MIGRATIONS: &[Migration] = &[
         version: 2,
         name: "idempotency keys by age, for the retention sweep",
         sql: include_str!("../migrations/0002_idempotency_age.sql"),
+    },
+    Migration {
+        version: 3,
+        name: "re-query schedule of payments with an open outcome",
+        sql: include_str!("../migrations/0003_requery.sql"),
     },
 ];
 
@@ -54,6 +69,10 @@ pub struct GatewayConfig {
     pub idempotency_retention_secs: i64,
     /// Public base URL PSP notifications are sent to (`<base>/v1/notify/<channel>`).
     pub public_base_url: String,
+    /// Seconds between re-queries of a payment whose outcome is open (`processing`, or
+    /// `pending` at the PSP), counted from the last answer. After the last, the payment
+    /// waits for a notification or an operator.
+    pub requery_schedule_secs: Vec<u64>,
 }
 
 impl GatewayConfig {
@@ -72,6 +91,10 @@ impl GatewayConfig {
             "gateway.idempotency_retention_secs must be at least 1"
         );
         anyhow::ensure!(
+            self.requery_schedule_secs.len() <= 50,
+            "gateway.requery_schedule_secs has at most 50 steps"
+        );
+        anyhow::ensure!(
             self.expiry_sweep_interval_ms >= 100,
             "gateway.expiry_sweep_interval_ms must be at least 100"
         );
@@ -88,6 +111,8 @@ pub struct Dependencies {
     pub policy: Arc<dyn PolicyApi>,
     pub risk: Arc<dyn RiskApi>,
     pub channels: Arc<dyn ChannelApi>,
+    pub accounting: Arc<dyn AccountingApi>,
+    pub notifications: Arc<dyn NotificationApi>,
 }
 
 pub struct Gateway {
@@ -95,6 +120,7 @@ pub struct Gateway {
     clock: SharedClock,
     config: GatewayConfig,
     deps: Dependencies,
+    outbox: Outbox,
 }
 
 impl Gateway {
@@ -106,16 +132,37 @@ impl Gateway {
     ) -> anyhow::Result<Arc<Self>> {
         config.validate()?;
         db.migrate("payment-gateway", MIGRATIONS).await?;
+        payloom_platform::events::install(&db).await?;
         Ok(Arc::new(Self {
             db,
             clock,
             config,
             deps,
+            outbox: Outbox::new(SERVICE),
         }))
     }
 
-    /// Sweeps expired unpaid payments until the process ends.
-    pub fn spawn_expiry(self: &Arc<Self>) -> tokio::task::JoinHandle<()> {
+    /// The outbox its relay publishes.
+    pub fn outbox(&self) -> &Outbox {
+        &self.outbox
+    }
+
+    pub fn db(&self) -> &Db {
+        &self.db
+    }
+
+    /// When a payment whose outcome is still open after `attempts` re-queries is asked
+    /// again; `None` once the schedule is spent.
+    pub(crate) fn requery_at(&self, attempts: i64, now: i64) -> Option<i64> {
+        self.config
+            .requery_schedule_secs
+            .get(attempts as usize)
+            .map(|secs| now + *secs as i64 * 1_000)
+    }
+
+    /// Sweeps expired unpaid payments, re-queries open outcomes (the janitor) and forgets
+    /// old idempotency keys, until the process ends.
+    pub fn spawn_sweeps(self: &Arc<Self>) -> tokio::task::JoinHandle<()> {
         let gateway = self.clone();
         tokio::spawn(async move {
             let mut tick = tokio::time::interval(Duration::from_millis(
@@ -126,6 +173,9 @@ impl Gateway {
                 tick.tick().await;
                 if let Err(e) = gateway.expire_due().await {
                     tracing::warn!("expiry sweep failed: {e}");
+                }
+                if let Err(e) = gateway.requery_due().await {
+                    tracing::warn!("janitor round failed: {e}");
                 }
                 if let Err(e) = gateway.forget_idempotency_keys().await {
                     tracing::warn!("idempotency key sweep failed: {e}");

@@ -134,15 +134,15 @@ impl Gateway {
                 ));
             }
         }
-        let moved = sqlx::query("UPDATE payments SET status = 'succeeded', amount_captured_minor = $1, updated_at_ms = $2 WHERE id = $3 AND status = 'authorized'")
-            .bind(amount)
-            .bind(self.clock.now_ms())
-            .bind(id)
-            .execute(self.db.pool())
+        let moved = self
+            .move_payment(
+                "status = 'succeeded', amount_captured_minor = $3",
+                "status = 'authorized'",
+                id,
+                Some(amount),
+            )
             .await?;
-        if moved.rows_affected() == 1
-            && let Some(order_id) = &row.order_id
-        {
+        if moved && let Some(order_id) = &row.order_id {
             self.deps
                 .orders
                 .transition(order_id, OrderStatus::Paid)
@@ -174,13 +174,11 @@ impl Gateway {
                 format!("the channel answered {:?}", response.outcome),
             ));
         }
-        let moved = sqlx::query("UPDATE payments SET status = 'canceled', updated_at_ms = $1 WHERE id = $2 AND status = $3")
-            .bind(self.clock.now_ms())
-            .bind(id)
-            .bind(p.status.as_str())
-            .execute(self.db.pool())
+        let from = format!("status = '{}'", p.status.as_str());
+        let moved = self
+            .move_payment("status = 'canceled'", &from, id, None)
             .await?;
-        if moved.rows_affected() == 1 {
+        if moved {
             if let Some(order_id) = &row.order_id {
                 self.deps
                     .orders
@@ -191,6 +189,32 @@ impl Gateway {
                 .await;
         }
         self.load(merchant_id, id).await
+    }
+
+    /// Moves a payment with `set` if it still matches `only_if`, and writes its event in
+    /// the same transaction. `false` when someone else moved it first.
+    async fn move_payment(
+        &self,
+        set: &str,
+        only_if: &str,
+        id: &str,
+        amount: Option<i64>,
+    ) -> ApiResult<bool> {
+        let mut tx = self.db.pool().begin().await?;
+        let sql = format!(
+            "UPDATE payments SET {set}, updated_at_ms = $1 WHERE id = $2 AND {only_if} RETURNING {PAYMENT_COLUMNS}"
+        );
+        let mut query = sqlx::query(&sql).bind(self.clock.now_ms()).bind(id);
+        if let Some(amount) = amount {
+            query = query.bind(amount);
+        }
+        let Some(row) = query.fetch_optional(&mut *tx).await? else {
+            return Ok(false);
+        };
+        self.emit_payment(&mut tx, &payment_from_row(&row)?).await?;
+        tx.commit().await?;
+        self.outbox.wake();
+        Ok(true)
     }
 
     /// Capture or cancel at the channel.
@@ -228,8 +252,8 @@ impl Gateway {
                 "channel_refused",
                 format!("{e:?}"),
             )),
-            ChannelOut::Refund(_) => Err(ApiError::internal(
-                "channel answered a payment call with a refund",
+            ChannelOut::Refund(_) | ChannelOut::Notification(_) => Err(ApiError::internal(
+                "channel answered a payment call with another kind of answer",
             )),
         }
     }
@@ -337,7 +361,7 @@ impl Gateway {
             .await
     }
 
-    async fn apply_refund(
+    pub(crate) async fn apply_refund(
         &self,
         refund_id: &str,
         payment_id: &str,
@@ -360,19 +384,30 @@ impl Gateway {
                 Some(("channel_refused".to_owned(), format!("{e:?}"))),
             ),
             // No answer: the refund may have happened; it stays pending for the janitor.
-            Ok(ChannelOut::Payment(_)) | Err(_) => (RefundStatus::Pending, None, None),
+            Ok(ChannelOut::Payment(_) | ChannelOut::Notification(_)) | Err(_) => {
+                (RefundStatus::Pending, None, None)
+            }
         };
         let now = self.clock.now_ms();
         let mut tx = self.db.pool().begin().await?;
-        sqlx::query("UPDATE refunds SET status = $1, channel_reference = $2, failure_code = $3, failure_message = $4, updated_at_ms = $5 WHERE id = $6 AND status = 'pending'")
+        let moved = sqlx::query(&format!("UPDATE refunds SET status = $1, channel_reference = $2, failure_code = $3, failure_message = $4, updated_at_ms = $5 WHERE id = $6 AND status = 'pending' RETURNING {REFUND_COLUMNS}"))
             .bind(status.as_str())
             .bind(reference)
             .bind(failure.as_ref().map(|f| f.0.clone()))
             .bind(failure.as_ref().map(|f| f.1.clone()))
             .bind(now)
             .bind(refund_id)
-            .execute(&mut *tx)
+            .fetch_optional(&mut *tx)
             .await?;
+        let Some(moved) = moved else {
+            return Ok(());
+        };
+        // A refund still pending is news only when it finishes.
+        if status != RefundStatus::Pending {
+            let merchant_id: String = moved.try_get("merchant_id")?;
+            self.emit_refund(&mut tx, &merchant_id, &refund_from_row(&moved)?)
+                .await?;
+        }
         if status == RefundStatus::Failed {
             // A declined refund gives its amount back to what can still be refunded.
             sqlx::query("UPDATE payments SET amount_refunded_minor = amount_refunded_minor - $1, updated_at_ms = $2 WHERE id = $3")
@@ -383,12 +418,18 @@ impl Gateway {
                 .await?;
         }
         tx.commit().await?;
+        self.outbox.wake();
         Ok(())
     }
 
     /// The order follows the refunded total. Concurrent refunds may race on the order;
     /// the payment row is the record of money, so a lost race is logged, not failed.
-    async fn move_order_after_refund(&self, merchant_id: &str, payment_id: &str, order_id: &str) {
+    pub(crate) async fn move_order_after_refund(
+        &self,
+        merchant_id: &str,
+        payment_id: &str,
+        order_id: &str,
+    ) {
         let Ok(p) = self.load(merchant_id, payment_id).await else {
             return;
         };
@@ -440,19 +481,28 @@ impl Gateway {
         let sql = format!(
             "UPDATE payments SET status = 'expired', failure_code = 'expired', failure_message = 'the payment was not completed in time', updated_at_ms = $1
              WHERE status IN ('pending', 'requires_action') AND expires_at_ms <= $1{}
-             RETURNING id, order_id, quota_reservation_id",
+             RETURNING {PAYMENT_COLUMNS}",
             if only.is_some() { " AND id = $2" } else { "" }
         );
         let mut query = sqlx::query(&sql).bind(now);
         if let Some(id) = only {
             query = query.bind(id);
         }
-        let rows = query.fetch_all(self.db.pool()).await?;
-        for row in &rows {
-            let id: String = row.try_get("id")?;
-            let order_id: Option<String> = row.try_get("order_id")?;
-            let reservation: Option<String> = row.try_get("quota_reservation_id")?;
-            tracing::info!(payment_id = id, "payment expired");
+        let mut tx = self.db.pool().begin().await?;
+        let rows = query.fetch_all(&mut *tx).await?;
+        let expired = rows
+            .iter()
+            .map(payment_from_row)
+            .collect::<ApiResult<Vec<_>>>()?;
+        for payment in &expired {
+            self.emit_payment(&mut tx, payment).await?;
+        }
+        tx.commit().await?;
+        self.outbox.wake();
+        for payment in expired {
+            let order_id = payment.order_id;
+            let reservation = payment.quota_reservation_id;
+            tracing::info!(payment_id = payment.out.id, "payment expired");
             if let Some(order_id) = order_id
                 && let Err(e) = self
                     .deps

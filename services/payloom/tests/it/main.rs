@@ -6,11 +6,15 @@ mod admin;
 mod auth;
 mod dev;
 mod idempotency;
+mod money;
 mod multiprocess;
 mod openapi;
 mod payments;
+mod receiver;
+
 mod redis_backends;
 mod refunds;
 mod support;
 mod tenancy;
 mod validation;
+mod webhooks;

@@ -1,5 +1,6 @@
 //! Merchant API v1: routes, handlers and the generated OpenAPI document.
 
+mod account;
 pub mod model;
 
 use std::sync::Arc;
@@ -7,7 +8,7 @@ use std::sync::Arc;
 use axum::extract::{Path, Query, State};
 use axum::http::StatusCode;
 use axum::middleware::from_fn_with_state;
-use axum::routing::{get, post};
+use axum::routing::{delete, get, post};
 use axum::{Extension, Json, Router};
 use payloom_platform::{ApiError, ApiJson, ApiResult};
 use serde_json::Value;
@@ -41,9 +42,19 @@ pub fn router(gateway: Arc<Gateway>) -> Router {
             post(create_refund).layer(idempotent()),
         )
         .route("/v1/refunds/{id}", get(get_refund))
+        .route("/v1/balance", get(account::get_balance))
+        .route(
+            "/v1/webhook_endpoints",
+            get(account::list_webhook_endpoints).post(account::create_webhook_endpoint),
+        )
+        .route(
+            "/v1/webhook_endpoints/{id}",
+            delete(account::delete_webhook_endpoint),
+        )
         .route_layer(from_fn_with_state(gateway.clone(), authenticate));
     Router::new()
         .route("/v1/openapi.json", get(openapi_json))
+        .route("/v1/notify/{channel}", post(account::notify))
         .merge(signed)
         .with_state(gateway)
 }
@@ -62,7 +73,12 @@ pub fn router(gateway: Arc<Gateway>) -> Router {
         capture_payment,
         cancel_payment,
         create_refund,
-        get_refund
+        get_refund,
+        account::get_balance,
+        account::create_webhook_endpoint,
+        account::list_webhook_endpoints,
+        account::delete_webhook_endpoint,
+        account::notify
     ),
     components(schemas(
         PaymentIn,
@@ -77,7 +93,12 @@ pub fn router(gateway: Arc<Gateway>) -> Router {
         NextAction,
         CaptureMode,
         PaymentStatus,
-        RefundStatus
+        RefundStatus,
+        payloom_accounting::Balance,
+        payloom_accounting::CurrencyBalance,
+        payloom_notification::EndpointIn,
+        payloom_notification::EndpointOut,
+        WebhookEndpointList
     ))
 )]
 pub struct ApiDoc;

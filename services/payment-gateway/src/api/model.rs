@@ -191,6 +191,13 @@ pub struct RefundIn {
     pub reason: Option<String>,
 }
 
+/// A page of webhook endpoints.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+pub struct WebhookEndpointList {
+    pub data: Vec<payloom_notification::EndpointOut>,
+    pub has_more: bool,
+}
+
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
 pub struct RefundOut {
     pub id: String,

@@ -1,0 +1,302 @@
+//! Money and messages end to end: a payment and a partial refund are booked in the ledger
+//! and told to the merchant by webhooks that an independent Standard Webhooks verifier
+//! accepts; PSP notifications move pending payments once, and only forward.
+
+use std::time::Duration;
+
+use hmac::{Hmac, Mac};
+use serde_json::{Value, json};
+use sha2::Sha256;
+
+use crate::on_both_databases;
+use crate::receiver::{Receiver, verify};
+use crate::support::{Answer, Backend, Merchant, Platform, answer};
+
+on_both_databases!(
+    a_payment_and_a_partial_refund_are_booked_and_signed_webhooks_verify,
+    signed_notifications_complete_pending_payments_once_and_only_forward,
+);
+
+/// Registers `receiver` for the merchant; returns the endpoint's secret.
+async fn endpoint(m: &Merchant, receiver: &Receiver) -> String {
+    let created = m
+        .post("/v1/webhook_endpoints", json!({"url": receiver.url}))
+        .await;
+    assert_eq!(created.status, 201, "{}", created.text);
+    assert!(created.json["id"].as_str().unwrap().starts_with("we_"));
+    created.json["secret"].as_str().unwrap().to_owned()
+}
+
+/// The ledger entries of a payment, once `count` of them exist (at most 10 s).
+async fn entries(p: &Platform, payment_id: &str, count: usize) -> Vec<Value> {
+    for _ in 0..100 {
+        let got = p
+            .admin(
+                "GET",
+                &format!("/admin/v1/ledger/entries?payment_id={payment_id}"),
+                Value::Null,
+            )
+            .await;
+        assert_eq!(got.status, 200, "{}", got.text);
+        let list = got.json.as_array().unwrap().clone();
+        if list.len() >= count {
+            return list;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    panic!("{payment_id} never had {count} ledger entries");
+}
+
+/// An entry's postings as (account, side, amount), in order.
+fn postings(entry: &Value) -> Vec<(String, String, i64)> {
+    entry["postings"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|p| {
+            assert_eq!(p["currency"], "USD");
+            (
+                p["account"].as_str().unwrap().to_owned(),
+                p["side"].as_str().unwrap().to_owned(),
+                p["amount_minor"].as_i64().unwrap(),
+            )
+        })
+        .collect()
+}
+
+fn line(account: &str, side: &str, amount: i64) -> (String, String, i64) {
+    (account.to_owned(), side.to_owned(), amount)
+}
+
+async fn available(m: &Merchant) -> i64 {
+    let balance = m.get("/v1/balance").await;
+    assert_eq!(balance.status, 200, "{}", balance.text);
+    assert_eq!(balance.json["object"], "balance");
+    balance.json["balances"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|b| b["currency"] == "USD")
+        .map(|b| b["available"].as_i64().unwrap())
+        .unwrap_or(0)
+}
+
+async fn a_payment_and_a_partial_refund_are_booked_and_signed_webhooks_verify(backend: Backend) {
+    let Some(p) = Platform::start(backend).await else {
+        return;
+    };
+    let m = &p.merchant;
+    let mid = &m.key.merchant_id;
+    let receiver = Receiver::start().await;
+    let secret = endpoint(m, &receiver).await;
+    assert!(secret.starts_with("whsec_"));
+    let listed = m.get("/v1/webhook_endpoints").await;
+    assert_eq!(listed.json["data"][0]["url"], receiver.url);
+    assert!(
+        listed.json["data"][0].get("secret").is_none(),
+        "the secret is shown once"
+    );
+
+    let paid = m.pay(10_000, json!({})).await;
+    assert_eq!(paid.json["status"], "succeeded", "{}", paid.text);
+    let id = paid.json["id"].as_str().unwrap();
+    let fee = paid.json["fee"].as_i64().unwrap();
+    assert!(fee > 0);
+
+    let booked = entries(&p, id, 1).await;
+    assert_eq!(booked.len(), 1, "{booked:#?}");
+    assert_eq!(booked[0]["kind"], "capture");
+    assert_eq!(
+        postings(&booked[0]),
+        [
+            line("channel:sandbox:clearing", "debit", 10_000),
+            line(&format!("merchant:{mid}:available"), "credit", 10_000 - fee),
+            line("platform:fees", "credit", fee),
+        ]
+    );
+    assert_eq!(available(m).await, 10_000 - fee);
+
+    let got = receiver
+        .wait_for("payment.succeeded", |r| {
+            r.iter().any(|r| r.kind() == "payment.succeeded")
+        })
+        .await;
+    let hook = got
+        .iter()
+        .find(|r| r.kind() == "payment.succeeded")
+        .unwrap();
+    assert_eq!(hook.json()["data"]["id"], id);
+    assert_eq!(hook.json()["data"]["status"], "succeeded");
+    assert!(hook.id().starts_with("evt_"));
+    assert!(hook.headers["webhook-signature"].starts_with("v1,"));
+
+    let refund = m
+        .post(
+            &format!("/v1/payments/{id}/refunds"),
+            json!({"amount": 2_500}),
+        )
+        .await;
+    assert_eq!(refund.json["status"], "succeeded", "{}", refund.text);
+    let booked = entries(&p, id, 2).await;
+    assert_eq!(booked.len(), 2);
+    assert_eq!(booked[1]["kind"], "refund");
+    let fee_back = fee * 2_500 / 10_000;
+    assert_eq!(
+        postings(&booked[1]),
+        [
+            line(
+                &format!("merchant:{mid}:available"),
+                "debit",
+                2_500 - fee_back
+            ),
+            line("platform:fees", "debit", fee_back),
+            line("channel:sandbox:clearing", "credit", 2_500),
+        ]
+    );
+    assert_eq!(available(m).await, 10_000 - fee - (2_500 - fee_back));
+
+    let got = receiver
+        .wait_for("refund.succeeded", |r| {
+            r.iter().any(|r| r.kind() == "refund.succeeded")
+        })
+        .await;
+    let hook = got.iter().find(|r| r.kind() == "refund.succeeded").unwrap();
+    assert_eq!(hook.json()["data"]["id"], refund.json["id"]);
+    assert_eq!(hook.json()["data"]["amount"], 2_500);
+
+    // The independent verifier accepts every request with the endpoint's secret, and
+    // refuses them with another secret or a changed body.
+    let all = receiver.received();
+    for result in verify(&secret, &all) {
+        assert_eq!(result["ok"], true, "{result}");
+    }
+    let (other, _) = payloom_notification::signing::new_secret();
+    assert!(verify(&other, &all).iter().all(|r| r["ok"] == false));
+    let mut tampered = all[0].clone();
+    tampered.body = tampered.body.replace("succeeded", "failed");
+    assert_eq!(verify(&secret, &[tampered])[0]["ok"], false);
+
+    // The books balance: debits equal credits in every currency.
+    let accounts = p
+        .admin("GET", "/admin/v1/ledger/accounts", Value::Null)
+        .await;
+    for total in accounts.json["totals"].as_array().unwrap() {
+        assert_eq!(total["debits"], total["credits"], "{total}");
+    }
+    let admin_view = p
+        .admin(
+            "GET",
+            &format!("/admin/v1/merchants/{mid}/balance"),
+            Value::Null,
+        )
+        .await;
+    assert_eq!(
+        admin_view.json["balances"][0]["available"].as_i64(),
+        Some(10_000 - fee - (2_500 - fee_back))
+    );
+}
+
+/// `Sandbox-Signature: t=<ms>,v1=<hex HMAC-SHA256(secret, "<t>.<body>")>`.
+async fn notify(p: &Platform, merchant_id: &str, body: &str, secret: &[u8]) -> Answer {
+    let t = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_millis();
+    let mut mac = Hmac::<Sha256>::new_from_slice(secret).unwrap();
+    mac.update(format!("{t}.{body}").as_bytes());
+    let signature = hex::encode(mac.finalize().into_bytes());
+    let response = reqwest::Client::new()
+        .post(format!(
+            "{}/v1/notify/sandbox?merchant={merchant_id}",
+            p.base
+        ))
+        .header("content-type", "application/x-www-form-urlencoded")
+        .header("sandbox-signature", format!("t={t},v1={signature}"))
+        .body(body.to_owned())
+        .send()
+        .await
+        .unwrap();
+    answer(response).await
+}
+
+async fn signed_notifications_complete_pending_payments_once_and_only_forward(backend: Backend) {
+    let Some(p) = Platform::start(backend).await else {
+        return;
+    };
+    // This merchant's sandbox notification secret is known: "s3cret".
+    let m = p.another_merchant().await;
+    let mid = m.key.merchant_id.clone();
+    let receiver = Receiver::start().await;
+    let secret = endpoint(&m, &receiver).await;
+
+    // An amount ending in 70 stays pending at the sandbox until it notifies.
+    let pending = m.pay(1_070, json!({})).await;
+    assert_eq!(pending.json["status"], "pending", "{}", pending.text);
+    let id = pending.json["id"].as_str().unwrap().to_owned();
+    let reference = pending.json["channel_reference"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let succeeded = format!(
+        "type=payment.succeeded&payment_id={id}&reference={reference}&amount=1070&currency=USD"
+    );
+
+    let forged = notify(&p, &mid, &succeeded, b"not-the-secret").await;
+    assert_eq!(
+        (forged.status, forged.error_code()),
+        (401, "notification_unverified"),
+        "{}",
+        forged.text
+    );
+    let unknown_merchant = notify(&p, "mch_nobody", &succeeded, b"s3cret").await;
+    assert_eq!(unknown_merchant.status, 400, "{}", unknown_merchant.text);
+    assert_eq!(
+        m.get(&format!("/v1/payments/{id}")).await.json["status"],
+        "pending"
+    );
+
+    let ok = notify(&p, &mid, &succeeded, b"s3cret").await;
+    assert_eq!((ok.status, ok.text.as_str()), (200, "ok"));
+    let paid = m.get(&format!("/v1/payments/{id}")).await;
+    assert_eq!(paid.json["status"], "succeeded");
+    assert_eq!(paid.json["amount_captured"], 1_070);
+    let fee = paid.json["fee"].as_i64().unwrap();
+    let booked = entries(&p, &id, 1).await;
+    assert_eq!(
+        postings(&booked[0]),
+        [
+            line("channel:sandbox:clearing", "debit", 1_070),
+            line(&format!("merchant:{mid}:available"), "credit", 1_070 - fee),
+            line("platform:fees", "credit", fee),
+        ]
+    );
+
+    // The same notification again, and a late failure: acknowledged, nothing moves.
+    let again = notify(&p, &mid, &succeeded, b"s3cret").await;
+    assert_eq!(again.status, 200);
+    let late = notify(
+        &p,
+        &mid,
+        &format!("type=payment.failed&payment_id={id}&amount=1070&currency=USD"),
+        b"s3cret",
+    )
+    .await;
+    assert_eq!(late.status, 200, "{}", late.text);
+    assert_eq!(m.get(&format!("/v1/payments/{id}")).await.json, paid.json);
+
+    let got = receiver
+        .wait_for("payment.pending and payment.succeeded", |r| {
+            r.iter().any(|r| r.kind() == "payment.succeeded")
+        })
+        .await;
+    // Give a duplicate the time to show up if it were coming.
+    tokio::time::sleep(Duration::from_millis(1_500)).await;
+    assert_eq!(receiver.of_kind("payment.succeeded").len(), 1, "{got:#?}");
+    assert_eq!(receiver.of_kind("payment.failed").len(), 0);
+    assert_eq!(entries(&p, &id, 1).await.len(), 1);
+    assert!(
+        verify(&secret, &receiver.received())
+            .iter()
+            .all(|r| r["ok"] == true)
+    );
+}

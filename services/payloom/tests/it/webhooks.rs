@@ -1,0 +1,213 @@
+//! Webhook delivery: retries on the schedule with the same event id, exhaustion, manual
+//! resend with its log, 410 disabling an endpoint (and the operator's email), and targets
+//! that are refused.
+
+use std::time::Duration;
+
+use serde_json::{Value, json};
+
+use crate::on_both_databases;
+use crate::receiver::Receiver;
+use crate::support::{Backend, Platform};
+
+on_both_databases!(
+    deliveries_retry_with_one_event_id_and_410_disables_the_endpoint,
+    webhook_endpoints_refuse_bad_and_private_targets,
+);
+
+/// Three retries a second apart, no jitter: the schedule runs in seconds.
+const FAST: &str =
+    "[notification]\nretry_schedule_secs = [1, 1, 1]\njitter = 0.0\noverload_floor_secs = 0\n";
+
+async fn deliveries_of(p: &Platform, query: &str) -> Vec<Value> {
+    let got = p
+        .admin(
+            "GET",
+            &format!("/admin/v1/webhook_deliveries?{query}"),
+            Value::Null,
+        )
+        .await;
+    assert_eq!(got.status, 200, "{}", got.text);
+    got.json.as_array().unwrap().clone()
+}
+
+/// Waits until the endpoint's deliveries satisfy `pred` (at most 20 s).
+async fn wait_deliveries(
+    p: &Platform,
+    endpoint: &str,
+    pred: impl Fn(&[Value]) -> bool,
+) -> Vec<Value> {
+    for _ in 0..100 {
+        let got = deliveries_of(p, &format!("endpoint_id={endpoint}")).await;
+        if pred(&got) {
+            return got;
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    panic!(
+        "deliveries of {endpoint} never settled: {:#?}",
+        deliveries_of(p, &format!("endpoint_id={endpoint}")).await
+    );
+}
+
+async fn deliveries_retry_with_one_event_id_and_410_disables_the_endpoint(backend: Backend) {
+    let Some(p) = Platform::start_with(backend, FAST).await else {
+        return;
+    };
+    let m = &p.merchant;
+    let (flaky, broken) = (Receiver::start().await, Receiver::start().await);
+    flaky.answer_with(&[500, 503]);
+    broken.answer_with(&[500, 500, 500, 500]);
+    let a = m
+        .post(
+            "/v1/webhook_endpoints",
+            json!({"url": flaky.url, "events": ["payment.succeeded"], "alert_email": "ops@example.com"}),
+        )
+        .await;
+    assert_eq!(a.status, 201, "{}", a.text);
+    let b = m
+        .post("/v1/webhook_endpoints", json!({"url": broken.url}))
+        .await;
+    let (a, b) = (
+        a.json["id"].as_str().unwrap().to_owned(),
+        b.json["id"].as_str().unwrap().to_owned(),
+    );
+
+    let paid = m.pay(2_000, json!({})).await;
+    assert_eq!(paid.json["status"], "succeeded");
+
+    // Two failures, then delivered on the third attempt, always with the same id.
+    let got = flaky.wait_for("three attempts", |r| r.len() >= 3).await;
+    assert!(got.iter().all(|r| r.id() == got[0].id()), "{got:#?}");
+    let settled = wait_deliveries(&p, &a, |d| {
+        d.first().is_some_and(|d| d["status"] == "delivered")
+    })
+    .await;
+    assert_eq!(settled[0]["event_id"], got[0].id());
+    assert_eq!(settled[0]["attempts"], 3);
+    let statuses: Vec<i64> = settled[0]["log"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|a| a["response_status"].as_i64().unwrap())
+        .collect();
+    assert_eq!(statuses, [500, 503, 200]);
+
+    // Four failures spend the schedule: the delivery has failed.
+    let failed = wait_deliveries(&p, &b, |d| {
+        d.first().is_some_and(|d| d["status"] == "failed")
+    })
+    .await;
+    assert_eq!(failed[0]["attempts"], 4);
+    assert_eq!(broken.received().len(), 4);
+    assert!(broken.received().iter().all(|r| r.id() == got[0].id()));
+
+    // An operator resends it: delivered now, logged as manual.
+    let delivery = failed[0]["id"].as_str().unwrap();
+    let resent = p
+        .admin(
+            "POST",
+            &format!("/admin/v1/webhook_deliveries/{delivery}/resend"),
+            Value::Null,
+        )
+        .await;
+    assert_eq!(resent.status, 200, "{}", resent.text);
+    assert_eq!(resent.json["status"], "delivered");
+    let last = resent.json["log"]
+        .as_array()
+        .unwrap()
+        .last()
+        .unwrap()
+        .clone();
+    assert_eq!(
+        (last["trigger"].as_str(), last["response_status"].as_i64()),
+        (Some("manual"), Some(200))
+    );
+    assert_eq!(broken.received().last().unwrap().id(), got[0].id());
+
+    // 410 Gone disables the endpoint at once, and the operator hears of it.
+    flaky.answer_with(&[410]);
+    m.pay(2_000, json!({})).await;
+    flaky.wait_for("the 410", |r| r.len() >= 4).await;
+    let mut disabled = Value::Null;
+    for _ in 0..50 {
+        let listed = m.get("/v1/webhook_endpoints").await;
+        disabled = listed.json["data"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|e| e["id"] == a.as_str())
+            .unwrap()
+            .clone();
+        if disabled["status"] == "disabled" {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert_eq!(disabled["status"], "disabled", "{disabled}");
+    assert!(
+        disabled["disabled_reason"]
+            .as_str()
+            .unwrap()
+            .contains("410")
+    );
+    let emails = std::fs::read_to_string(p.data.path().join("emails.jsonl")).unwrap();
+    assert!(
+        emails.contains("ops@example.com") && emails.contains(&a),
+        "{emails}"
+    );
+    m.pay(2_000, json!({})).await;
+    tokio::time::sleep(Duration::from_millis(1_500)).await;
+    assert_eq!(
+        flaky.received().len(),
+        4,
+        "a disabled endpoint receives nothing"
+    );
+
+    // Deleting an endpoint stops it too.
+    let deleted = m
+        .send("DELETE", &format!("/v1/webhook_endpoints/{b}"), "", &[])
+        .await;
+    assert_eq!(
+        (deleted.status, deleted.json["status"].as_str()),
+        (200, Some("deleted"))
+    );
+    let missing = m
+        .send("DELETE", &format!("/v1/webhook_endpoints/{b}"), "", &[])
+        .await;
+    assert_eq!(missing.status, 404);
+}
+
+async fn webhook_endpoints_refuse_bad_and_private_targets(backend: Backend) {
+    let Some(p) = Platform::start(backend).await else {
+        return;
+    };
+    let m = &p.merchant;
+    for (body, param) in [
+        (json!({"url": "ftp://example.com/hook"}), "url"),
+        (json!({"url": "not a url"}), "url"),
+        (json!({"url": "http://10.0.0.7/hook"}), "url"),
+        (json!({"url": "http://169.254.169.254/latest"}), "url"),
+        (json!({"url": "http://[fd00::1]/hook"}), "url"),
+        (
+            json!({"url": "http://127.0.0.1:9/hook", "events": ["payment.exploded"]}),
+            "events",
+        ),
+        (
+            json!({"url": "http://127.0.0.1:9/hook", "alert_email": "nobody"}),
+            "alert_email",
+        ),
+    ] {
+        let refused = m.post("/v1/webhook_endpoints", body.clone()).await;
+        assert_eq!(refused.status, 400, "{body}: {}", refused.text);
+        assert_eq!(refused.json["error"]["param"], param, "{body}");
+    }
+    let unknown_field = m
+        .post(
+            "/v1/webhook_endpoints",
+            json!({"url": "http://127.0.0.1:9/", "colour": "red"}),
+        )
+        .await;
+    assert_eq!(unknown_field.status, 400);
+    assert_eq!(m.get("/v1/webhook_endpoints").await.json["data"], json!([]));
+}
