@@ -15,6 +15,7 @@ use crate::support::{Answer, Backend, Merchant, Platform, answer};
 on_both_databases!(
     a_payment_and_a_partial_refund_are_booked_and_signed_webhooks_verify,
     signed_notifications_complete_pending_payments_once_and_only_forward,
+    the_janitor_settles_unknown_outcomes_and_expiry_is_told,
 );
 
 /// Registers `receiver` for the merchant; returns the endpoint's secret.
@@ -194,6 +195,61 @@ async fn a_payment_and_a_partial_refund_are_booked_and_signed_webhooks_verify(ba
         admin_view.json["balances"][0]["available"].as_i64(),
         Some(10_000 - fee - (2_500 - fee_back))
     );
+}
+
+async fn the_janitor_settles_unknown_outcomes_and_expiry_is_told(backend: Backend) {
+    let config = "[gateway]\nrequery_schedule_secs = [1, 1, 1]\nexpiry_sweep_interval_ms = 200\n";
+    let Some(p) = Platform::start_with(backend, config).await else {
+        return;
+    };
+    let m = &p.merchant;
+    let receiver = Receiver::start().await;
+    let secret = endpoint(m, &receiver).await;
+
+    // An amount ending in 80 times out at the sandbox: the outcome is unknown.
+    let unknown = m.pay(1_080, json!({})).await;
+    assert_eq!(unknown.json["status"], "processing", "{}", unknown.text);
+    assert_eq!(unknown.json["failure_code"], "outcome_unknown");
+    let id = unknown.json["id"].as_str().unwrap().to_owned();
+    // A pending payment that nobody completes expires.
+    let pending = m.pay(1_070, json!({"expires_in": 1})).await;
+    assert_eq!(pending.json["status"], "pending");
+    let pending_id = pending.json["id"].as_str().unwrap().to_owned();
+
+    let mut settled = Value::Null;
+    for _ in 0..100 {
+        settled = m.get(&format!("/v1/payments/{id}")).await.json;
+        if settled["status"] != "processing" {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert_eq!(settled["status"], "succeeded", "{settled}");
+    assert_eq!(settled["failure_code"], Value::Null);
+    assert_eq!(entries(&p, &id, 1).await[0]["kind"], "capture");
+
+    let got = receiver
+        .wait_for("payment.succeeded and payment.expired", |r| {
+            r.iter().any(|r| r.kind() == "payment.succeeded")
+                && r.iter().any(|r| r.kind() == "payment.expired")
+        })
+        .await;
+    let succeeded = got
+        .iter()
+        .find(|r| r.kind() == "payment.succeeded")
+        .unwrap();
+    assert_eq!(succeeded.json()["data"]["id"], id.as_str());
+    let expired = got.iter().find(|r| r.kind() == "payment.expired").unwrap();
+    assert_eq!(expired.json()["data"]["id"], pending_id.as_str());
+    assert_eq!(
+        m.get(&format!("/v1/payments/{pending_id}")).await.json["status"],
+        "expired"
+    );
+    assert!(
+        entries(&p, &pending_id, 0).await.is_empty(),
+        "nothing to book for an expired payment"
+    );
+    assert!(verify(&secret, &got).iter().all(|r| r["ok"] == true));
 }
 
 /// `Sandbox-Signature: t=<ms>,v1=<hex HMAC-SHA256(secret, "<t>.<body>")>`.
