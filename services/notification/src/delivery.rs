@@ -79,7 +79,9 @@ impl Notifications {
     /// Leases and sends one batch of due deliveries; returns how many.
     pub async fn run_due(&self) -> anyhow::Result<usize> {
         let now = self.clock.now_ms();
-        let lease_until = now + self.config.request_timeout_ms as i64 + 30_000;
+        // Longer than a send can take, so a live sender is never raced; short enough that a
+        // crashed one's deliveries go out again soon after a restart.
+        let lease_until = now + self.config.request_timeout_ms as i64 + 5_000;
         let pick = match self.db.dialect() {
             Dialect::Postgres => "FOR UPDATE SKIP LOCKED",
             Dialect::Sqlite => "",

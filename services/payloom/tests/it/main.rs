@@ -4,6 +4,7 @@
 
 mod admin;
 mod auth;
+mod crash;
 mod dev;
 mod idempotency;
 mod money;

@@ -142,6 +142,19 @@ impl Merchant {
         extra: &[(&str, &str)],
         tweak: impl FnOnce(&mut Vec<(&'static str, String)>),
     ) -> Answer {
+        let request = self.signed(method, path, body, extra, tweak);
+        answer(request.send().await.unwrap()).await
+    }
+
+    /// A signed request, not sent yet.
+    fn signed(
+        &self,
+        method: &str,
+        path: &str,
+        body: &str,
+        extra: &[(&str, &str)],
+        tweak: impl FnOnce(&mut Vec<(&'static str, String)>),
+    ) -> reqwest::RequestBuilder {
         let now = std::time::SystemTime::now()
             .duration_since(std::time::UNIX_EPOCH)
             .unwrap()
@@ -168,7 +181,23 @@ impl Merchant {
         if !body.is_empty() {
             request = request.body(body.to_owned());
         }
-        answer(request.send().await.unwrap()).await
+        request
+    }
+
+    /// A payment of `amount` USD; `None` when the server did not answer (it was killed).
+    pub async fn try_pay(&self, amount: i64) -> Option<Answer> {
+        let body = serde_json::json!({
+            "order_no": format!("ord-{}", payloom_platform::ids::random_hex(8)),
+            "amount": amount,
+            "currency": "USD",
+        })
+        .to_string();
+        let response = self
+            .signed("POST", "/v1/payments", &body, &[], |_| {})
+            .send()
+            .await
+            .ok()?;
+        Some(answer(response).await)
     }
 
     pub async fn send(
@@ -229,8 +258,8 @@ pub struct Platform {
     pub base: String,
     pub credentials: Value,
     pub data: tempfile::TempDir,
-    _process: Process,
-    _database: Option<TestDatabase>,
+    process: Option<Process>,
+    database: Option<TestDatabase>,
 }
 
 impl Platform {
@@ -246,18 +275,8 @@ impl Platform {
             Backend::Postgres => Some(TestDatabase::create().await?),
         };
         let data = tempfile::tempdir().unwrap();
-        let config_path = data.path().join("test.toml");
-        std::fs::write(&config_path, config).unwrap();
-        let mut command = Command::new(env!("CARGO_BIN_EXE_payloom"));
-        command
-            .args(["dev", "--listen", "127.0.0.1:0", "--data-dir"])
-            .arg(data.path())
-            .arg("--config")
-            .arg(&config_path);
-        if let Some(db) = &database {
-            command.args(["--database-url", &db.url]);
-        }
-        let (process, base) = spawn_and_wait(command, "payloom dev listening on ");
+        std::fs::write(data.path().join("test.toml"), config).unwrap();
+        let (process, base) = launch(data.path(), database.as_ref());
         let credentials: Value = serde_json::from_slice(
             &std::fs::read(data.path().join("dev-credentials.json")).unwrap(),
         )
@@ -283,9 +302,38 @@ impl Platform {
             base,
             credentials,
             data,
-            _process: process,
-            _database: database,
+            process: Some(process),
+            database,
         })
+    }
+
+    /// Kills the platform with SIGKILL: no shutdown code runs.
+    pub fn kill(&mut self) {
+        if let Some(mut process) = self.process.take() {
+            process.0.kill().unwrap();
+            process.0.wait().unwrap();
+        }
+    }
+
+    /// Starts the platform again on the same data and database.
+    pub fn restart(&mut self) {
+        self.kill();
+        let (process, base) = launch(self.data.path(), self.database.as_ref());
+        self.process = Some(process);
+        self.merchant.base = base.clone();
+        self.base = base;
+    }
+
+    /// The URLs of the databases holding outboxes: the PostgreSQL test database, or the
+    /// SQLite files of the services that write events.
+    pub fn event_databases(&self) -> Vec<String> {
+        match &self.database {
+            Some(db) => vec![db.url.clone()],
+            None => ["order", "payment-gateway", "accounting", "notification"]
+                .iter()
+                .map(|s| payloom_platform::db::sqlite_url(&self.data.path().join("db"), s))
+                .collect(),
+        }
     }
 
     pub async fn admin_token(&self) -> String {
@@ -350,6 +398,20 @@ impl Platform {
             http: reqwest::Client::new(),
         }
     }
+}
+
+/// `payloom dev` on `data` (with its `test.toml`) and the database, if any.
+fn launch(data: &std::path::Path, database: Option<&TestDatabase>) -> (Process, String) {
+    let mut command = Command::new(env!("CARGO_BIN_EXE_payloom"));
+    command
+        .args(["dev", "--listen", "127.0.0.1:0", "--data-dir"])
+        .arg(data)
+        .arg("--config")
+        .arg(data.join("test.toml"));
+    if let Some(db) = database {
+        command.args(["--database-url", &db.url]);
+    }
+    spawn_and_wait(command, "payloom dev listening on ")
 }
 
 /// Starts `command` and waits for the line starting with `marker`; returns the URL after it.

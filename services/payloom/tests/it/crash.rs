@@ -1,0 +1,175 @@
+//! The platform is killed with SIGKILL at random moments while payments stream in, and
+//! started again. Afterwards every payment the API acknowledged exists as acknowledged,
+//! its ledger entry exists exactly once, every webhook owed was delivered (at least once,
+//! always under the same event id), and every outbox is empty.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use payloom_platform::Db;
+use payloom_platform::db::PoolOptions;
+use serde_json::{Value, json};
+
+use crate::on_both_databases;
+use crate::receiver::Receiver;
+use crate::support::{Backend, Platform};
+
+on_both_databases!(a_killed_platform_loses_no_payment_entry_or_webhook);
+
+const KILLS: usize = 3;
+const IN_FLIGHT: usize = 4;
+/// Short timeouts so a delivery cut by a kill goes out again within seconds.
+const CONFIG: &str = "[notification]\nrequest_timeout_ms = 1000\nretry_schedule_secs = [1, 1, 1, 1, 1]\njitter = 0.0\noverload_floor_secs = 0\n[events]\nrelay_poll_ms = 100\n";
+
+/// A time in [lo, hi) ms from the operating system's randomness.
+fn random_ms(lo: u64, hi: u64) -> u64 {
+    let bytes = payloom_platform::ids::random_bytes(8);
+    lo + u64::from_le_bytes(bytes.try_into().unwrap()) % (hi - lo)
+}
+
+async fn count(url: &str, sql: &str) -> i64 {
+    let db = Db::connect(url, &PoolOptions::default()).await.unwrap();
+    let n = sqlx::query_scalar(sql).fetch_one(db.pool()).await.unwrap();
+    db.pool().close().await;
+    n
+}
+
+/// Rows left in every outbox, and dead letters.
+async fn leftovers(p: &Platform) -> (i64, i64) {
+    let mut total = (0, 0);
+    for url in p.event_databases() {
+        total.0 += count(&url, "SELECT COUNT(*) FROM payloom_outbox").await;
+        total.1 += count(&url, "SELECT COUNT(*) FROM payloom_dead_letters").await;
+    }
+    total
+}
+
+async fn a_killed_platform_loses_no_payment_entry_or_webhook(backend: Backend) {
+    let Some(mut p) = Platform::start_with(backend, CONFIG).await else {
+        return;
+    };
+    let receiver = Receiver::start().await;
+    let created = p
+        .merchant
+        .post(
+            "/v1/webhook_endpoints",
+            json!({"url": receiver.url, "events": ["payment.succeeded"]}),
+        )
+        .await;
+    assert_eq!(created.status, 201, "{}", created.text);
+    // Every payment the API acknowledged, with the status it was acknowledged in.
+    let acknowledged: Arc<Mutex<BTreeMap<String, String>>> = Arc::default();
+
+    for round in 0..=KILLS {
+        let streams: Vec<_> = (0..IN_FLIGHT)
+            .map(|_| {
+                let merchant = p.merchant.clone();
+                let acknowledged = acknowledged.clone();
+                tokio::spawn(async move {
+                    while let Some(paid) = merchant.try_pay(1_000).await {
+                        assert_eq!(paid.status, 201, "{}", paid.text);
+                        let id = paid.json["id"].as_str().unwrap().to_owned();
+                        let status = paid.json["status"].as_str().unwrap().to_owned();
+                        acknowledged.lock().unwrap().insert(id, status);
+                    }
+                })
+            })
+            .collect();
+        tokio::time::sleep(Duration::from_millis(random_ms(400, 1_600))).await;
+        if round < KILLS {
+            p.kill();
+        } else {
+            // The last round ends without a kill: the streams need a server to stop.
+            tokio::time::sleep(Duration::from_millis(200)).await;
+            p.kill();
+        }
+        for stream in streams {
+            stream.await.unwrap();
+        }
+        p.restart();
+    }
+
+    let acknowledged = acknowledged.lock().unwrap().clone();
+    assert!(
+        acknowledged.len() >= 20,
+        "too few payments to mean anything: {}",
+        acknowledged.len()
+    );
+    let m = &p.merchant;
+    for (id, status) in &acknowledged {
+        let now = m.get(&format!("/v1/payments/{id}")).await;
+        assert_eq!(now.status, 200, "acknowledged {id} is gone");
+        assert_eq!(&now.json["status"], status.as_str(), "{id}");
+    }
+    let succeeded: BTreeSet<&String> = acknowledged
+        .iter()
+        .filter(|(_, s)| s.as_str() == "succeeded")
+        .map(|(id, _)| id)
+        .collect();
+
+    // Every webhook owed arrives, and repeats (a send cut by a kill) keep their event id.
+    let got = receiver
+        .wait_for("a payment.succeeded for every acknowledged payment", |r| {
+            let seen: BTreeSet<String> = r
+                .iter()
+                .map(|r| r.json()["data"]["id"].as_str().unwrap().to_owned())
+                .collect();
+            succeeded.iter().all(|id| seen.contains(*id))
+        })
+        .await;
+    let mut ids_by_payment: BTreeMap<String, BTreeSet<String>> = BTreeMap::new();
+    for r in &got {
+        ids_by_payment
+            .entry(r.json()["data"]["id"].as_str().unwrap().to_owned())
+            .or_default()
+            .insert(r.id().to_owned());
+    }
+    for (payment, ids) in &ids_by_payment {
+        assert_eq!(
+            ids.len(),
+            1,
+            "{payment} was told under several event ids: {ids:?}"
+        );
+    }
+
+    // Exactly one ledger entry per succeeded payment, and the books balance.
+    let entries = p
+        .admin(
+            "GET",
+            &format!("/admin/v1/ledger/entries?merchant_id={}", m.key.merchant_id),
+            Value::Null,
+        )
+        .await;
+    let mut per_payment: BTreeMap<String, usize> = BTreeMap::new();
+    for entry in entries.json.as_array().unwrap() {
+        *per_payment
+            .entry(entry["payment_id"].as_str().unwrap().to_owned())
+            .or_default() += 1;
+    }
+    for id in &succeeded {
+        assert_eq!(
+            per_payment.get(*id),
+            Some(&1),
+            "{id} booked {:?} times",
+            per_payment.get(*id)
+        );
+    }
+    let accounts = p
+        .admin("GET", "/admin/v1/ledger/accounts", Value::Null)
+        .await;
+    for total in accounts.json["totals"].as_array().unwrap() {
+        assert_eq!(total["debits"], total["credits"], "{total}");
+    }
+
+    // Every outbox drains, and nothing was dead-lettered.
+    let mut left = (-1, -1);
+    for _ in 0..100 {
+        left = leftovers(&p).await;
+        if left.0 == 0 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert_eq!(left, (0, 0), "(outbox rows, dead letters)");
+}
