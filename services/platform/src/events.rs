@@ -376,6 +376,50 @@ impl Subscription {
         Ok(claimed.rows_affected() == 1)
     }
 
+    /// Handles a run of events in one transaction (one commit for all: what lets a
+    /// consumer keep up with a busy producer). If any event fails, the transaction is
+    /// dropped and each event goes through [`Subscription::process`] on its own, so one
+    /// bad event is retried and dead-lettered alone.
+    pub async fn process_batch(&self, events: &[&Envelope]) -> anyhow::Result<()> {
+        if events.len() > 1 {
+            match self.try_batch(events).await {
+                Ok(handled) => {
+                    for event in handled {
+                        self.consumer.committed(event);
+                    }
+                    return Ok(());
+                }
+                Err(e) => tracing::info!(
+                    consumer = self.consumer.name(),
+                    "batch of {} fell back to one by one: {e:#}",
+                    events.len()
+                ),
+            }
+        }
+        for event in events {
+            self.process(event).await?;
+        }
+        Ok(())
+    }
+
+    async fn try_batch<'e>(&self, events: &[&'e Envelope]) -> anyhow::Result<Vec<&'e Envelope>> {
+        let mut tx = self.db.pool().begin().await?;
+        let mut handled = Vec::with_capacity(events.len());
+        for event in events {
+            anyhow::ensure!(
+                event.version == ENVELOPE_VERSION,
+                "envelope version {}",
+                event.version
+            );
+            if self.claim(&mut tx, event).await? {
+                self.consumer.handle(&mut tx, event).await?;
+                handled.push(*event);
+            }
+        }
+        tx.commit().await?;
+        Ok(handled)
+    }
+
     async fn try_once(&self, event: &Envelope) -> anyhow::Result<Processed> {
         let mut tx = self.db.pool().begin().await?;
         if !self.claim(&mut tx, event).await? {
@@ -442,12 +486,23 @@ impl Bus {
 
 #[async_trait]
 impl Publisher for Bus {
+    /// Each subscription gets its events of the batch in order, as one run; different
+    /// subscriptions work at the same time.
     async fn publish(&self, batch: &[Outgoing]) -> anyhow::Result<()> {
+        let mut runs: Vec<(&Arc<Subscription>, Vec<&Envelope>)> = Vec::new();
         for out in batch {
             for subscription in self.by_topic.get(&out.topic).into_iter().flatten() {
-                subscription.process(&out.envelope).await?;
+                match runs.iter_mut().find(|(s, _)| Arc::ptr_eq(s, subscription)) {
+                    Some((_, events)) => events.push(&out.envelope),
+                    None => runs.push((subscription, vec![&out.envelope])),
+                }
             }
         }
-        Ok(())
+        let results = futures::future::join_all(
+            runs.iter()
+                .map(|(subscription, events)| subscription.process_batch(events)),
+        )
+        .await;
+        results.into_iter().collect()
     }
 }

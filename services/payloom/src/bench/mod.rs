@@ -1,6 +1,12 @@
+//! Benchmarks, each beside a raw database baseline measured in the same run.
+//!
 //! `payloom bench payments`: a load generator for `POST /v1/payments` against a running
-//! platform, and in the same run the raw rate of a 5-insert transaction on the same
-//! database: the ceiling a payment (which writes more than five rows) is compared with.
+//! platform, beside the raw rate of a 5-insert transaction on the same database: the
+//! ceiling a payment (which writes more than five rows) is compared with.
+//! `payloom bench ledger` and `payloom bench webhooks`: see [`ledger`] and [`webhooks`].
+
+mod ledger;
+mod webhooks;
 
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -14,6 +20,11 @@ use payloom_platform::{Clock, Db, SystemClock};
 pub enum BenchCommand {
     /// Drive signed POST /v1/payments and report payments/s and latency percentiles.
     Payments(PaymentsArgs),
+    /// Book payment events in the ledger and report entries and postings per second.
+    Ledger(ledger::LedgerArgs),
+    /// Deliver signed webhooks to a local receiver: deliveries/s and event-to-delivery
+    /// latency.
+    Webhooks(webhooks::WebhooksArgs),
 }
 
 #[derive(clap::Args)]
@@ -36,7 +47,7 @@ pub struct PaymentsArgs {
 }
 
 /// Latencies of one run, in microseconds.
-struct Run {
+pub(crate) struct Run {
     ok: u64,
     failed: u64,
     elapsed: Duration,
@@ -61,8 +72,31 @@ impl Run {
 }
 
 pub fn run(command: BenchCommand) -> anyhow::Result<()> {
-    let BenchCommand::Payments(args) = command;
-    crate::app::block_on(payments(args))
+    match command {
+        BenchCommand::Payments(args) => crate::app::block_on(payments(args)),
+        BenchCommand::Ledger(args) => crate::app::block_on(ledger::run(args)),
+        BenchCommand::Webhooks(args) => crate::app::block_on(webhooks::run(args)),
+    }
+}
+
+/// One row of a result table.
+pub(crate) fn report(name: &str, run: &mut Run) {
+    let (p50, p99) = (run.percentile_ms(0.50), run.percentile_ms(0.99));
+    println!(
+        "{:<32} {:>10.0} {:>9.2} {:>9.2} {:>8}",
+        name,
+        run.rate(),
+        p50,
+        p99,
+        run.failed
+    );
+}
+
+pub(crate) fn header() {
+    println!(
+        "{:<32} {:>10} {:>9} {:>9} {:>8}",
+        "", "per second", "p50 ms", "p99 ms", "failed"
+    );
 }
 
 async fn payments(args: PaymentsArgs) -> anyhow::Result<()> {
@@ -84,19 +118,8 @@ async fn payments(args: PaymentsArgs) -> anyhow::Result<()> {
     )
     .await?;
     let mut api = drive(&client, &credentials, args.concurrency, duration).await?;
-    let (api_p50, api_p99) = (api.percentile_ms(0.50), api.percentile_ms(0.99));
-    println!(
-        "{:<28} {:>10} {:>9} {:>9} {:>8}",
-        "", "per second", "p50 ms", "p99 ms", "failed"
-    );
-    println!(
-        "{:<28} {:>10.0} {:>9.2} {:>9.2} {:>8}",
-        "POST /v1/payments",
-        api.rate(),
-        api_p50,
-        api_p99,
-        api.failed
-    );
+    header();
+    report("POST /v1/payments", &mut api);
     if args.no_baseline {
         return Ok(());
     }
@@ -104,16 +127,8 @@ async fn payments(args: PaymentsArgs) -> anyhow::Result<()> {
         Some(url) => url.clone(),
         None => sqlite_url(&args.data_dir.join("db"), "bench-baseline"),
     };
-    let mut base = baseline(&url, args.concurrency, duration).await?;
-    let (p50, p99) = (base.percentile_ms(0.50), base.percentile_ms(0.99));
-    println!(
-        "{:<28} {:>10.0} {:>9.2} {:>9.2} {:>8}",
-        "5-insert transaction",
-        base.rate(),
-        p50,
-        p99,
-        base.failed
-    );
+    let mut base = baseline(&url, args.concurrency, duration, 5).await?;
+    report("5-insert transaction", &mut base);
     println!(
         "payments per raw 5-insert transaction: {:.2}",
         api.rate() / base.rate().max(f64::MIN_POSITIVE)
@@ -123,7 +138,11 @@ async fn payments(args: PaymentsArgs) -> anyhow::Result<()> {
 
 /// Runs `concurrency` workers calling `op(worker, n)` until `duration` is up and
 /// collects the latencies of the calls that succeeded.
-async fn measure<F, Fut>(concurrency: usize, duration: Duration, op: F) -> anyhow::Result<Run>
+pub(crate) async fn measure<F, Fut>(
+    concurrency: usize,
+    duration: Duration,
+    op: F,
+) -> anyhow::Result<Run>
 where
     F: Fn(usize, u64) -> Fut + Clone + Send + 'static,
     Fut: std::future::Future<Output = anyhow::Result<()>> + Send,
@@ -235,8 +254,14 @@ async fn pay(
     Ok(())
 }
 
-/// Transactions of five inserts each (a payment-sized write) at the same concurrency.
-async fn baseline(url: &str, concurrency: usize, duration: Duration) -> anyhow::Result<Run> {
+/// Transactions of `rows` inserts each (five: a payment-sized write; one: a raw insert)
+/// at the same concurrency.
+pub(crate) async fn baseline(
+    url: &str,
+    concurrency: usize,
+    duration: Duration,
+    rows: usize,
+) -> anyhow::Result<Run> {
     let db = Db::connect(
         url,
         &PoolOptions {
@@ -256,7 +281,7 @@ async fn baseline(url: &str, concurrency: usize, duration: Duration) -> anyhow::
         let db = db.clone();
         measure(concurrency, duration, move |worker, n| {
             let db = db.clone();
-            async move { five_inserts(&db, &format!("{worker}-{n}")).await }
+            async move { inserts(&db, &format!("{worker}-{n}"), rows).await }
         })
         .await?
     };
@@ -266,10 +291,10 @@ async fn baseline(url: &str, concurrency: usize, duration: Duration) -> anyhow::
     Ok(run)
 }
 
-async fn five_inserts(db: &Db, key: &str) -> anyhow::Result<()> {
+async fn inserts(db: &Db, key: &str, rows: usize) -> anyhow::Result<()> {
     let mut tx = db.pool().begin().await?;
     let now = SystemClock.now_ms();
-    for i in 0..5 {
+    for i in 0..rows {
         sqlx::query("INSERT INTO bench_baseline (id, parent, amount_minor, body, created_at_ms) VALUES ($1, $2, $3, $4, $5)")
             .bind(format!("{key}-{i}"))
             .bind(key)
