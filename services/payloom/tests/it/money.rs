@@ -195,6 +195,46 @@ async fn a_payment_and_a_partial_refund_are_booked_and_signed_webhooks_verify(ba
         admin_view.json["balances"][0]["available"].as_i64(),
         Some(10_000 - fee - (2_500 - fee_back))
     );
+
+    // A correction is a reversing entry, booked once; the original stays as it was.
+    let refund_entry = booked[1]["id"].as_str().unwrap();
+    let path = format!("/admin/v1/ledger/entries/{refund_entry}/reversals");
+    let reversed = p
+        .admin("POST", &path, json!({"reason": "booked twice by hand"}))
+        .await;
+    assert_eq!(reversed.status, 201, "{}", reversed.text);
+    assert_eq!(reversed.json["reverses_entry_id"], refund_entry);
+    let mut undone = postings(&booked[1]);
+    undone.reverse();
+    for line in &mut undone {
+        line.1 = if line.1 == "debit" { "credit" } else { "debit" }.into();
+    }
+    assert_eq!(postings(&reversed.json), undone);
+    assert_eq!(available(m).await, 10_000 - fee);
+    let again = p.admin("POST", &path, json!({"reason": "again"})).await;
+    assert_eq!(
+        (again.status, again.error_code()),
+        (409, "entry_already_reversed")
+    );
+    let of_reversal = p
+        .admin(
+            "POST",
+            &format!(
+                "/admin/v1/ledger/entries/{}/reversals",
+                reversed.json["id"].as_str().unwrap()
+            ),
+            json!({"reason": "undo the undo"}),
+        )
+        .await;
+    assert_eq!(of_reversal.status, 409, "{}", of_reversal.text);
+    let no_reason = p.admin("POST", &path, json!({"reason": " "})).await;
+    assert_eq!(no_reason.status, 400);
+    let entries_now = entries(&p, id, 3).await;
+    assert_eq!(entries_now[1], booked[1], "entries are never changed");
+    let neither = p
+        .admin("GET", "/admin/v1/ledger/entries", Value::Null)
+        .await;
+    assert_eq!(neither.status, 400);
 }
 
 async fn the_janitor_settles_unknown_outcomes_and_expiry_is_told(backend: Backend) {

@@ -113,11 +113,17 @@ fn python_verifier() -> &'static str {
             .status()
             .is_ok_and(|s| s.success());
         if !present {
-            let installed = Command::new("python3")
-                .args(["-m", "pip", "install", "--quiet", "standardwebhooks"])
-                .status()
-                .expect("python3 runs");
-            assert!(installed.success(), "pip install standardwebhooks failed");
+            let pip = |extra: &[&str]| {
+                Command::new("python3")
+                    .args(["-m", "pip", "install", "--quiet", "standardwebhooks"])
+                    .args(extra)
+                    .status()
+                    .is_ok_and(|s| s.success())
+            };
+            assert!(
+                pip(&[]) || pip(&["--break-system-packages"]),
+                "pip install standardwebhooks failed"
+            );
         }
     });
     concat!(env!("CARGO_MANIFEST_DIR"), "/tests/verify_webhooks.py")
