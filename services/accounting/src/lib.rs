@@ -24,11 +24,18 @@ use crate::book::{AccountKind, PaymentBook, Posting, Side};
 
 pub const SERVICE: &str = "accounting";
 
-pub const MIGRATIONS: &[Migration] = &[Migration {
-    version: 1,
-    name: "accounts, journal entries, postings, payments as booked",
-    sql: include_str!("../migrations/0001_ledger.sql"),
-}];
+pub const MIGRATIONS: &[Migration] = &[
+    Migration {
+        version: 1,
+        name: "accounts, journal entries, postings, payments as booked",
+        sql: include_str!("../migrations/0001_ledger.sql"),
+    },
+    Migration {
+        version: 2,
+        name: "refunds waiting for their capture",
+        sql: include_str!("../migrations/0002_parked_refunds.sql"),
+    },
+];
 
 /// A merchant's balances in one currency, in minor units.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
@@ -201,35 +208,92 @@ impl Ledger {
                     &postings,
                 )
                 .await?;
+                if kind == "capture" {
+                    self.book_parked_refunds(tx, &mut book).await?;
+                }
                 save_book(tx, &book).await
             }
             "refund.succeeded" => {
                 let r: RefundFacts = serde_json::from_value(event.data.clone())?;
-                let mut book = load_book(tx, &r.payment_id).await?.ok_or_else(|| {
-                    anyhow::anyhow!("refund {} of payment {} not booked", r.id, r.payment_id)
-                })?;
-                anyhow::ensure!(
-                    book.currency == r.currency,
-                    "refund currency differs from the payment's"
-                );
-                let postings = book::refund(&mut book, r.amount).map_err(anyhow::Error::msg)?;
-                let merchant_id = book.merchant_id.clone();
-                let description = format!("refund {} of {}", r.id, r.payment_id);
-                self.post(
-                    tx,
-                    &event.id,
-                    "refund",
-                    Some(&merchant_id),
-                    Some(&r.payment_id),
-                    None,
-                    &description,
-                    &postings,
-                )
-                .await?;
-                save_book(tx, &book).await
+                match load_book(tx, &r.payment_id).await? {
+                    Some(mut book) if book.captured_minor > 0 => {
+                        self.book_refund(tx, &event.id, &r, &mut book).await?;
+                        save_book(tx, &book).await
+                    }
+                    // Refunds and payments travel on different topics: this one came
+                    // first. It waits for the capture, which books it.
+                    _ => {
+                        tracing::info!(
+                            refund_id = r.id,
+                            "refund parked until its capture is booked"
+                        );
+                        sqlx::query(
+                            "INSERT INTO ledger_parked (event_id, payment_id, envelope, parked_at_ms) VALUES ($1, $2, $3, $4)",
+                        )
+                        .bind(&event.id)
+                        .bind(&r.payment_id)
+                        .bind(serde_json::to_string(event)?)
+                        .bind(self.clock.now_ms())
+                        .execute(&mut *tx)
+                        .await?;
+                        Ok(())
+                    }
+                }
             }
             _ => Ok(()),
         }
+    }
+
+    async fn book_refund(
+        &self,
+        tx: &mut AnyConnection,
+        source: &str,
+        r: &RefundFacts,
+        book: &mut PaymentBook,
+    ) -> anyhow::Result<()> {
+        anyhow::ensure!(
+            book.currency == r.currency,
+            "refund currency differs from the payment's"
+        );
+        let postings = book::refund(book, r.amount).map_err(anyhow::Error::msg)?;
+        let merchant_id = book.merchant_id.clone();
+        let description = format!("refund {} of {}", r.id, r.payment_id);
+        self.post(
+            tx,
+            source,
+            "refund",
+            Some(&merchant_id),
+            Some(&r.payment_id),
+            None,
+            &description,
+            &postings,
+        )
+        .await?;
+        Ok(())
+    }
+
+    /// Books the refunds that arrived before this payment's capture, in arrival order.
+    async fn book_parked_refunds(
+        &self,
+        tx: &mut AnyConnection,
+        book: &mut PaymentBook,
+    ) -> anyhow::Result<()> {
+        let parked: Vec<String> = sqlx::query_scalar(
+            "DELETE FROM ledger_parked WHERE payment_id = $1 RETURNING envelope",
+        )
+        .bind(&book.payment_id)
+        .fetch_all(&mut *tx)
+        .await?;
+        let mut parked: Vec<Envelope> = parked
+            .iter()
+            .map(|json| serde_json::from_str(json))
+            .collect::<Result<_, _>>()?;
+        parked.sort_by(|a, b| (a.occurred_at_ms, &a.id).cmp(&(b.occurred_at_ms, &b.id)));
+        for event in parked {
+            let r: RefundFacts = serde_json::from_value(event.data.clone())?;
+            self.book_refund(tx, &event.id, &r, book).await?;
+        }
+        Ok(())
     }
 
     /// Writes one balanced entry and moves the balances, inside `tx`. Refused when the

@@ -7,6 +7,7 @@ mod auth;
 mod crash;
 mod dev;
 mod idempotency;
+mod kafka;
 mod money;
 mod multiprocess;
 mod openapi;

@@ -17,7 +17,7 @@ const LOCAL_A: [&str; 5] = [
 ];
 const LOCAL_B: [&str; 2] = ["risk", "channel-adapter"];
 
-fn serve(
+pub(crate) fn serve(
     config: &std::path::Path,
     data: &std::path::Path,
     db: &str,
@@ -36,34 +36,43 @@ fn serve(
     spawn_and_wait(command, &format!("payloom serve: {last} listening on ")).0
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn gateway_reaches_risk_and_channels_in_another_process() {
-    let Some(db) = TestDatabase::create().await else {
-        return;
-    };
-    let dir = tempfile::tempdir().unwrap();
+/// Every service's URL by name.
+pub(crate) type Urls = std::collections::HashMap<&'static str, String>;
+
+/// A `serve` configuration in `dir`: fresh secrets, a free port for every service, and
+/// `extra` (TOML) at the end.
+pub(crate) fn serve_config(dir: &std::path::Path, extra: &str) -> (std::path::PathBuf, Urls) {
     let mut config = format!(
         "[plugins]\nallow_unsigned = true\n[security]\nmaster_key = \"{}\"\nadmin_jwt_secret = \"{}\"\n",
         payloom_platform::ids::random_hex(32),
         payloom_platform::ids::random_hex(32)
     );
-    let mut urls = std::collections::HashMap::new();
-    for service in LOCAL_A
-        .iter()
-        .chain(LOCAL_B.iter())
-        .chain(["admin-bff"].iter())
-    {
+    let mut urls = Urls::new();
+    for service in [
+        "admin-bff",
+        "payment-gateway",
+        "order",
+        "channel-adapter",
+        "risk",
+        "merchant-auth",
+        "merchant-policy",
+        "merchant-quota",
+        "accounting",
+        "notification",
+    ] {
         let port = free_port();
         config.push_str(&format!("[services.{service}]\nlisten = \"127.0.0.1:{port}\"\nurl = \"http://127.0.0.1:{port}\"\n"));
-        urls.insert(*service, format!("http://127.0.0.1:{port}"));
+        urls.insert(service, format!("http://127.0.0.1:{port}"));
     }
-    let config_path = dir.path().join("serve.toml");
-    std::fs::write(&config_path, config).unwrap();
-    let (data_a, data_b) = (dir.path().join("a"), dir.path().join("b"));
-    let _b = serve(&config_path, &data_b, &db.url, &LOCAL_B, "channel-adapter");
-    let _a = serve(&config_path, &data_a, &db.url, &LOCAL_A, "payment-gateway");
+    config.push_str(extra);
+    let path = dir.join("serve.toml");
+    std::fs::write(&path, config).unwrap();
+    (path, urls)
+}
 
-    // Operators bootstrap through the services' own APIs.
+/// A merchant with an API key and sandbox credentials (notify secret `k`), made through
+/// the services' own internal APIs, as an operator's tooling would.
+pub(crate) async fn bootstrap_merchant(urls: &Urls) -> Merchant {
     let http = reqwest::Client::new();
     let post = |url: String, body: Value| {
         let http = http.clone();
@@ -95,7 +104,7 @@ async fn gateway_reaches_risk_and_channels_in_another_process() {
         json!({"notify_secret": "k"}),
     )
     .await;
-    let m = Merchant {
+    Merchant {
         base: urls["payment-gateway"].clone(),
         key: Key {
             merchant_id: id.to_owned(),
@@ -103,7 +112,21 @@ async fn gateway_reaches_risk_and_channels_in_another_process() {
             secret: key["secret"].as_str().unwrap().to_owned(),
         },
         http: reqwest::Client::new(),
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn gateway_reaches_risk_and_channels_in_another_process() {
+    let Some(db) = TestDatabase::create().await else {
+        return;
     };
+    let dir = tempfile::tempdir().unwrap();
+    let (config_path, urls) = serve_config(dir.path(), "");
+    let (data_a, data_b) = (dir.path().join("a"), dir.path().join("b"));
+    let _b = serve(&config_path, &data_b, &db.url, &LOCAL_B, "channel-adapter");
+    let _a = serve(&config_path, &data_a, &db.url, &LOCAL_A, "payment-gateway");
+    let m = bootstrap_merchant(&urls).await;
+    let http = reqwest::Client::new();
     assert_sandbox_outcomes(&m).await;
 
     // The risk service kept every rule's result of the decision that blocked a payment.

@@ -439,13 +439,22 @@ pub fn spawn_and_wait(mut command: Command, marker: &str) -> (Process, String) {
     (process, url)
 }
 
-/// A free TCP port on loopback (bound, then released for a child to take).
+/// A free TCP port on loopback (bound, then released for a child to take), never the same
+/// twice in this test binary: tests running side by side would otherwise race for it.
 pub fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
+    static HANDED_OUT: std::sync::Mutex<Vec<u16>> = std::sync::Mutex::new(Vec::new());
+    loop {
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
+        let mut handed_out = HANDED_OUT.lock().unwrap();
+        if !handed_out.contains(&port) {
+            handed_out.push(port);
+            return port;
+        }
+    }
 }
 
 /// Runs a scenario on SQLite and on PostgreSQL as two tests.
