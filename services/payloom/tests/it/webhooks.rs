@@ -13,6 +13,7 @@ use crate::support::{Backend, Platform};
 on_both_databases!(
     deliveries_retry_with_one_event_id_and_410_disables_the_endpoint,
     webhook_endpoints_refuse_bad_and_private_targets,
+    an_endpoint_that_only_fails_is_disabled_after_the_window,
 );
 
 /// Three retries a second apart, no jitter: the schedule runs in seconds.
@@ -176,6 +177,64 @@ async fn deliveries_retry_with_one_event_id_and_410_disables_the_endpoint(backen
         .send("DELETE", &format!("/v1/webhook_endpoints/{b}"), "", &[])
         .await;
     assert_eq!(missing.status, 404);
+}
+
+async fn an_endpoint_that_only_fails_is_disabled_after_the_window(backend: Backend) {
+    let config = "[notification]\nretry_schedule_secs = [1, 1, 1, 1, 1, 1]\njitter = 0.0\noverload_floor_secs = 0\ndisable_after_secs = 2\n";
+    let Some(p) = Platform::start_with(backend, config).await else {
+        return;
+    };
+    let m = &p.merchant;
+    let receiver = Receiver::start().await;
+    receiver.answer_with(&[500; 20]);
+    let created = m
+        .post(
+            "/v1/webhook_endpoints",
+            json!({"url": receiver.url, "alert_email": "oncall@example.com"}),
+        )
+        .await;
+    let endpoint = created.json["id"].as_str().unwrap().to_owned();
+    m.pay(1_500, json!({})).await;
+
+    let mut listed = Value::Null;
+    for _ in 0..100 {
+        listed = m.get("/v1/webhook_endpoints").await.json["data"][0].clone();
+        if listed["status"] == "disabled" {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    assert_eq!(listed["status"], "disabled", "{listed}");
+    assert!(
+        listed["disabled_reason"]
+            .as_str()
+            .unwrap()
+            .contains("failed for"),
+        "{listed}"
+    );
+    // Three failures span the two-second window: the third disables it.
+    assert_eq!(receiver.received().len(), 3);
+    let deliveries = wait_deliveries(&p, &endpoint, |d| {
+        d.first().is_some_and(|d| d["status"] == "failed")
+    })
+    .await;
+    let emails = std::fs::read_to_string(p.data.path().join("emails.jsonl")).unwrap();
+    assert!(
+        emails.contains("oncall@example.com") && emails.contains(&endpoint),
+        "{emails}"
+    );
+    let delivery = deliveries[0]["id"].as_str().unwrap();
+    let resend = p
+        .admin(
+            "POST",
+            &format!("/admin/v1/webhook_deliveries/{delivery}/resend"),
+            Value::Null,
+        )
+        .await;
+    assert_eq!(
+        (resend.status, resend.error_code()),
+        (409, "endpoint_not_enabled")
+    );
 }
 
 async fn webhook_endpoints_refuse_bad_and_private_targets(backend: Backend) {
