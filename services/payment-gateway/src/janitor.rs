@@ -1,16 +1,16 @@
 //! The janitor: payments whose outcome is open (`processing` after an unknown answer, a
 //! timeout or a crash before the answer was written; `pending` at the PSP) are asked again
-//! through the channel's `query-payment` on a backoff schedule, and the answer is applied
-//! like any other, with its event.
+//! through the channel's `query-payment` on a backoff schedule, and refunds left `pending`
+//! through `query-refund`; the answer is applied like any other, with its event.
 
-use payloom_channel_adapter::ChannelIn;
+use payloom_channel_adapter::{ChannelIn, ChannelOut};
 use payloom_host::ChannelCall;
 use payloom_host::bindings::{channel_types as ch, types};
 use payloom_platform::ApiResult;
 use sqlx::Row;
 
 use crate::Gateway;
-use crate::db::{PAYMENT_COLUMNS, payment_from_row};
+use crate::db::{PAYMENT_COLUMNS, REFUND_COLUMNS, payment_from_row, refund_from_row};
 use crate::flow::{Opening, applied_from};
 
 /// Payments re-queried per round.
@@ -35,7 +35,82 @@ impl Gateway {
                 tracing::warn!("re-query failed: {e}");
             }
         }
-        Ok(rows.len())
+        let refunds = sqlx::query(&format!(
+            "SELECT {REFUND_COLUMNS}, requery_attempts FROM refunds
+             WHERE status = 'pending' AND next_requery_at_ms <= $1
+             ORDER BY next_requery_at_ms LIMIT {ROUND}"
+        ))
+        .bind(now)
+        .fetch_all(self.db.pool())
+        .await?;
+        for row in &refunds {
+            let merchant_id: String = row.try_get("merchant_id")?;
+            let attempts: i64 = row.try_get("requery_attempts")?;
+            let refund = refund_from_row(row)?;
+            if let Err(e) = self
+                .requery_refund(&merchant_id, refund, attempts + 1)
+                .await
+            {
+                tracing::warn!("refund re-query failed: {e}");
+            }
+        }
+        Ok(rows.len() + refunds.len())
+    }
+
+    async fn requery_refund(
+        &self,
+        merchant_id: &str,
+        refund: crate::api::model::RefundOut,
+        attempt: i64,
+    ) -> ApiResult<()> {
+        let now = self.clock.now_ms();
+        let payment = self.load_row(merchant_id, &refund.payment_id).await?;
+        let Some(channel) = payment.out.channel.clone() else {
+            return Ok(());
+        };
+        let answer = self
+            .deps
+            .channels
+            .call(ChannelIn {
+                merchant_id: merchant_id.to_owned(),
+                channel,
+                call: ChannelCall::QueryRefund(ch::RefundRef {
+                    refund_id: refund.id.clone(),
+                    reference: refund.channel_reference.clone(),
+                    amount: types::Money {
+                        amount_minor: refund.amount,
+                        currency: refund.currency.clone(),
+                    },
+                }),
+            })
+            .await;
+        tracing::info!(refund_id = refund.id, attempt, "refund re-queried");
+        match answer {
+            // Only the PSP's word on the refund settles it; an error keeps it open.
+            Ok(answer @ ChannelOut::Refund(Ok(_))) => {
+                self.apply_refund(
+                    &refund.id,
+                    &refund.payment_id,
+                    refund.amount,
+                    Ok(answer),
+                    attempt,
+                )
+                .await?;
+                if let Some(order_id) = &payment.order_id {
+                    self.move_order_after_refund(merchant_id, &refund.payment_id, order_id)
+                        .await;
+                }
+            }
+            _ => {
+                sqlx::query("UPDATE refunds SET requery_attempts = $1, next_requery_at_ms = $2 WHERE id = $3 AND status = 'pending'")
+                    .bind(attempt)
+                    .bind(self.requery_at(attempt, now))
+                    .bind(&refund.id)
+                    .execute(self.db.pool())
+                    .await?;
+            }
+        }
+        Ok(())
     }
 
     async fn requery(&self, row: crate::db::PaymentRow, attempt: i64) -> ApiResult<()> {

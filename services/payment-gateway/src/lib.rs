@@ -49,6 +49,11 @@ pub const MIGRATIONS: &[Migration] = &[
         name: "re-query schedule of payments with an open outcome",
         sql: include_str!("../migrations/0003_requery.sql"),
     },
+    Migration {
+        version: 4,
+        name: "re-query schedule of refunds with an open outcome",
+        sql: include_str!("../migrations/0004_refund_requery.sql"),
+    },
 ];
 
 /// `[gateway]`.

@@ -121,7 +121,7 @@ impl Gateway {
             reference: update.reference,
             amount: update.amount,
         })));
-        self.apply_refund(&refund.id, &refund.payment_id, refund.amount, answer)
+        self.apply_refund(&refund.id, &refund.payment_id, refund.amount, answer, 0)
             .await?;
         let row = self.load_row(merchant_id, &refund.payment_id).await?;
         if let Some(order_id) = &row.order_id {

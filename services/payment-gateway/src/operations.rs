@@ -307,7 +307,9 @@ impl Gateway {
             )
             .with_param("amount"));
         }
-        sqlx::query(&format!("INSERT INTO refunds ({REFUND_COLUMNS}) VALUES ($1, $2, $3, $4, $5, 'pending', $6, NULL, NULL, NULL, $7, $7)"))
+        // Due for a re-query from the start, like a payment: a crash before the channel's
+        // answer is written leaves it to the janitor.
+        sqlx::query(&format!("INSERT INTO refunds ({REFUND_COLUMNS}, next_requery_at_ms) VALUES ($1, $2, $3, $4, $5, 'pending', $6, NULL, NULL, NULL, $7, $7, $8)"))
             .bind(&refund_id)
             .bind(payment_id)
             .bind(merchant_id)
@@ -315,13 +317,14 @@ impl Gateway {
             .bind(&p.currency)
             .bind(&input.reason)
             .bind(now)
+            .bind(self.requery_at(0, now))
             .execute(&mut *tx)
             .await?;
         tx.commit().await?;
         let answer = self
             .refund_at_channel(merchant_id, &p, &refund_id, &input)
             .await;
-        self.apply_refund(&refund_id, payment_id, input.amount, answer)
+        self.apply_refund(&refund_id, payment_id, input.amount, answer, 0)
             .await?;
         if let Some(order_id) = &row.order_id {
             self.move_order_after_refund(merchant_id, payment_id, order_id)
@@ -361,12 +364,15 @@ impl Gateway {
             .await
     }
 
+    /// Writes a channel's answer to a refund still `pending`; `attempts` re-queries were
+    /// made before this answer (a refund left pending is asked again on the schedule).
     pub(crate) async fn apply_refund(
         &self,
         refund_id: &str,
         payment_id: &str,
         amount: i64,
         answer: ApiResult<ChannelOut>,
+        attempts: i64,
     ) -> ApiResult<()> {
         let (status, reference, failure) = match answer {
             Ok(ChannelOut::Refund(Ok(r))) => match r.outcome {
@@ -390,13 +396,21 @@ impl Gateway {
         };
         let now = self.clock.now_ms();
         let mut tx = self.db.pool().begin().await?;
-        let moved = sqlx::query(&format!("UPDATE refunds SET status = $1, channel_reference = $2, failure_code = $3, failure_message = $4, updated_at_ms = $5 WHERE id = $6 AND status = 'pending' RETURNING {REFUND_COLUMNS}"))
+        let requery = if status == RefundStatus::Pending {
+            self.requery_at(attempts, now)
+        } else {
+            None
+        };
+        let moved = sqlx::query(&format!("UPDATE refunds SET status = $1, channel_reference = COALESCE($2, channel_reference), failure_code = $3, failure_message = $4, updated_at_ms = $5,
+            requery_attempts = $7, next_requery_at_ms = $8 WHERE id = $6 AND status = 'pending' RETURNING {REFUND_COLUMNS}"))
             .bind(status.as_str())
             .bind(reference)
             .bind(failure.as_ref().map(|f| f.0.clone()))
             .bind(failure.as_ref().map(|f| f.1.clone()))
             .bind(now)
             .bind(refund_id)
+            .bind(attempts)
+            .bind(requery)
             .fetch_optional(&mut *tx)
             .await?;
         let Some(moved) = moved else {

@@ -266,11 +266,35 @@ async fn the_janitor_settles_unknown_outcomes_and_expiry_is_told(backend: Backen
     assert_eq!(settled["failure_code"], Value::Null);
     assert_eq!(entries(&p, &id, 1).await[0]["kind"], "capture");
 
+    // A refund whose outcome is unknown stays pending until the janitor asks again.
+    let refund = m
+        .post(
+            &format!("/v1/payments/{id}/refunds"),
+            json!({"amount": 1_080}),
+        )
+        .await;
+    assert_eq!(refund.json["status"], "pending", "{}", refund.text);
+    let refund_id = refund.json["id"].as_str().unwrap().to_owned();
+    let mut refunded = Value::Null;
+    for _ in 0..100 {
+        refunded = m.get(&format!("/v1/refunds/{refund_id}")).await.json;
+        if refunded["status"] != "pending" {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert_eq!(refunded["status"], "succeeded", "{refunded}");
+    assert_eq!(entries(&p, &id, 2).await[1]["kind"], "refund");
+
     let got = receiver
-        .wait_for("payment.succeeded and payment.expired", |r| {
-            r.iter().any(|r| r.kind() == "payment.succeeded")
-                && r.iter().any(|r| r.kind() == "payment.expired")
-        })
+        .wait_for(
+            "payment.succeeded, refund.succeeded and payment.expired",
+            |r| {
+                r.iter().any(|r| r.kind() == "payment.succeeded")
+                    && r.iter().any(|r| r.kind() == "refund.succeeded")
+                    && r.iter().any(|r| r.kind() == "payment.expired")
+            },
+        )
         .await;
     let succeeded = got
         .iter()
