@@ -211,13 +211,20 @@ impl Relay {
     /// Publishes up to one batch; returns how many events left the outbox.
     pub async fn relay_once(&self) -> anyhow::Result<usize> {
         match self.db.dialect() {
-            // Several nodes may relay one database: each batch is claimed by row locks,
-            // held until the publish is done.
+            // Several nodes may run a relay for one service: one at a time relays it, under
+            // a transaction-scoped advisory lock, so events leave in the order their
+            // transactions wrote them (two changes of one payment are serialised by its
+            // row lock, so their sequence numbers are in commit order).
             Dialect::Postgres => {
                 let mut tx = self.db.pool().begin().await?;
-                let batch = self
-                    .read(&mut tx, " ORDER BY seq LIMIT $2 FOR UPDATE SKIP LOCKED")
+                let leader: bool = sqlx::query_scalar("SELECT pg_try_advisory_xact_lock($1)")
+                    .bind(relay_lock_key(self.outbox.service))
+                    .fetch_one(&mut *tx)
                     .await?;
+                if !leader {
+                    return Ok(0);
+                }
+                let batch = self.read(&mut tx, " ORDER BY seq LIMIT $2").await?;
                 if batch.is_empty() {
                     return Ok(0);
                 }
@@ -278,6 +285,14 @@ impl Relay {
         .await?;
         Ok(())
     }
+}
+
+/// The advisory lock of one service's relay: FNV-1a of its name, in a range of its own.
+fn relay_lock_key(service: &str) -> i64 {
+    let hash = service.bytes().fold(0xcbf2_9ce4_8422_2325u64, |h, b| {
+        (h ^ u64::from(b)).wrapping_mul(0x100_0000_01b3)
+    });
+    ((0x504c_u64 << 48) | (hash >> 16)) as i64
 }
 
 /// Counts the events still waiting in `service`'s outbox.
