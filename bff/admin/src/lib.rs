@@ -19,6 +19,7 @@ use payloom_channel_adapter::ChannelApi;
 use payloom_merchant_auth::{ApiKeyOut, Merchant, MerchantAuthApi, MerchantIn};
 use payloom_merchant_policy::{PolicyApi, PolicyIn};
 use payloom_notification::NotificationApi;
+use payloom_platform::events::DeadLetterApi;
 
 use payloom_platform::clock::SharedClock;
 use payloom_platform::db::Migration;
@@ -55,6 +56,7 @@ pub struct Admin {
     policy: Arc<dyn PolicyApi>,
     accounting: Arc<dyn AccountingApi>,
     notifications: Arc<dyn NotificationApi>,
+    dead_letters: Vec<(String, Arc<dyn DeadLetterApi>)>,
 }
 
 /// The services the admin API acts through.
@@ -64,6 +66,8 @@ pub struct AdminClients {
     pub policy: Arc<dyn PolicyApi>,
     pub accounting: Arc<dyn AccountingApi>,
     pub notifications: Arc<dyn NotificationApi>,
+    /// Each event consumer's dead letters, by consumer name.
+    pub dead_letters: Vec<(String, Arc<dyn DeadLetterApi>)>,
 }
 
 impl Admin {
@@ -87,6 +91,7 @@ impl Admin {
             policy: clients.policy,
             accounting: clients.accounting,
             notifications: clients.notifications,
+            dead_letters: clients.dead_letters,
         }))
     }
 

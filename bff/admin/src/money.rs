@@ -1,5 +1,6 @@
 //! Admin views of money and messages: merchant balances, the ledger's accounts and
-//! entries (with reversals), and webhook deliveries (with the log and a resend).
+//! entries (with reversals), webhook deliveries (with the log and a resend), and the
+//! events consumers gave up on (with a replay).
 
 use std::sync::Arc;
 
@@ -9,7 +10,9 @@ use axum::routing::{get, post};
 use axum::{Json, Router};
 use payloom_accounting::{Accounts, Balance, EntryOut, EntryQuery, ReverseIn};
 use payloom_notification::{DeliveryOut, DeliveryQuery};
+use payloom_platform::events::Replayed;
 use payloom_platform::{ApiError, ApiJson, ApiResult};
+use serde_json::{Value, json};
 
 use crate::{Admin, Operator};
 
@@ -21,6 +24,32 @@ pub(crate) fn routes() -> Router<Arc<Admin>> {
         .route("/admin/v1/ledger/entries/{id}/reversals", post(reverse))
         .route("/admin/v1/webhook_deliveries", get(deliveries))
         .route("/admin/v1/webhook_deliveries/{id}/resend", post(resend))
+        .route("/admin/v1/dead_letters", get(dead_letters))
+        .route(
+            "/admin/v1/dead_letters/{consumer}/{event_id}/replay",
+            post(replay),
+        )
+}
+
+async fn dead_letters(State(a): State<Arc<Admin>>, _: Operator) -> ApiResult<Json<Value>> {
+    let mut all = Vec::new();
+    for (_, consumer) in &a.dead_letters {
+        all.extend(consumer.dead_letters().await?);
+    }
+    Ok(Json(json!({ "data": all })))
+}
+
+async fn replay(
+    State(a): State<Arc<Admin>>,
+    _: Operator,
+    Path((consumer, event_id)): Path<(String, String)>,
+) -> ApiResult<Json<Replayed>> {
+    let (_, api) = a
+        .dead_letters
+        .iter()
+        .find(|(name, _)| *name == consumer)
+        .ok_or_else(|| ApiError::not_found("consumer", &consumer))?;
+    api.replay(&event_id).await.map(Json)
 }
 
 async fn balance(

@@ -12,7 +12,10 @@ use payloom_accounting::{AccountingApi, AccountingHttp, Ledger};
 use payloom_admin_bff::{Admin, AdminClients};
 use payloom_notification::email::{FileMailer, LogMailer, Mailer};
 use payloom_notification::{NotificationApi, NotificationConfig, NotificationHttp, Notifications};
-use payloom_platform::events::{Bus, Consumer, Outbox, Publisher, Relay, Subscription};
+use payloom_platform::events::{
+    Bus, Consumer, DeadLetterApi, DeadLetterHttp, Outbox, Publisher, Relay, Subscription,
+    dead_letter_router,
+};
 use payloom_platform::kafka;
 
 use payloom_channel_adapter::{ChannelAdapter, ChannelApi, ChannelHttp};
@@ -439,13 +442,24 @@ pub async fn assemble(settings: &Settings, local: &[Role]) -> anyhow::Result<Ass
     } else {
         Arc::new(ChannelHttp(client(Role::ChannelAdapter)?))
     };
+    // Where operators find each consumer's dead letters.
+    let mut dead_letters: Vec<(String, Arc<dyn DeadLetterApi>)> = Vec::new();
     let accounting: Arc<dyn AccountingApi> = if is_local(Role::Accounting) {
         let ledger = Ledger::new(dbs.for_service("accounting").await?, clock.clone()).await?;
-        routers.push((Role::Accounting, payloom_accounting::router(ledger.clone())));
+        let parked = Arc::new(Subscription::new(ledger.db().clone(), ledger.clone()));
+        dead_letters.push(("accounting".into(), parked.clone()));
+        routers.push((
+            Role::Accounting,
+            payloom_accounting::router(ledger.clone()).merge(dead_letter_router(parked)),
+        ));
         outboxes.push((ledger.db().clone(), ledger.outbox().clone()));
         consumers.push((ledger.db().clone(), ledger.clone()));
         ledger
     } else {
+        dead_letters.push((
+            "accounting".into(),
+            Arc::new(DeadLetterHttp(client(Role::Accounting)?)),
+        ));
         Arc::new(AccountingHttp(client(Role::Accounting)?))
     };
     let notifications: Arc<dyn NotificationApi> = if is_local(Role::Notification) {
@@ -464,13 +478,19 @@ pub async fn assemble(settings: &Settings, local: &[Role]) -> anyhow::Result<Ass
         )
         .await?;
         service.spawn_worker();
+        let parked = Arc::new(Subscription::new(service.db().clone(), service.clone()));
+        dead_letters.push(("notification".into(), parked.clone()));
         routers.push((
             Role::Notification,
-            payloom_notification::router(service.clone()),
+            payloom_notification::router(service.clone()).merge(dead_letter_router(parked)),
         ));
         consumers.push((service.db().clone(), service.clone()));
         service
     } else {
+        dead_letters.push((
+            "notification".into(),
+            Arc::new(DeadLetterHttp(client(Role::Notification)?)),
+        ));
         Arc::new(NotificationHttp(client(Role::Notification)?))
     };
     if is_local(Role::PaymentGateway) {
@@ -513,6 +533,7 @@ pub async fn assemble(settings: &Settings, local: &[Role]) -> anyhow::Result<Ass
                 policy,
                 accounting,
                 notifications,
+                dead_letters,
             },
         )
         .await?;

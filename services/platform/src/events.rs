@@ -480,6 +480,132 @@ impl Subscription {
     }
 }
 
+/// An event a consumer gave up on, and why.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct DeadLetter {
+    pub consumer: String,
+    pub event_id: String,
+    pub topic: String,
+    pub error: String,
+    pub attempts: i64,
+    pub at_ms: i64,
+    pub event: Envelope,
+}
+
+/// What a replay did.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Replayed {
+    pub consumer: String,
+    pub event_id: String,
+    /// `handled`, `duplicate` or `dead_lettered` (it failed again).
+    pub outcome: String,
+}
+
+/// Operators' view of a consumer's dead letters, in-process or over HTTP.
+#[async_trait]
+pub trait DeadLetterApi: Send + Sync {
+    async fn dead_letters(&self) -> crate::ApiResult<Vec<DeadLetter>>;
+    /// Takes the event back from the dead letters and handles it again now.
+    async fn replay(&self, event_id: &str) -> crate::ApiResult<Replayed>;
+}
+
+/// Dead letters listed at most.
+const DEAD_LETTERS_MAX: i64 = 500;
+
+#[async_trait]
+impl DeadLetterApi for Subscription {
+    async fn dead_letters(&self) -> crate::ApiResult<Vec<DeadLetter>> {
+        let rows = sqlx::query(
+            "SELECT consumer, event_id, topic, envelope, error, attempts, at_ms FROM payloom_dead_letters WHERE consumer = $1 ORDER BY at_ms, event_id LIMIT $2",
+        )
+        .bind(self.consumer.name())
+        .bind(DEAD_LETTERS_MAX)
+        .fetch_all(self.db.pool())
+        .await?;
+        rows.iter()
+            .map(|row| {
+                let envelope: String = row.try_get("envelope")?;
+                Ok(DeadLetter {
+                    consumer: row.try_get("consumer")?,
+                    event_id: row.try_get("event_id")?,
+                    topic: row.try_get("topic")?,
+                    error: row.try_get("error")?,
+                    attempts: row.try_get("attempts")?,
+                    at_ms: row.try_get("at_ms")?,
+                    event: serde_json::from_str(&envelope).map_err(crate::ApiError::internal)?,
+                })
+            })
+            .collect()
+    }
+
+    async fn replay(&self, event_id: &str) -> crate::ApiResult<Replayed> {
+        let mut tx = self.db.pool().begin().await?;
+        let envelope: Option<String> = sqlx::query_scalar(
+            "DELETE FROM payloom_dead_letters WHERE consumer = $1 AND event_id = $2 RETURNING envelope",
+        )
+        .bind(self.consumer.name())
+        .bind(event_id)
+        .fetch_optional(&mut *tx)
+        .await?;
+        let Some(envelope) = envelope else {
+            return Err(crate::ApiError::not_found("dead letter", event_id));
+        };
+        sqlx::query("DELETE FROM payloom_consumed WHERE consumer = $1 AND event_id = $2")
+            .bind(self.consumer.name())
+            .bind(event_id)
+            .execute(&mut *tx)
+            .await?;
+        tx.commit().await?;
+        let event: Envelope = serde_json::from_str(&envelope).map_err(crate::ApiError::internal)?;
+        let outcome = match self.process(&event).await? {
+            Processed::Handled => "handled",
+            Processed::Duplicate => "duplicate",
+            Processed::DeadLettered => "dead_lettered",
+        };
+        Ok(Replayed {
+            consumer: self.consumer.name().to_owned(),
+            event_id: event.id,
+            outcome: outcome.into(),
+        })
+    }
+}
+
+/// [`DeadLetterApi`] of a service over HTTP.
+pub struct DeadLetterHttp(pub crate::client::ServiceClient);
+
+#[async_trait]
+impl DeadLetterApi for DeadLetterHttp {
+    async fn dead_letters(&self) -> crate::ApiResult<Vec<DeadLetter>> {
+        self.0.get("/internal/v1/dead_letters").await
+    }
+    async fn replay(&self, event_id: &str) -> crate::ApiResult<Replayed> {
+        self.0
+            .post(&format!("/internal/v1/dead_letters/{event_id}/replay"), &())
+            .await
+    }
+}
+
+/// A consumer service's internal routes for its dead letters.
+pub fn dead_letter_router(subscription: Arc<Subscription>) -> axum::Router {
+    use axum::extract::{Path, State};
+    use axum::routing::{get, post};
+    async fn list(
+        State(s): State<Arc<Subscription>>,
+    ) -> crate::ApiResult<axum::Json<Vec<DeadLetter>>> {
+        s.dead_letters().await.map(axum::Json)
+    }
+    async fn replay(
+        State(s): State<Arc<Subscription>>,
+        Path(event_id): Path<String>,
+    ) -> crate::ApiResult<axum::Json<Replayed>> {
+        s.replay(&event_id).await.map(axum::Json)
+    }
+    axum::Router::new()
+        .route("/internal/v1/dead_letters", get(list))
+        .route("/internal/v1/dead_letters/{event_id}/replay", post(replay))
+        .with_state(subscription)
+}
+
 /// The in-process carrier of `dev`: publishing an event runs every subscribed consumer
 /// on it before the relay deletes it from the outbox.
 #[derive(Default)]

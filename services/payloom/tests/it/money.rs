@@ -8,6 +8,10 @@ use hmac::{Hmac, Mac};
 use serde_json::{Value, json};
 use sha2::Sha256;
 
+use payloom_platform::Db;
+use payloom_platform::db::PoolOptions;
+use payloom_platform::events::Envelope;
+
 use crate::on_both_databases;
 use crate::receiver::{Receiver, assert_refused, assert_verified};
 use crate::support::{Answer, Backend, Merchant, Platform, answer};
@@ -16,7 +20,78 @@ on_both_databases!(
     a_payment_and_a_partial_refund_are_booked_and_signed_webhooks_verify,
     signed_notifications_complete_pending_payments_once_and_only_forward,
     the_janitor_settles_unknown_outcomes_and_expiry_is_told,
+    a_dead_lettered_event_is_listed_and_replayed,
 );
+
+async fn a_dead_lettered_event_is_listed_and_replayed(backend: Backend) {
+    let Some(p) = Platform::start(backend).await else {
+        return;
+    };
+    let mid = &p.merchant.key.merchant_id;
+    let now = payloom_platform::Clock::now_ms(&payloom_platform::SystemClock);
+    let event = Envelope::new(
+        "payment.succeeded",
+        "payment",
+        "pay_replayed",
+        now,
+        json!({"id": "pay_replayed", "amount": 700, "currency": "USD", "channel": "sandbox",
+               "amount_captured": 700, "fee": 30, "status": "succeeded"}),
+    )
+    .for_merchant(mid);
+    // What the ledger's consumer leaves behind when it gives up on an event.
+    let db = Db::connect(&p.database_of("accounting"), &PoolOptions::default())
+        .await
+        .unwrap();
+    sqlx::query("INSERT INTO payloom_consumed (consumer, event_id, consumed_at_ms) VALUES ('accounting', $1, $2)")
+        .bind(&event.id)
+        .bind(now)
+        .execute(db.pool())
+        .await
+        .unwrap();
+    sqlx::query("INSERT INTO payloom_dead_letters (consumer, event_id, topic, envelope, error, attempts, at_ms) VALUES ('accounting', $1, 'payment.events', $2, 'the database went away', 5, $3)")
+        .bind(&event.id)
+        .bind(serde_json::to_string(&event).unwrap())
+        .bind(now)
+        .execute(db.pool())
+        .await
+        .unwrap();
+    db.pool().close().await;
+
+    let listed = p.admin("GET", "/admin/v1/dead_letters", Value::Null).await;
+    assert_eq!(listed.status, 200, "{}", listed.text);
+    let data = listed.json["data"].as_array().unwrap();
+    assert_eq!(data.len(), 1, "{}", listed.text);
+    assert_eq!(
+        (
+            data[0]["consumer"].as_str(),
+            data[0]["error"].as_str(),
+            data[0]["event"]["id"].as_str()
+        ),
+        (
+            Some("accounting"),
+            Some("the database went away"),
+            Some(event.id.as_str())
+        )
+    );
+    let path = format!("/admin/v1/dead_letters/accounting/{}/replay", event.id);
+    let replayed = p.admin("POST", &path, Value::Null).await;
+    assert_eq!(replayed.status, 200, "{}", replayed.text);
+    assert_eq!(replayed.json["outcome"], "handled");
+    let booked = entries(&p, "pay_replayed", 1).await;
+    assert_eq!(booked[0]["kind"], "capture");
+    assert_eq!(booked[0]["source"], event.id.as_str());
+    let empty = p.admin("GET", "/admin/v1/dead_letters", Value::Null).await;
+    assert_eq!(empty.json["data"], json!([]));
+    assert_eq!(p.admin("POST", &path, Value::Null).await.status, 404);
+    let nobody = p
+        .admin(
+            "POST",
+            "/admin/v1/dead_letters/nobody/evt_1/replay",
+            Value::Null,
+        )
+        .await;
+    assert_eq!(nobody.status, 404);
+}
 
 /// Registers `receiver` for the merchant; returns the endpoint's secret.
 async fn endpoint(m: &Merchant, receiver: &Receiver) -> String {

@@ -331,8 +331,16 @@ impl Platform {
             Some(db) => vec![db.url.clone()],
             None => ["order", "payment-gateway", "accounting", "notification"]
                 .iter()
-                .map(|s| payloom_platform::db::sqlite_url(&self.data.path().join("db"), s))
+                .map(|s| self.database_of(s))
                 .collect(),
+        }
+    }
+
+    /// The URL of one service's database.
+    pub fn database_of(&self, service: &str) -> String {
+        match &self.database {
+            Some(db) => db.url.clone(),
+            None => payloom_platform::db::sqlite_url(&self.data.path().join("db"), service),
         }
     }
 
