@@ -327,20 +327,29 @@ impl Ledger {
         .bind(now)
         .execute(&mut *tx)
         .await?;
+        // All lines in one statement, then all balances in one: an entry is a few round
+        // trips whatever its size.
+        let values: Vec<String> = (0..postings.len())
+            .map(|i| {
+                let k = 2 + i * 5;
+                format!("($1, ${k}, ${}, ${}, ${}, ${})", k + 1, k + 2, k + 3, k + 4)
+            })
+            .collect();
+        let sql = format!(
+            "INSERT INTO postings (entry_id, line, account, currency, side, amount_minor) VALUES {}",
+            values.join(", ")
+        );
+        let mut insert = sqlx::query(&sql).bind(&entry_id);
         for (line, p) in postings.iter().enumerate() {
-            sqlx::query(
-                "INSERT INTO postings (entry_id, line, account, currency, side, amount_minor) VALUES ($1, $2, $3, $4, $5, $6)",
-            )
-            .bind(&entry_id)
-            .bind(line as i64)
-            .bind(&p.account)
-            .bind(&p.currency)
-            .bind(p.side.as_str())
-            .bind(p.amount_minor)
-            .execute(&mut *tx)
-            .await?;
-            move_balance(tx, p, now).await?;
+            insert = insert
+                .bind(line as i64)
+                .bind(&p.account)
+                .bind(&p.currency)
+                .bind(p.side.as_str())
+                .bind(p.amount_minor);
         }
+        insert.execute(&mut *tx).await?;
+        move_balances(tx, postings, now).await?;
         let entry = EntryOut {
             id: entry_id.clone(),
             source: source.to_owned(),
@@ -369,38 +378,66 @@ impl Ledger {
     }
 }
 
-/// Adds one posting to its account's running totals; a credit-normal account that would
-/// go below zero refuses the whole entry.
-async fn move_balance(tx: &mut AnyConnection, p: &Posting, now: i64) -> anyhow::Result<()> {
-    let (kind, merchant) = AccountKind::of(&p.account)
-        .ok_or_else(|| anyhow::anyhow!("unknown account {}", p.account))?;
-    let (debit, credit) = match p.side {
-        Side::Debit => (p.amount_minor, 0),
-        Side::Credit => (0, p.amount_minor),
-    };
-    let row = sqlx::query(
-        "INSERT INTO ledger_accounts (account, currency, kind, merchant_id, debits_minor, credits_minor, created_at_ms) VALUES ($1, $2, $3, $4, $5, $6, $7)
+/// Adds an entry's postings to the running totals of its accounts, netted per account and
+/// written in one statement (accounts in a fixed order, so concurrent entries lock them
+/// in the same order); a credit-normal account that would end below zero refuses the
+/// whole entry.
+async fn move_balances(
+    tx: &mut AnyConnection,
+    postings: &[Posting],
+    now: i64,
+) -> anyhow::Result<()> {
+    let mut moves: BTreeMap<(&str, &str), (i64, i64)> = BTreeMap::new();
+    for p in postings {
+        let totals = moves.entry((&p.account, &p.currency)).or_default();
+        match p.side {
+            Side::Debit => totals.0 += p.amount_minor,
+            Side::Credit => totals.1 += p.amount_minor,
+        }
+    }
+    let values: Vec<String> = (0..moves.len())
+        .map(|i| {
+            let k = 2 + i * 6;
+            format!(
+                "(${k}, ${}, ${}, ${}, ${}, ${}, $1)",
+                k + 1,
+                k + 2,
+                k + 3,
+                k + 4,
+                k + 5
+            )
+        })
+        .collect();
+    let sql = format!(
+        "INSERT INTO ledger_accounts (account, currency, kind, merchant_id, debits_minor, credits_minor, created_at_ms) VALUES {}
          ON CONFLICT (account, currency) DO UPDATE SET debits_minor = ledger_accounts.debits_minor + excluded.debits_minor,
          credits_minor = ledger_accounts.credits_minor + excluded.credits_minor
-         RETURNING debits_minor, credits_minor",
-    )
-    .bind(&p.account)
-    .bind(&p.currency)
-    .bind(kind.as_str())
-    .bind(merchant)
-    .bind(debit)
-    .bind(credit)
-    .bind(now)
-    .fetch_one(&mut *tx)
-    .await?;
-    let debits: i64 = row.try_get("debits_minor")?;
-    let credits: i64 = row.try_get("credits_minor")?;
-    anyhow::ensure!(
-        !kind.credit_normal() || credits >= debits,
-        "{} in {} would go below zero",
-        p.account,
-        p.currency
+         RETURNING account, currency, debits_minor, credits_minor",
+        values.join(", ")
     );
+    let mut upsert = sqlx::query(&sql).bind(now);
+    for ((account, currency), (debits, credits)) in &moves {
+        let (kind, merchant) =
+            AccountKind::of(account).ok_or_else(|| anyhow::anyhow!("unknown account {account}"))?;
+        upsert = upsert
+            .bind(*account)
+            .bind(*currency)
+            .bind(kind.as_str())
+            .bind(merchant)
+            .bind(*debits)
+            .bind(*credits);
+    }
+    for row in upsert.fetch_all(&mut *tx).await? {
+        let account: String = row.try_get("account")?;
+        let debits: i64 = row.try_get("debits_minor")?;
+        let credits: i64 = row.try_get("credits_minor")?;
+        let credit_normal = AccountKind::of(&account).is_some_and(|(k, _)| k.credit_normal());
+        anyhow::ensure!(
+            !credit_normal || credits >= debits,
+            "{account} in {} would go below zero",
+            row.try_get::<String, _>("currency")?
+        );
+    }
     Ok(())
 }
 
