@@ -11,7 +11,7 @@ use crate::support::redis;
 async fn redis_nonces_are_claimed_once_and_expire() {
     let Some(conn) = redis().await else { return };
     let prefix = format!("payloom-test:{}:", payloom_platform::ids::random_hex(6));
-    let store = RedisKeyStore::new(conn, &prefix);
+    let store = RedisKeyStore::new(conn.clone(), &prefix);
     assert!(store.insert_if_absent("key_1:n1", 300).await.unwrap());
     assert!(!store.insert_if_absent("key_1:n1", 300).await.unwrap());
     assert!(store.insert_if_absent("key_1:n2", 300).await.unwrap());
@@ -20,6 +20,23 @@ async fn redis_nonces_are_claimed_once_and_expire() {
         store.insert_if_absent("key_1:n1", 300).await.unwrap(),
         "claimable again after the TTL"
     );
+    forget(conn, &prefix).await;
+}
+
+/// Deletes what a test wrote under its prefix.
+async fn forget(mut conn: redis::aio::ConnectionManager, prefix: &str) {
+    let keys: Vec<String> = redis::cmd("KEYS")
+        .arg(format!("{prefix}*"))
+        .query_async(&mut conn)
+        .await
+        .unwrap();
+    if !keys.is_empty() {
+        let _: () = redis::cmd("DEL")
+            .arg(keys)
+            .query_async(&mut conn)
+            .await
+            .unwrap();
+    }
 }
 
 fn record(id: &str, day: &str, month: &str, amount: i64) -> ReservationRecord {
@@ -38,7 +55,7 @@ fn record(id: &str, day: &str, month: &str, amount: i64) -> ReservationRecord {
 async fn redis_quota_reservations_never_pass_the_limit_under_concurrency() {
     let Some(conn) = redis().await else { return };
     let prefix = format!("payloom-test:{}:", payloom_platform::ids::random_hex(6));
-    let usage = Arc::new(RedisUsage::new(conn, &prefix));
+    let usage = Arc::new(RedisUsage::new(conn.clone(), &prefix));
     let tasks: Vec<_> = (0..50)
         .map(|i| {
             let usage = usage.clone();
@@ -102,6 +119,7 @@ async fn redis_quota_reservations_never_pass_the_limit_under_concurrency() {
             .unwrap(),
         "the month is full even on a new day"
     );
+    forget(conn, &prefix).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
