@@ -57,7 +57,7 @@ impl Gateway {
                 self.notified_payment(merchant_id, channel, update).await?
             }
             ch::NotificationEvent::Refund(update) => {
-                self.notified_refund(merchant_id, update).await?
+                self.notified_refund(merchant_id, channel, update).await?
             }
             ch::NotificationEvent::Ignored => {}
         }
@@ -107,8 +107,20 @@ impl Gateway {
         Ok(())
     }
 
-    async fn notified_refund(&self, merchant_id: &str, update: ch::RefundUpdate) -> ApiResult<()> {
+    async fn notified_refund(
+        &self,
+        merchant_id: &str,
+        channel: &str,
+        update: ch::RefundUpdate,
+    ) -> ApiResult<()> {
         let refund = self.get_refund(merchant_id, &update.refund_id).await?;
+        let row = self.load_row(merchant_id, &refund.payment_id).await?;
+        if row.out.channel.as_deref() != Some(channel) {
+            return Err(ApiError::bad_request(
+                "notification_mismatch",
+                format!("refund {} did not go through {channel}", refund.id),
+            ));
+        }
         if update.amount.currency != refund.currency || update.amount.amount_minor != refund.amount
         {
             return Err(ApiError::bad_request(
@@ -123,7 +135,6 @@ impl Gateway {
         })));
         self.apply_refund(&refund.id, &refund.payment_id, refund.amount, answer, 0)
             .await?;
-        let row = self.load_row(merchant_id, &refund.payment_id).await?;
         if let Some(order_id) = &row.order_id {
             self.move_order_after_refund(merchant_id, &refund.payment_id, order_id)
                 .await;

@@ -488,4 +488,58 @@ async fn signed_notifications_complete_pending_payments_once_and_only_forward(ba
     assert_eq!(receiver.of_kind("payment.failed").len(), 0);
     assert_eq!(entries(&p, &id, 1).await.len(), 1);
     assert_verified(&secret, &receiver.received());
+
+    // Refunds: an amount ending in 70 stays pending at the sandbox until it notifies.
+    let refund = |amount: i64| {
+        let m = m.clone();
+        let path = format!("/v1/payments/{id}/refunds");
+        async move {
+            let r = m.post(&path, json!({"amount": amount})).await;
+            assert_eq!(r.json["status"], "pending", "{}", r.text);
+            r.json["id"].as_str().unwrap().to_owned()
+        }
+    };
+    let first = refund(170).await;
+    let done = notify(
+        &p,
+        &mid,
+        &format!("type=refund.succeeded&refund_id={first}&amount=170&currency=USD"),
+        b"s3cret",
+    )
+    .await;
+    assert_eq!(done.status, 200, "{}", done.text);
+    assert_eq!(
+        m.get(&format!("/v1/refunds/{first}")).await.json["status"],
+        "succeeded"
+    );
+    assert_eq!(entries(&p, &id, 2).await[1]["kind"], "refund");
+
+    // One that fails by notification gives its amount back to what can be refunded, and a
+    // late success for it changes nothing.
+    let second = refund(270).await;
+    let failed = format!("type=refund.failed&refund_id={second}&amount=270&currency=USD");
+    assert_eq!(notify(&p, &mid, &failed, b"s3cret").await.status, 200);
+    let late = format!("type=refund.succeeded&refund_id={second}&amount=270&currency=USD");
+    assert_eq!(notify(&p, &mid, &late, b"s3cret").await.status, 200);
+    assert_eq!(
+        m.get(&format!("/v1/refunds/{second}")).await.json["status"],
+        "failed"
+    );
+    assert_eq!(
+        m.get(&format!("/v1/payments/{id}")).await.json["amount_refunded"],
+        170
+    );
+    let wrong_amount = format!("type=refund.succeeded&refund_id={second}&amount=999&currency=USD");
+    assert_eq!(
+        notify(&p, &mid, &wrong_amount, b"s3cret")
+            .await
+            .error_code(),
+        "notification_mismatch"
+    );
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    assert_eq!(
+        entries(&p, &id, 2).await.len(),
+        2,
+        "the failed refund books nothing"
+    );
 }
