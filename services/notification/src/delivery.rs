@@ -12,9 +12,9 @@ use payloom_platform::db::Dialect;
 use payloom_platform::{ApiError, ApiResult, ids};
 use sqlx::Row;
 
-use crate::Notifications;
 use crate::email::Email;
 use crate::signing;
+use crate::{NotificationConfig, Notifications};
 
 /// Who asked for an attempt.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -57,6 +57,29 @@ pub fn jittered_ms(base_secs: u64, jitter: f64) -> i64 {
     let unit = u64::from_le_bytes(bytes.try_into().expect("8 bytes")) as f64 / u64::MAX as f64;
     let factor = 1.0 - jitter + 2.0 * jitter * unit;
     (base_secs as f64 * 1_000.0 * factor).round() as i64
+}
+
+/// How long after its `made`-th failed attempt a delivery is tried again; `None` when it
+/// has failed for good (410 Gone, or the schedule is spent). A timeout or a 429 waits at
+/// least the overload floor.
+pub fn retry_delay_ms(
+    config: &NotificationConfig,
+    made: i64,
+    gone: bool,
+    overloaded: bool,
+) -> Option<i64> {
+    if gone {
+        return None;
+    }
+    let base = *config
+        .retry_schedule_secs
+        .get(usize::try_from(made - 1).ok()?)?;
+    let delay = jittered_ms(base, config.jitter);
+    Some(if overloaded {
+        delay.max(config.overload_floor_secs as i64 * 1_000)
+    } else {
+        delay
+    })
 }
 
 impl Notifications {
@@ -293,16 +316,9 @@ impl Notifications {
                 .unwrap_or_else(|| format!("answered {}", answer.status.unwrap_or_default()));
             if trigger == Trigger::Scheduled {
                 let made = attempts + 1;
-                let next = self.config.retry_schedule_secs.get(made as usize - 1);
-                let (status, next_at) = match next {
-                    Some(_) if gone => ("failed", now),
-                    Some(base) => {
-                        let mut delay = jittered_ms(*base, self.config.jitter);
-                        if answer.timed_out || answer.status == Some(429) {
-                            delay = delay.max(self.config.overload_floor_secs as i64 * 1_000);
-                        }
-                        ("pending", now + delay)
-                    }
+                let overloaded = answer.timed_out || answer.status == Some(429);
+                let (status, next_at) = match retry_delay_ms(&self.config, made, gone, overloaded) {
+                    Some(delay) => ("pending", now + delay),
                     None => ("failed", now),
                 };
                 sqlx::query("UPDATE webhook_deliveries SET status = $1, attempts = $2, next_attempt_at_ms = $3, last_status = $4, last_error = $5, updated_at_ms = $6 WHERE id = $7")
@@ -341,6 +357,32 @@ impl Notifications {
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn retries_follow_the_schedule_then_stop_and_overload_waits_the_floor() {
+        let config = crate::NotificationConfig {
+            retry_schedule_secs: vec![5, 300, 1800],
+            jitter: 0.0,
+            overload_floor_secs: 60,
+            request_timeout_ms: 15_000,
+            disable_after_secs: 432_000,
+            poll_interval_ms: 500,
+            batch: 32,
+            targets: Default::default(),
+        };
+        let after = |made, gone, overloaded| super::retry_delay_ms(&config, made, gone, overloaded);
+        assert_eq!(after(1, false, false), Some(5_000));
+        assert_eq!(after(2, false, false), Some(300_000));
+        assert_eq!(after(3, false, false), Some(1_800_000));
+        assert_eq!(after(4, false, false), None, "8 attempts in Svix's, 4 here");
+        assert_eq!(
+            after(1, false, true),
+            Some(60_000),
+            "a timeout or 429 waits the floor"
+        );
+        assert_eq!(after(3, false, true), Some(1_800_000));
+        assert_eq!(after(1, true, false), None, "410 Gone stops at once");
+    }
+
     #[test]
     fn jitter_stays_within_its_band() {
         for _ in 0..1000 {

@@ -297,8 +297,10 @@ impl Notifications {
         Ok(())
     }
 
-    fn validate_endpoint(&self, input: &EndpointIn) -> ApiResult<Vec<String>> {
-        self.config
+    /// The endpoint's URL and its event types, sorted and without repeats.
+    fn validate_endpoint(&self, input: &EndpointIn) -> ApiResult<(url::Url, Vec<String>)> {
+        let url = self
+            .config
             .targets
             .parse(&input.url)
             .map_err(|m| ApiError::invalid("url", m))?;
@@ -332,7 +334,7 @@ impl Notifications {
         let mut events = events;
         events.sort();
         events.dedup();
-        Ok(events)
+        Ok((url, events))
     }
 
     async fn load_delivery(&self, id: &str) -> ApiResult<DeliveryOut> {
@@ -351,30 +353,40 @@ impl Notifications {
         .bind(value)
         .fetch_all(self.db.pool())
         .await?;
+        let (Some(first), Some(last)) = (rows.first(), rows.last()) else {
+            return Ok(Vec::new());
+        };
+        // Every attempt of the page in one query, not one per delivery.
+        let attempts = sqlx::query(&format!(
+            "SELECT a.delivery_id, a.attempt, a.trigger_kind, a.at_ms, a.response_status, a.response_body, a.error, a.duration_ms
+             FROM webhook_attempts a JOIN webhook_deliveries d ON d.id = a.delivery_id
+             WHERE {condition} AND d.id BETWEEN $2 AND $3 ORDER BY a.delivery_id, a.attempt"
+        ))
+        .bind(value)
+        .bind(first.try_get::<String, _>("id")?)
+        .bind(last.try_get::<String, _>("id")?)
+        .fetch_all(self.db.pool())
+        .await?;
+        let mut logs: std::collections::HashMap<String, Vec<AttemptOut>> =
+            std::collections::HashMap::new();
+        for a in &attempts {
+            logs.entry(a.try_get("delivery_id")?)
+                .or_default()
+                .push(AttemptOut {
+                    attempt: a.try_get("attempt")?,
+                    trigger: a.try_get("trigger_kind")?,
+                    at_ms: a.try_get("at_ms")?,
+                    response_status: a.try_get("response_status")?,
+                    response_body: a.try_get("response_body")?,
+                    error: a.try_get("error")?,
+                    duration_ms: a.try_get("duration_ms")?,
+                });
+        }
         let mut out = Vec::with_capacity(rows.len());
         for row in &rows {
             let id: String = row.try_get("id")?;
             let status: String = row.try_get("status")?;
-            let attempts = sqlx::query(
-                "SELECT attempt, trigger_kind, at_ms, response_status, response_body, error, duration_ms FROM webhook_attempts WHERE delivery_id = $1 ORDER BY attempt",
-            )
-            .bind(&id)
-            .fetch_all(self.db.pool())
-            .await?;
-            let log = attempts
-                .iter()
-                .map(|a| {
-                    Ok(AttemptOut {
-                        attempt: a.try_get("attempt")?,
-                        trigger: a.try_get("trigger_kind")?,
-                        at_ms: a.try_get("at_ms")?,
-                        response_status: a.try_get("response_status")?,
-                        response_body: a.try_get("response_body")?,
-                        error: a.try_get("error")?,
-                        duration_ms: a.try_get("duration_ms")?,
-                    })
-                })
-                .collect::<ApiResult<Vec<_>>>()?;
+            let log = logs.remove(&id).unwrap_or_default();
             out.push(DeliveryOut {
                 next_attempt_at_ms: if status == "pending" {
                     row.try_get("next_attempt_at_ms")?
@@ -422,12 +434,7 @@ impl NotificationApi for Notifications {
         merchant_id: &str,
         input: EndpointIn,
     ) -> ApiResult<EndpointOut> {
-        let events = self.validate_endpoint(&input)?;
-        let url = self
-            .config
-            .targets
-            .parse(&input.url)
-            .map_err(|m| ApiError::invalid("url", m))?;
+        let (url, events) = self.validate_endpoint(&input)?;
         self.config
             .targets
             .check(&url)

@@ -464,7 +464,7 @@ pub async fn assemble(settings: &Settings, local: &[Role]) -> anyhow::Result<Ass
     };
     let notifications: Arc<dyn NotificationApi> = if is_local(Role::Notification) {
         let config: NotificationConfig = settings.config.section("notification")?;
-        let email: EmailConfig = settings.config.section("email").unwrap_or_default();
+        let email: EmailConfig = settings.config.section("email")?;
         let mailer: Arc<dyn Mailer> = match email.file {
             Some(path) if !path.as_os_str().is_empty() => Arc::new(FileMailer::new(path)),
             _ => Arc::new(LogMailer),

@@ -11,7 +11,6 @@ use std::time::{Duration, Instant};
 
 use axum::http::HeaderMap;
 use payloom_notification::email::LogMailer;
-use payloom_notification::targets::TargetPolicy;
 use payloom_notification::{EndpointIn, NotificationApi, NotificationConfig, Notifications};
 use payloom_platform::db::{PoolOptions, sqlite_url};
 use payloom_platform::events::{Envelope, Subscription};
@@ -49,19 +48,11 @@ pub async fn run(args: WebhooksArgs) -> anyhow::Result<()> {
     let db = Db::connect(&url, &PoolOptions::default()).await?;
     let arrivals: Arrivals = Arc::default();
     let receiver = receiver(arrivals.clone()).await?;
-    let config = NotificationConfig {
-        retry_schedule_secs: vec![5, 300, 1800, 7200, 18000, 36000, 36000],
-        jitter: 0.2,
-        overload_floor_secs: 60,
-        request_timeout_ms: 15_000,
-        disable_after_secs: 432_000,
-        poll_interval_ms: 500,
-        batch: args.batch,
-        targets: TargetPolicy {
-            allow_loopback: true,
-            allow_private: false,
-        },
-    };
+    // The shipped defaults, with the receiver on loopback allowed as under `dev`.
+    let mut config: NotificationConfig =
+        crate::app::load_config(None, None, None)?.section("notification")?;
+    config.batch = args.batch;
+    config.targets.allow_loopback = true;
     let service = Notifications::new(
         db.clone(),
         Arc::new(SystemClock),

@@ -57,7 +57,8 @@ async fn deliveries_retry_with_one_event_id_and_410_disables_the_endpoint(backen
     };
     let m = &p.merchant;
     let (flaky, broken) = (Receiver::start().await, Receiver::start().await);
-    flaky.answer_with(&[500, 503]);
+    // A redirect is a failure like any other: it is not followed.
+    flaky.answer_with(&[500, 302]);
     broken.answer_with(&[500, 500, 500, 500]);
     let a = m
         .post(
@@ -92,7 +93,7 @@ async fn deliveries_retry_with_one_event_id_and_410_disables_the_endpoint(backen
         .iter()
         .map(|a| a["response_status"].as_i64().unwrap())
         .collect();
-    assert_eq!(statuses, [500, 503, 200]);
+    assert_eq!(statuses, [500, 302, 200]);
 
     // Four failures spend the schedule: the delivery has failed.
     let failed = wait_deliveries(&p, &b, |d| {
@@ -269,4 +270,23 @@ async fn webhook_endpoints_refuse_bad_and_private_targets(backend: Backend) {
         .await;
     assert_eq!(unknown_field.status, 400);
     assert_eq!(m.get("/v1/webhook_endpoints").await.json["data"], json!([]));
+    for n in 0..16 {
+        let made = m
+            .post(
+                "/v1/webhook_endpoints",
+                json!({"url": format!("http://127.0.0.1:9/{n}")}),
+            )
+            .await;
+        assert_eq!(made.status, 201, "{}", made.text);
+    }
+    let seventeenth = m
+        .post(
+            "/v1/webhook_endpoints",
+            json!({"url": "http://127.0.0.1:9/17"}),
+        )
+        .await;
+    assert_eq!(
+        (seventeenth.status, seventeenth.error_code()),
+        (409, "too_many_endpoints")
+    );
 }
