@@ -28,7 +28,8 @@ pub struct ErrorLabels {
     pub kind: ErrorKind,
 }
 
-/// Why a call failed, as counted (label values `trap`, `timeout`, `memory`, `denied`).
+/// Why a call failed, as counted (label values `trap`, `timeout`, `memory`, `denied`,
+/// `refused`).
 #[derive(Clone, Copy, Debug, Hash, PartialEq, Eq)]
 pub enum ErrorKind {
     /// The guest trapped (panic, unreachable, bad memory access).
@@ -37,8 +38,12 @@ pub enum ErrorKind {
     Timeout,
     /// The memory cap was hit.
     Memory,
-    /// The host refused something: a byte cap, the circuit breaker, a full pool.
+    /// The guest did something the host does not allow: an output or log cap.
     Denied,
+    /// The host declined to run the call at all: the input cap, an open circuit breaker,
+    /// no free slot before the deadline, shutdown. Not the plugin's fault, so the breaker
+    /// does not count it.
+    Refused,
 }
 
 impl ErrorKind {
@@ -49,6 +54,7 @@ impl ErrorKind {
             Self::Timeout => "timeout",
             Self::Memory => "memory",
             Self::Denied => "denied",
+            Self::Refused => "refused",
         }
     }
 }

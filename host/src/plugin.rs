@@ -75,6 +75,9 @@ pub struct Plugin {
     pub(crate) info: Arc<PluginInfo>,
     pub(crate) pre: WorldPre,
     pub(crate) breaker: CircuitBreaker,
+    /// PSP notifications arrive unauthenticated until the plugin verifies them, so their
+    /// failures trip a breaker of their own and never the one payments go through.
+    pub(crate) notify_breaker: CircuitBreaker,
     pub(crate) series: crate::metrics::PluginSeries,
 }
 
@@ -178,6 +181,11 @@ impl Call {
             Self::Risk(_) => PluginKind::Risk,
             Self::Policy(_) => PluginKind::Policy,
         }
+    }
+
+    /// Whether this hands the plugin a PSP notification (see [`Plugin`]'s breakers).
+    pub fn is_notification(&self) -> bool {
+        matches!(self, Self::Channel(ChannelCall::HandleNotification(_)))
     }
 
     /// `describe` for a world.

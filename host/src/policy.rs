@@ -62,6 +62,11 @@ impl CircuitBreaker {
         }
     }
 
+    /// Forgets an admitted call that never ran: a trial it was stays available.
+    pub fn release_trial(&self) {
+        self.state.lock().expect("breaker lock").trial_in_flight = false;
+    }
+
     /// Records a call's result.
     pub fn record(&self, ok: bool, now: Instant) {
         let mut state = self.state.lock().expect("breaker lock");

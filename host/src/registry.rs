@@ -47,6 +47,8 @@ pub struct PluginStatus {
     pub previous: Option<String>,
     /// Whether the breaker is refusing calls.
     pub breaker_open: bool,
+    /// Whether the breaker of PSP notifications is refusing them.
+    pub notify_breaker_open: bool,
 }
 
 /// Why a call through the registry failed.
@@ -195,6 +197,7 @@ impl Registry {
                         .as_ref()
                         .map(|p| p.version().to_owned()),
                     breaker_open: active.breaker.is_open(now),
+                    notify_breaker_open: active.notify_breaker.is_open(now),
                 }
             })
             .collect();
@@ -229,15 +232,20 @@ impl Registry {
         if plugin.kind() != kind {
             return Err(not_found());
         }
-        let result = if plugin.breaker.admit(Instant::now()) {
+        let breaker = match call.is_notification() {
+            true => &plugin.notify_breaker,
+            false => &plugin.breaker,
+        };
+        let result = if breaker.admit(Instant::now()) {
             let result = self.runtime.call(&plugin, ctx.clone(), call.clone()).await;
-            plugin.breaker.record(result.is_ok(), Instant::now());
+            match &result {
+                // The host declined to run it: says nothing about the plugin.
+                Err(e) if e.kind == ErrorKind::Refused => breaker.release_trial(),
+                other => breaker.record(other.is_ok(), Instant::now()),
+            }
             result
         } else {
-            Err(CallError {
-                kind: ErrorKind::Denied,
-                message: "circuit breaker is open".into(),
-            })
+            Err(CallError::refused("circuit breaker is open"))
         };
         let error = match result {
             Ok(report) => return Ok(report),
@@ -282,6 +290,17 @@ impl Registry {
 }
 
 impl CallFailure {
+    /// Whether the host declined to run the call at all (see [`ErrorKind::Refused`]):
+    /// the plugin, and whatever it would have called, was never reached.
+    pub fn was_refused(&self) -> bool {
+        match self {
+            Self::Closed { error, .. } | Self::Open { error, .. } => {
+                error.kind == ErrorKind::Refused
+            }
+            Self::NotFound { .. } => true,
+        }
+    }
+
     /// The verdict a risk rule's failure stands for: failing closed blocks the payment,
     /// failing open gives no opinion. `None` for a missing rule.
     pub fn risk_verdict(&self) -> Option<Verdict> {

@@ -74,6 +74,13 @@ impl CallError {
             message: message.into(),
         }
     }
+
+    pub(crate) fn refused(message: impl Into<String>) -> Self {
+        Self {
+            kind: ErrorKind::Refused,
+            message: message.into(),
+        }
+    }
 }
 
 /// A reply plus what the call cost.
@@ -245,6 +252,10 @@ impl Runtime {
             series,
             info: Arc::new(PluginInfo::new(manifest, component, uses_wasi)?),
             pre,
+            notify_breaker: CircuitBreaker::new(
+                self.config.breaker_failures_max,
+                Duration::from_millis(self.config.breaker_open_ms),
+            ),
             breaker: CircuitBreaker::new(
                 self.config.breaker_failures_max,
                 Duration::from_millis(self.config.breaker_open_ms),
@@ -339,12 +350,9 @@ impl Runtime {
             ),
             false => (caps.input_max, caps.output_max),
         };
-        let input_bytes = match &call {
-            Call::Channel(ChannelCall::ParseStatement(content)) => content.len(),
-            other => json_size(other),
-        };
+        let input_bytes = input_size(&call);
         if input_bytes > input_max {
-            return Err(CallError::denied(format!(
+            return Err(CallError::refused(format!(
                 "input of {input_bytes} bytes exceeds {input_max}"
             )));
         }
@@ -361,11 +369,17 @@ impl Runtime {
             .map_or(self.config.memory_bytes_max, |m| {
                 m.min(self.config.memory_bytes_max)
             });
-        let _permit = self
-            .permits
-            .acquire()
-            .await
-            .map_err(|_| CallError::denied("runtime shutting down"))?;
+        // Waiting for a slot spends the call's own deadline; a call that cannot start in
+        // time is refused by the host, which says nothing about the plugin.
+        let _permit = match tokio::time::timeout(deadline, self.permits.acquire()).await {
+            Ok(Ok(permit)) => permit,
+            Ok(Err(_)) => return Err(CallError::refused("runtime shutting down")),
+            Err(_) => {
+                return Err(CallError::refused(format!(
+                    "no free call slot within {deadline:?}"
+                )));
+            }
+        };
         let mut store = Store::new(
             &self.engine,
             CallState::new(
@@ -442,6 +456,19 @@ fn engine_config(config: &HostConfig) -> Config {
         .concurrency_support(false)
         .allocation_strategy(InstanceAllocationStrategy::Pooling(pool));
     wasm
+}
+
+/// What a call hands the guest, in bytes. Raw bytes (a statement, a notification's body)
+/// count as themselves, not as their JSON spelling (a number array, ~4 bytes a byte).
+fn input_size(call: &Call) -> usize {
+    match call {
+        Call::Channel(ChannelCall::ParseStatement(content)) => content.len(),
+        Call::Channel(ChannelCall::HandleNotification(n)) => {
+            let headers: usize = n.headers.iter().map(|h| h.key.len() + h.value.len()).sum();
+            n.method.len() + n.path.len() + headers + n.body.len()
+        }
+        other => json_size(other),
+    }
 }
 
 /// Serialized JSON size, counted without allocating the text.

@@ -2,10 +2,12 @@
 
 use std::time::{Duration, Instant};
 
+use payloom_host::bindings::channel_types::Notification;
 use payloom_host::bindings::risk_types::Action;
 use payloom_host::metrics::ErrorKind;
+use payloom_host::{Call, CallContext, ChannelCall};
 use payloom_host::{CallFailure, policy::FailurePolicy};
-use payloom_reference_plugins::testing::{HOSTILE, SNOOP};
+use payloom_reference_plugins::testing::{FETCHER, HOSTILE, SNOOP};
 
 use crate::support::*;
 
@@ -69,7 +71,7 @@ async fn oversized_input_is_refused_before_the_call() {
         host.evaluate("hostile", risk_ctx(100), &[("mode", &big)])
             .await,
     );
-    assert_eq!(error.kind, ErrorKind::Denied);
+    assert_eq!(error.kind, ErrorKind::Refused);
     assert!(error.message.contains("input of"), "{error}");
 }
 
@@ -172,6 +174,73 @@ async fn breaker_opens_after_repeated_failures_and_risk_fails_closed() {
     assert!(host.registry.list()[0].breaker_open);
 }
 
+/// A notification for the `fetcher` channel with `body`.
+fn notification(body: &[u8]) -> Call {
+    Call::Channel(ChannelCall::HandleNotification(Notification {
+        method: "POST".into(),
+        path: "/v1/notify/fetcher".into(),
+        headers: vec![],
+        body: body.to_vec(),
+    }))
+}
+
+#[tokio::test]
+async fn host_refusals_never_open_a_breaker() {
+    let host = TestHost::builder()
+        .config(|c| c.breaker_failures_max = 2)
+        .build();
+    host.install(&HOSTILE).await;
+    let big = "x".repeat(200 * 1024);
+    for _ in 0..5 {
+        let error = closed_error(
+            host.evaluate("hostile", risk_ctx(100), &[("mode", &big)])
+                .await,
+        );
+        assert_eq!(error.kind, ErrorKind::Refused, "{error}");
+    }
+    assert!(!host.registry.list()[0].breaker_open);
+    host.verdict("hostile", risk_ctx(100), &[]).await;
+}
+
+#[tokio::test]
+async fn failing_notifications_open_their_own_breaker_not_the_payments_one() {
+    let host = TestHost::builder()
+        .config(|c| c.breaker_failures_max = 3)
+        .build();
+    host.install(&FETCHER).await;
+    let ctx = || CallContext::default().at(NOW_MS);
+    for _ in 0..5 {
+        let failure = host
+            .registry
+            .call("fetcher", ctx(), notification(b"trap"))
+            .await
+            .unwrap_err();
+        assert!(matches!(failure, CallFailure::Closed { .. }), "{failure}");
+    }
+    let status = &host.registry.list()[0];
+    assert!(
+        status.notify_breaker_open && !status.breaker_open,
+        "{status:?}"
+    );
+    // Even a harmless notification waits out the cool-down ...
+    let refused = closed_error(
+        host.registry
+            .call("fetcher", ctx(), notification(b"hello"))
+            .await,
+    );
+    assert_eq!(refused.kind, ErrorKind::Refused);
+    // ... while payments go through the channel as before.
+    let call = ChannelCall::CreatePayment(payloom_host::bindings::channel_types::CreateRequest {
+        payment: payment(100, "USD"),
+        method_data: kvs(&[("op", "sha256"), ("data", "00")]),
+        notify_url: String::new(),
+    });
+    host.registry
+        .call("fetcher", ctx(), Call::Channel(call))
+        .await
+        .unwrap();
+}
+
 #[tokio::test]
 async fn fail_open_policy_gives_no_opinion() {
     let host = TestHost::builder()
@@ -243,7 +312,7 @@ async fn statements_have_their_own_larger_cap() {
             .call("sandbox", CallContext::default(), call(csv))
             .await,
     );
-    assert_eq!(error.kind, ErrorKind::Denied);
+    assert_eq!(error.kind, ErrorKind::Refused);
 }
 
 #[tokio::test]

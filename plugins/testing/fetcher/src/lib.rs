@@ -96,7 +96,11 @@ impl Guest for Fetcher {
     fn query_refund(_: RefundRef) -> Result<RefundResponse, ChannelError> {
         Err(ChannelError::Unsupported("query-refund".into()))
     }
-    fn handle_notification(_: Notification) -> Result<NotificationResponse, ChannelError> {
+    fn handle_notification(req: Notification) -> Result<NotificationResponse, ChannelError> {
+        // A notification that crashes its handler: the host's breakers are tested with it.
+        if req.body == b"trap" {
+            panic!("notification handler crashed");
+        }
         Err(ChannelError::Unsupported("notifications".into()))
     }
     fn parse_statement(_: Vec<u8>) -> Result<Vec<StatementLine>, ChannelError> {
