@@ -1,13 +1,15 @@
 //! `crypto`: operations with keys the host holds, named by handle.
 
+mod rsa_keys;
+
+use std::sync::Arc;
+
 use aes_gcm::aead::{Aead, KeyInit, Payload};
 use aes_gcm::{Aes256Gcm, Nonce};
 use hmac::{Hmac, Mac};
-use rsa::pkcs1v15::{Signature, SigningKey, VerifyingKey};
-use rsa::signature::{SignatureEncoding, Signer, Verifier};
-use rsa::{RsaPrivateKey, RsaPublicKey};
 use sha2::{Digest, Sha256};
 
+pub use self::rsa_keys::{RsaPrivateKey, RsaPublicKey};
 use crate::bindings::imports::payloom::plugin::crypto::{self, Error};
 use crate::state::CallState;
 
@@ -18,27 +20,21 @@ pub enum Key {
     Hmac(Vec<u8>),
     /// 32-byte AES-256 key.
     Aes256(Box<[u8; 32]>),
-    /// RSA private key (signing).
-    RsaPrivate(Box<RsaPrivateKey>),
+    /// RSA private key (signing, and verifying with its public half).
+    RsaPrivate(Arc<RsaPrivateKey>),
     /// RSA public key (verification).
-    RsaPublic(Box<RsaPublicKey>),
+    RsaPublic(Arc<RsaPublicKey>),
 }
 
 impl Key {
-    /// An RSA private key from PKCS#8 PEM.
+    /// An RSA private key from PEM, PKCS#8 or PKCS#1; 2048 to 4096 bits.
     pub fn rsa_private_pem(pem: &str) -> anyhow::Result<Self> {
-        use rsa::pkcs8::DecodePrivateKey;
-        Ok(Self::RsaPrivate(Box::new(RsaPrivateKey::from_pkcs8_pem(
-            pem,
-        )?)))
+        Ok(Self::RsaPrivate(Arc::new(RsaPrivateKey::from_pem(pem)?)))
     }
 
-    /// An RSA public key from SPKI PEM.
+    /// An RSA public key from SubjectPublicKeyInfo PEM; 2048 to 8192 bits.
     pub fn rsa_public_pem(pem: &str) -> anyhow::Result<Self> {
-        use rsa::pkcs8::DecodePublicKey;
-        Ok(Self::RsaPublic(Box::new(
-            RsaPublicKey::from_public_key_pem(pem)?,
-        )))
+        Ok(Self::RsaPublic(Arc::new(RsaPublicKey::from_pem(pem)?)))
     }
 }
 
@@ -95,10 +91,7 @@ impl crypto::Host for CallState {
 
     fn rsa_sha256_sign(&mut self, key: String, data: Vec<u8>) -> Result<Vec<u8>, Error> {
         match self.key(&key)? {
-            Key::RsaPrivate(private) => {
-                let signer = SigningKey::<Sha256>::new((**private).clone());
-                Ok(signer.sign(&data).to_vec())
-            }
+            Key::RsaPrivate(private) => Ok(private.sign(&data)),
             _ => Err(Error::WrongKeyType(key)),
         }
     }
@@ -109,17 +102,12 @@ impl crypto::Host for CallState {
         data: Vec<u8>,
         signature: Vec<u8>,
     ) -> Result<bool, Error> {
-        let public = match self.key(&key)? {
-            Key::RsaPublic(public) => (**public).clone(),
-            Key::RsaPrivate(private) => private.to_public_key(),
+        let verified = match self.key(&key)? {
+            Key::RsaPublic(public) => public.verify(&data, &signature),
+            Key::RsaPrivate(private) => private.public_key().verify(&data, &signature),
             _ => return Err(Error::WrongKeyType(key)),
         };
-        let Ok(signature) = Signature::try_from(signature.as_slice()) else {
-            return Err(Error::InvalidInput("malformed RSA signature".into()));
-        };
-        Ok(VerifyingKey::<Sha256>::new(public)
-            .verify(&data, &signature)
-            .is_ok())
+        verified.ok_or_else(|| Error::InvalidInput("malformed RSA signature".into()))
     }
 
     fn aes256_gcm_decrypt(

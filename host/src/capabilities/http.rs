@@ -79,32 +79,13 @@ impl AllowedHost {
     }
 }
 
-/// Whether an address is off limits unless the operator allows private networks:
-/// loopback, private, link-local (cloud metadata), CGNAT, unspecified, multicast.
-pub fn is_private(ip: IpAddr) -> bool {
-    match ip {
-        IpAddr::V4(v4) => {
-            let [a, b, ..] = v4.octets();
-            v4.is_loopback()
-                || v4.is_private()
-                || v4.is_link_local()
-                || v4.is_unspecified()
-                || v4.is_broadcast()
-                || v4.is_multicast()
-                || (a == 100 && (64..128).contains(&b))
-                || a == 0
-        }
-        IpAddr::V6(v6) => {
-            if let Some(v4) = v6.to_ipv4_mapped() {
-                return is_private(IpAddr::V4(v4));
-            }
-            let first = v6.segments()[0];
-            v6.is_loopback()
-                || v6.is_unspecified()
-                || v6.is_multicast()
-                || (first & 0xfe00) == 0xfc00
-                || (first & 0xffc0) == 0xfe80
-        }
+/// What `http.send` may reach besides public addresses: loopback and private networks
+/// together, when the operator allows them. Reserved blocks never. The classification is
+/// [`payloom_egress::reach`], shared with webhook targets.
+fn egress_policy(allow_private: bool) -> payloom_egress::Policy {
+    payloom_egress::Policy {
+        allow_loopback: allow_private,
+        allow_private,
     }
 }
 
@@ -121,7 +102,7 @@ impl Resolve for FilteringResolver {
                 tokio::net::lookup_host((name.as_str(), 0)).await?.collect();
             let allowed: Vec<SocketAddr> = found
                 .into_iter()
-                .filter(|a| allow_private || !is_private(a.ip()))
+                .filter(|a| egress_policy(allow_private).permits(a.ip()))
                 .collect();
             if allowed.is_empty() {
                 let err: Box<dyn std::error::Error + Send + Sync> =
@@ -173,6 +154,8 @@ impl HttpClient {
         let client = reqwest::Client::builder()
             // A redirect could leave the allow-list; the plugin sees the 3xx instead.
             .redirect(reqwest::redirect::Policy::none())
+            // A proxy would resolve the name itself, past the resolver's check.
+            .no_proxy()
             .dns_resolver(Arc::new(FilteringResolver { allow_private }))
             .connect_timeout(Duration::from_secs(5))
             .build()?;
@@ -192,9 +175,9 @@ impl HttpClient {
             _ => None,
         };
         match literal {
-            Some(ip) if !self.allow_private && is_private(ip) => Err(Error::Denied(format!(
-                "{ip} is a private or loopback address"
-            ))),
+            Some(ip) if !egress_policy(self.allow_private).permits(ip) => Err(Error::Denied(
+                format!("{ip} is a private, loopback or reserved address"),
+            )),
             _ => Ok(()),
         }
     }
@@ -332,24 +315,38 @@ mod tests {
     }
 
     #[test]
-    fn private_ranges_are_recognised() {
+    fn private_networks_open_only_when_allowed_and_reserved_blocks_never() {
+        let closed = egress_policy(false);
+        let open = egress_policy(true);
         for ip in [
             "127.0.0.1",
             "10.1.2.3",
-            "172.16.0.1",
-            "192.168.1.1",
             "169.254.169.254",
-            "100.64.0.1",
+            "100.100.100.200",
+            "198.18.0.1",
             "::1",
-            "fd00::1",
-            "fe80::1",
-            "::ffff:127.0.0.1",
-            "0.0.0.0",
+            "fd00:ec2::254",
+            "64:ff9b::a00:5",
+            "2002:a00:5::",
+            "fec0::1",
         ] {
-            assert!(is_private(ip.parse().unwrap()), "{ip}");
+            let ip = ip.parse().unwrap();
+            assert!(!closed.permits(ip) && open.permits(ip), "{ip}");
         }
-        for ip in ["93.184.216.34", "2606:2800:220:1::1"] {
-            assert!(!is_private(ip.parse().unwrap()), "{ip}");
+        for ip in [
+            "0.0.0.0",
+            "240.0.0.1",
+            "255.255.255.255",
+            "224.0.0.1",
+            "::",
+            "192.0.2.1",
+        ] {
+            let ip = ip.parse().unwrap();
+            assert!(!closed.permits(ip) && !open.permits(ip), "{ip}");
+        }
+        for ip in ["93.184.216.34", "2606:2800:220:1::1", "64:ff9b::808:808"] {
+            let ip = ip.parse().unwrap();
+            assert!(closed.permits(ip) && open.permits(ip), "{ip}");
         }
     }
 }

@@ -1,9 +1,12 @@
-//! `http.send`: allow-list, private networks, response cap; secrets and crypto by handle.
+//! `http.send`: allow-list, private networks, proxies ignored, response cap; secrets and
+//! crypto by handle.
 
 use std::collections::HashMap;
 
 use payloom_host::bindings::channel_types::{CreateRequest, Outcome};
+use payloom_host::bindings::imports::payloom::plugin::http::{Error, Request};
 use payloom_host::capabilities::crypto::Key;
+use payloom_host::capabilities::http::{HttpClient, Outbound};
 use payloom_host::{Call, CallContext, ChannelCall, Reply};
 use payloom_reference_plugins::testing::FETCHER;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
@@ -33,7 +36,7 @@ async fn serve(body: &'static str) -> u16 {
     port
 }
 
-async fn run(host: &TestHost, ctx: CallContext, data: &[(&str, &str)]) -> String {
+pub(crate) async fn run(host: &TestHost, ctx: CallContext, data: &[(&str, &str)]) -> String {
     let mut req_payment = payment(100, "USD");
     req_payment.id = "pay_fetch".into();
     let call = ChannelCall::CreatePayment(CreateRequest {
@@ -96,6 +99,131 @@ async fn allow_listed_loopback_is_reachable_only_when_private_networks_are_allow
         answer.contains("Denied") && answer.contains("blocked"),
         "{answer}"
     );
+}
+
+#[tokio::test]
+async fn addresses_that_lead_inward_are_denied_before_any_connection() {
+    // Each of these reaches a private, loopback or reserved network, some through IPv4
+    // carried in IPv6. None is ever connected to: the host refuses them first.
+    let inward = [
+        "http://198.18.0.1/",
+        "http://240.0.0.1/",
+        "http://0.0.0.0/",
+        "http://100.100.100.200/",
+        "http://169.254.169.254/latest",
+        "http://[64:ff9b::a00:5]/",
+        "http://[64:ff9b::7f00:1]/",
+        "http://[64:ff9b:1::a00:5]/",
+        "http://[2002:a00:5::1]/",
+        "http://[2002:7f00:1::]/",
+        "http://[fec0::1]/",
+        "http://[::10.0.0.5]/",
+        "http://[::ffff:10.0.0.5]/",
+        "http://[fd00:ec2::254]/",
+    ];
+    let closed = HttpClient::new(false, 1024, 1024).unwrap();
+    for url in inward {
+        let request = Request {
+            method: "GET".into(),
+            url: url.into(),
+            headers: Vec::new(),
+            body: Vec::new(),
+            timeout_ms: Some(1),
+        };
+        let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(1);
+        match closed.send(request, deadline).await {
+            Err(Error::Denied(message)) => assert!(message.contains("private"), "{url}: {message}"),
+            other => panic!("{url}: {other:?}"),
+        }
+    }
+    // Reserved blocks stay closed when private networks are allowed.
+    let open = HttpClient::new(true, 1024, 1024).unwrap();
+    for url in [
+        "http://0.0.0.0/",
+        "http://240.0.0.1/",
+        "http://[64:ff9b::f000:1]/",
+    ] {
+        let request = Request {
+            method: "GET".into(),
+            url: url.into(),
+            headers: Vec::new(),
+            body: Vec::new(),
+            timeout_ms: Some(1),
+        };
+        let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(1);
+        let answer = open.send(request, deadline).await;
+        assert!(matches!(answer, Err(Error::Denied(_))), "{url}: {answer:?}");
+    }
+}
+
+/// Set in the child process of [`proxy_variables_do_not_route_plugin_requests`].
+const PROXY_CHILD: &str = "PAYLOOM_TEST_PROXY_CHILD";
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn proxy_variables_do_not_route_plugin_requests() {
+    // A proxy that answers every request itself, so a proxied one is told apart.
+    let proxy = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let proxy_url = format!("http://{}", proxy.local_addr().unwrap());
+    let proxied = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let count = proxied.clone();
+    tokio::spawn(async move {
+        while let Ok((mut socket, _)) = proxy.accept().await {
+            count.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+            let _ = socket
+                .write_all(
+                    b"HTTP/1.1 200 OK\r\ncontent-length: 7\r\nconnection: close\r\n\r\nproxied",
+                )
+                .await;
+        }
+    });
+    // Proxy variables are read once per process, so the check runs in a child process.
+    let mut command = std::process::Command::new(std::env::current_exe().unwrap());
+    command
+        .args(["http::plugin_requests_go_direct", "--exact", "--ignored"])
+        .env(PROXY_CHILD, "1")
+        .env("HTTP_PROXY", &proxy_url)
+        .env("http_proxy", &proxy_url)
+        .env("ALL_PROXY", &proxy_url)
+        .env("all_proxy", &proxy_url)
+        .env_remove("NO_PROXY")
+        .env_remove("no_proxy")
+        .env_remove("REQUEST_METHOD");
+    let child = tokio::task::spawn_blocking(move || command.output())
+        .await
+        .unwrap()
+        .unwrap();
+    let report = String::from_utf8_lossy(&child.stdout);
+    assert!(child.status.success(), "{report}");
+    assert!(
+        report.contains("1 passed"),
+        "the child ran the check: {report}"
+    );
+    assert_eq!(
+        proxied.load(std::sync::atomic::Ordering::SeqCst),
+        0,
+        "no request went through the proxy"
+    );
+}
+
+#[tokio::test]
+#[ignore = "run by proxy_variables_do_not_route_plugin_requests with proxy variables set"]
+async fn plugin_requests_go_direct() {
+    if std::env::var_os(PROXY_CHILD).is_none() {
+        return;
+    }
+    let port = serve("direct").await;
+    let host = TestHost::builder()
+        .config(|c| c.http_allow_private = true)
+        .build();
+    host.install(&FETCHER).await;
+    let url = format!("http://127.0.0.1:{port}/");
+    let answer = run(
+        &host,
+        CallContext::default(),
+        &[("op", "fetch"), ("url", &url)],
+    )
+    .await;
+    assert_eq!(answer, "status=200 body=direct");
 }
 
 #[tokio::test]

@@ -3,6 +3,7 @@
 
 mod support;
 
+mod crypto;
 mod hostile;
 mod http;
 mod loading;

@@ -8,69 +8,28 @@ use std::net::{IpAddr, SocketAddr};
 
 use serde::{Deserialize, Serialize};
 
+/// Which non-public networks webhooks may reach; what counts as which is
+/// [`payloom_egress::reach`], shared with plugins' outbound HTTP.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize, Serialize)]
 pub struct TargetPolicy {
     /// 127.0.0.0/8 and ::1.
     pub allow_loopback: bool,
-    /// RFC 1918, link-local, carrier-grade NAT, unique-local and other non-public ranges.
+    /// RFC 1918, link-local, carrier-grade NAT, unique-local and other private ranges.
+    /// Reserved blocks (documentation, multicast, unspecified, …) are never reachable.
     pub allow_private: bool,
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Reach {
-    Loopback,
-    Private,
-    Public,
-}
-
-fn reach(ip: IpAddr) -> Reach {
-    match ip {
-        IpAddr::V4(v4) => {
-            let [a, b, ..] = v4.octets();
-            if v4.is_loopback() {
-                Reach::Loopback
-            } else if v4.is_private()
-                || v4.is_link_local()
-                || v4.is_unspecified()
-                || v4.is_broadcast()
-                || v4.is_multicast()
-                || a == 0
-                || (a == 100 && (64..128).contains(&b))
-                || (a == 198 && (b == 18 || b == 19))
-                || a >= 240
-            {
-                Reach::Private
-            } else {
-                Reach::Public
-            }
-        }
-        IpAddr::V6(v6) => {
-            if let Some(v4) = v6.to_ipv4_mapped() {
-                return reach(IpAddr::V4(v4));
-            }
-            let first = v6.segments()[0];
-            if v6.is_loopback() {
-                Reach::Loopback
-            } else if v6.is_unspecified()
-                || v6.is_multicast()
-                || (first & 0xfe00) == 0xfc00
-                || (first & 0xffc0) == 0xfe80
-            {
-                Reach::Private
-            } else {
-                Reach::Public
-            }
-        }
-    }
-}
+/// Why a target is refused, in words that do not say where a name pointed: a merchant
+/// must not learn the platform's internal addresses by registering names.
+const REFUSED: &str = "url must point to a public address";
 
 impl TargetPolicy {
     pub fn permits(&self, ip: IpAddr) -> bool {
-        match reach(ip) {
-            Reach::Public => true,
-            Reach::Loopback => self.allow_loopback,
-            Reach::Private => self.allow_private,
+        payloom_egress::Policy {
+            allow_loopback: self.allow_loopback,
+            allow_private: self.allow_private,
         }
+        .permits(ip)
     }
 
     /// A webhook URL's shape: http(s), a host, no credentials in it.
@@ -107,10 +66,11 @@ impl TargetPolicy {
             return Err(format!("{host} does not resolve"));
         }
         match addrs.iter().find(|a| !self.permits(a.ip())) {
-            Some(refused) => Err(format!(
-                "{host} resolves to {}, which webhooks may not reach",
-                refused.ip()
-            )),
+            Some(refused) => {
+                // The operator may see where it pointed; the merchant may not.
+                tracing::info!(host, address = %refused.ip(), "webhook target refused");
+                Err(REFUSED.into())
+            }
             None => Ok(()),
         }
     }
@@ -128,11 +88,9 @@ impl reqwest::dns::Resolve for GuardedResolver {
             let addrs: Vec<SocketAddr> =
                 tokio::net::lookup_host((host.as_str(), 0)).await?.collect();
             if let Some(refused) = addrs.iter().find(|a| !policy.permits(a.ip())) {
-                let message = format!(
-                    "{host} resolves to {}, which webhooks may not reach",
-                    refused.ip()
-                );
-                return Err(message.into());
+                // The attempt's error is shown with the delivery log; the address is not.
+                tracing::info!(host, address = %refused.ip(), "webhook target refused");
+                return Err(format!("{host} does not resolve to a public address").into());
             }
             Ok(Box::new(addrs.into_iter()) as reqwest::dns::Addrs)
         })
@@ -157,6 +115,12 @@ mod tests {
             "::ffff:127.0.0.1",
             "0.0.0.0",
             "100.64.0.1",
+            "64:ff9b::a00:5",
+            "2002:a00:5::",
+            "fec0::1",
+            "::10.0.0.5",
+            "198.18.0.1",
+            "240.0.0.1",
         ] {
             assert!(!strict.permits(ip.parse().unwrap()), "{ip}");
         }
@@ -176,5 +140,18 @@ mod tests {
         assert!(p.parse("ftp://example.com").is_err());
         assert!(p.parse("https://user:pw@example.com").is_err());
         assert!(p.parse("not a url").is_err());
+    }
+
+    #[tokio::test]
+    async fn a_refused_name_does_not_say_where_it_points() {
+        let strict = TargetPolicy::default();
+        let url = url::Url::parse("http://localhost:9/hook").unwrap();
+        let refused = strict.check(&url).await.unwrap_err();
+        assert_eq!(refused, REFUSED);
+        let dev = TargetPolicy {
+            allow_loopback: true,
+            allow_private: false,
+        };
+        assert_eq!(dev.check(&url).await, Ok(()));
     }
 }

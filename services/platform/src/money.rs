@@ -10,14 +10,16 @@ pub struct Currency {
     pub exponent: u8,
 }
 
-/// Active ISO 4217 codes (fund and precious-metal codes left out) with their minor-unit
-/// exponents, sorted by code for binary search.
+/// Current ISO 4217 codes with their minor-unit exponents, sorted by code for binary
+/// search. Left out: fund codes other than the units of account CLF and UYW, and the
+/// special codes (precious metals, SDR, bond-market units, test and no-currency codes).
+/// A test checks this table against the `iso_currency` crate both ways, so an ISO
+/// amendment is a version bump of that crate and the rows its test then names.
 const CURRENCIES: &[(&str, u8)] = &[
     ("AED", 2),
     ("AFN", 2),
     ("ALL", 2),
     ("AMD", 2),
-    ("ANG", 2),
     ("AOA", 2),
     ("ARS", 2),
     ("AUD", 2),
@@ -26,7 +28,6 @@ const CURRENCIES: &[(&str, u8)] = &[
     ("BAM", 2),
     ("BBD", 2),
     ("BDT", 2),
-    ("BGN", 2),
     ("BHD", 3),
     ("BIF", 0),
     ("BMD", 2),
@@ -158,12 +159,14 @@ const CURRENCIES: &[(&str, u8)] = &[
     ("UYU", 2),
     ("UYW", 4),
     ("UZS", 2),
+    ("VED", 2),
     ("VES", 2),
     ("VND", 0),
     ("VUV", 0),
     ("WST", 2),
     ("XAF", 0),
     ("XCD", 2),
+    ("XCG", 2),
     ("XOF", 0),
     ("XPF", 0),
     ("YER", 2),
@@ -222,6 +225,52 @@ mod tests {
         assert_eq!(currency("KWD").unwrap().exponent, 3);
         assert!(currency("usd").is_none());
         assert!(currency("XXX").is_none());
+    }
+
+    /// Table rows that `iso_currency` sees otherwise, and why the table keeps them.
+    const KEPT_DESPITE_THE_CRATE: &[(&str, &str)] = &[(
+        "VES",
+        "ISO 4217 lists VES (928) beside VED (926); iso_currency marks it superseded by VED",
+    )];
+
+    #[test]
+    fn table_matches_the_maintained_iso_4217_data_both_ways() {
+        use iso_currency::{Currency as Iso, IntoEnumIterator};
+        for (code, exponent) in CURRENCIES {
+            let iso = Iso::from_code(code).unwrap_or_else(|| panic!("{code} is not ISO 4217"));
+            let kept = KEPT_DESPITE_THE_CRATE.iter().any(|(c, _)| c == code);
+            if let Some(successor) = iso.is_superseded() {
+                assert!(kept, "{code} is superseded by {}", successor.code());
+            }
+            assert_eq!(iso.exponent(), Some(u16::from(*exponent)), "{code}");
+        }
+        for iso in Iso::iter() {
+            // Special codes (precious metals, SDR, bond-market units, XTS, XXX) are not
+            // money a merchant charges in; fund codes are accounting units.
+            if iso.is_superseded().is_some() || iso.is_fund() || iso.is_special() {
+                continue;
+            }
+            assert!(
+                currency(iso.code()).is_some(),
+                "{} ({}) is current ISO 4217 and missing from the table",
+                iso.code(),
+                iso.name()
+            );
+        }
+    }
+
+    #[test]
+    fn withdrawn_codes_are_refused_and_their_successors_accepted() {
+        for withdrawn in ["ANG", "BGN", "HRK", "SLL", "ZWL", "CUC"] {
+            assert!(currency(withdrawn).is_none(), "{withdrawn}");
+        }
+        for successor in ["XCG", "EUR", "SLE", "ZWG", "VED"] {
+            assert_eq!(
+                currency(successor).map(|c| c.exponent),
+                Some(2),
+                "{successor}"
+            );
+        }
     }
 
     #[test]
