@@ -1,17 +1,21 @@
 //! Sending webhooks. A due delivery is leased (its next attempt pushed past the request
 //! timeout) before it is sent, so a crash mid-send means one more send after the lease,
 //! never a lost one: delivery is at least once, with the event id as `webhook-id` on every
-//! try. Success is a 2xx; 410 disables the endpoint; anything else is retried on the
+//! try. Each delivery is sent by its own task in a bounded number of slots, with caps per
+//! endpoint and per merchant, so receivers that never answer delay only their own
+//! deliveries. Success is a 2xx; 410 disables the endpoint; anything else is retried on the
 //! schedule with jitter until it runs out, and an endpoint that has only failed for
 //! `disable_after_secs` is disabled.
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use payloom_platform::db::Dialect;
+mod slots;
+
 use payloom_platform::{ApiError, ApiResult, ids};
 use sqlx::Row;
 
+use self::slots::{Limits, Slot, Slots};
 use crate::email::Email;
 use crate::signing;
 use crate::{NotificationConfig, Notifications};
@@ -48,8 +52,31 @@ impl Answer {
     }
 }
 
-/// Stored response bodies are cut to this many bytes.
+/// Stored response bodies are cut to this many bytes, and no more is read: a receiver
+/// cannot make the platform buffer what it sends.
 const RESPONSE_KEEP: usize = 4096;
+
+/// The start of a response body, read as it streams in and no further than
+/// [`RESPONSE_KEEP`] bytes. A body that breaks off keeps what arrived.
+async fn kept_body(mut response: reqwest::Response) -> String {
+    let mut kept = Vec::with_capacity(RESPONSE_KEEP);
+    while kept.len() < RESPONSE_KEEP {
+        match response.chunk().await {
+            Ok(Some(chunk)) => {
+                let room = RESPONSE_KEEP - kept.len();
+                kept.extend_from_slice(&chunk[..chunk.len().min(room)]);
+            }
+            Ok(None) | Err(_) => break,
+        }
+    }
+    // Dropping the response here closes the connection on whatever is left unread.
+    let text = String::from_utf8_lossy(&kept);
+    let mut cut = text.len().min(RESPONSE_KEEP);
+    while !text.is_char_boundary(cut) {
+        cut -= 1;
+    }
+    text[..cut].to_owned()
+}
 
 /// `base` seconds, moved uniformly within ±`jitter`.
 pub fn jittered_ms(base_secs: u64, jitter: f64) -> i64 {
@@ -82,52 +109,135 @@ pub fn retry_delay_ms(
     })
 }
 
+/// Candidate rows read per free slot when leasing: enough that a page rarely holds only
+/// rows of endpoints that fill up in this round, few enough to keep a round cheap.
+const CANDIDATES_PER_SLOT: usize = 4;
+
+/// A due delivery, leased or about to be.
+#[derive(Debug, Clone)]
+struct Lease {
+    id: String,
+    endpoint_id: String,
+    merchant_id: String,
+}
+
+impl Lease {
+    fn from_row(row: &sqlx::any::AnyRow) -> Result<Self, sqlx::Error> {
+        Ok(Self {
+            id: row.try_get("id")?,
+            endpoint_id: row.try_get("endpoint_id")?,
+            merchant_id: row.try_get("merchant_id")?,
+        })
+    }
+}
+
+/// Due deliveries in order, `$2` of them from `$1` on, passing over the `endpoints`
+/// endpoints and `merchants` merchants that follow as parameters (they are at their cap).
+fn due_candidates_sql(endpoints: usize, merchants: usize) -> String {
+    let mut sql = String::from(
+        "SELECT id, endpoint_id, merchant_id FROM webhook_deliveries WHERE status = 'pending' AND next_attempt_at_ms <= $1",
+    );
+    if endpoints > 0 {
+        sql += &format!(" AND endpoint_id NOT IN ({})", placeholders(3, endpoints));
+    }
+    if merchants > 0 {
+        let list = placeholders(3 + endpoints, merchants);
+        sql += &format!(" AND merchant_id NOT IN ({list})");
+    }
+    sql + " ORDER BY next_attempt_at_ms LIMIT $2"
+}
+
+/// `$first, $first+1, …`: `n` numbered placeholders.
+fn placeholders(first: usize, n: usize) -> String {
+    (first..first + n)
+        .map(|i| format!("${i}"))
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
 impl Notifications {
-    /// Sends due deliveries until the process ends.
+    /// Sends due deliveries until the process ends, each in its own task.
     pub fn spawn_worker(self: &Arc<Self>) -> tokio::task::JoinHandle<()> {
         let service = self.clone();
+        let slots = Slots::new(Limits::of(&self.config), self.wake.clone());
         tokio::spawn(async move {
             let poll = Duration::from_millis(service.config.poll_interval_ms);
             loop {
-                match service.run_due().await {
-                    Ok(n) if n as i64 == service.config.batch => continue,
+                match service.lease_due(&slots).await {
+                    Ok(leases) if !leases.is_empty() => {
+                        for lease in leases {
+                            let slot = slots.take(&lease.endpoint_id, &lease.merchant_id);
+                            service.spawn_attempt(slot, lease.id);
+                        }
+                        continue;
+                    }
                     Ok(_) => {}
                     Err(e) => tracing::warn!("webhook delivery round failed: {e:#}"),
                 }
+                // New deliveries, a freed slot, or the poll for retries coming due.
                 let _ = tokio::time::timeout(poll, service.wake.notified()).await;
             }
         })
     }
 
-    /// Leases and sends one batch of due deliveries; returns how many.
-    pub async fn run_due(&self) -> anyhow::Result<usize> {
+    fn spawn_attempt(self: &Arc<Self>, slot: Slot, delivery_id: String) {
+        let service = self.clone();
+        tokio::spawn(async move {
+            let _slot = slot;
+            if let Err(e) = service.attempt(&delivery_id, Trigger::Scheduled).await {
+                tracing::warn!(delivery_id, "webhook attempt not recorded: {e}");
+            }
+        });
+    }
+
+    /// Leases as many due deliveries as there are free slots, none beyond an endpoint's
+    /// or a merchant's cap.
+    async fn lease_due(&self, slots: &Slots) -> anyhow::Result<Vec<Lease>> {
+        let mut plan = slots.plan();
+        let free = plan.free();
+        if free == 0 {
+            return Ok(Vec::new());
+        }
         let now = self.clock.now_ms();
-        // Longer than a send can take, so a live sender is never raced; short enough that a
-        // crashed one's deliveries go out again soon after a restart.
-        let lease_until = now + self.config.request_timeout_ms as i64 + 5_000;
-        let pick = match self.db.dialect() {
-            Dialect::Postgres => "FOR UPDATE SKIP LOCKED",
-            Dialect::Sqlite => "",
-        };
-        let ids: Vec<String> = sqlx::query_scalar(&format!(
-            "UPDATE webhook_deliveries SET next_attempt_at_ms = $1 WHERE status = 'pending' AND id IN
-             (SELECT id FROM webhook_deliveries WHERE status = 'pending' AND next_attempt_at_ms <= $2
-              ORDER BY next_attempt_at_ms LIMIT $3 {pick}) RETURNING id"
-        ))
-        .bind(lease_until)
-        .bind(now)
-        .bind(self.config.batch)
-        .fetch_all(self.db.pool())
-        .await?;
-        let results =
-            futures::future::join_all(ids.iter().map(|id| self.attempt(id, Trigger::Scheduled)))
-                .await;
-        for (id, result) in ids.iter().zip(results) {
-            if let Err(e) = result {
-                tracing::warn!(delivery_id = id, "webhook attempt not recorded: {e}");
+        let (full_endpoints, full_merchants) = plan.saturated();
+        let sql = due_candidates_sql(full_endpoints.len(), full_merchants.len());
+        let mut query = sqlx::query(&sql)
+            .bind(now)
+            .bind((free * CANDIDATES_PER_SLOT) as i64);
+        for key in full_endpoints.iter().chain(&full_merchants) {
+            query = query.bind(key);
+        }
+        let mut chosen = Vec::new();
+        for row in query.fetch_all(self.db.pool()).await? {
+            let candidate = Lease::from_row(&row)?;
+            if plan.admits(&candidate.endpoint_id, &candidate.merchant_id) {
+                plan.add(&candidate.endpoint_id, &candidate.merchant_id);
+                chosen.push(candidate.id);
             }
         }
-        Ok(ids.len())
+        self.lease(&chosen, now).await
+    }
+
+    /// Leases `ids` unless another sender took them since they were read: their next
+    /// attempt moves past the request timeout, so a live sender is never raced and a
+    /// crashed one's deliveries go out again soon after a restart.
+    async fn lease(&self, ids: &[String], now: i64) -> anyhow::Result<Vec<Lease>> {
+        if ids.is_empty() {
+            return Ok(Vec::new());
+        }
+        let lease_until = now + self.config.request_timeout_ms as i64 + 5_000;
+        let sql = format!(
+            "UPDATE webhook_deliveries SET next_attempt_at_ms = $1
+             WHERE status = 'pending' AND next_attempt_at_ms <= $2 AND id IN ({})
+             RETURNING id, endpoint_id, merchant_id",
+            placeholders(3, ids.len())
+        );
+        let mut query = sqlx::query(&sql).bind(lease_until).bind(now);
+        for id in ids {
+            query = query.bind(id);
+        }
+        let rows = query.fetch_all(self.db.pool()).await?;
+        Ok(rows.iter().map(Lease::from_row).collect::<Result<_, _>>()?)
     }
 
     /// Sends one delivery once and records what happened.
@@ -240,14 +350,9 @@ impl Notifications {
         match sent {
             Ok(response) => {
                 let status = response.status().as_u16();
-                let text = response.text().await.unwrap_or_default();
-                let mut cut = text.len().min(RESPONSE_KEEP);
-                while !text.is_char_boundary(cut) {
-                    cut -= 1;
-                }
                 Answer {
                     status: Some(status),
-                    body: Some(text[..cut].to_owned()),
+                    body: Some(kept_body(response).await),
                     error: None,
                     timed_out: false,
                 }
@@ -367,6 +472,8 @@ mod tests {
             disable_after_secs: 432_000,
             poll_interval_ms: 500,
             batch: 32,
+            endpoint_in_flight_max: 8,
+            merchant_in_flight_max: 16,
             targets: Default::default(),
         };
         let after = |made, gone, overloaded| super::retry_delay_ms(&config, made, gone, overloaded);
@@ -381,6 +488,20 @@ mod tests {
         );
         assert_eq!(after(3, false, true), Some(1_800_000));
         assert_eq!(after(1, true, false), None, "410 Gone stops at once");
+    }
+
+    #[test]
+    fn candidates_pass_over_endpoints_and_merchants_at_their_cap() {
+        let sql = super::due_candidates_sql(2, 1);
+        assert!(
+            sql.contains("endpoint_id NOT IN ($3, $4) AND merchant_id NOT IN ($5)"),
+            "{sql}"
+        );
+        let none = super::due_candidates_sql(0, 0);
+        assert!(
+            !none.contains("NOT IN") && none.ends_with("LIMIT $2"),
+            "{none}"
+        );
     }
 
     #[test]
