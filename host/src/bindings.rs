@@ -8,9 +8,10 @@ pub mod imports {
         world: "host-imports",
         path: "../wit",
         imports: {
-            // Only outbound HTTP waits on I/O; the rest answer from memory.
+            // Outbound HTTP and counters (Redis when shared) wait on I/O. A counter store
+            // that cannot answer traps the call, so a rule never decides on a zero count.
             "payloom:plugin/http.send": async,
-            "payloom:plugin/counters.get": async,
+            "payloom:plugin/counters.get": async | trappable,
             "payloom:plugin/lists.contains": async,
         },
         additional_derives: [serde::Serialize, serde::Deserialize, PartialEq],

@@ -24,6 +24,9 @@ pub struct CallContext {
     /// Fixes `clock.now-ms` (and the WASI clocks) for this call. Risk rules always run on a
     /// fixed clock: unset means "the time the call started".
     pub now_ms: Option<i64>,
+    /// The merchant whose payment this call decides: `counters.get` reads only this
+    /// merchant's counters. Unset, every counter reads zero.
+    pub merchant_id: Option<String>,
 }
 
 impl CallContext {
@@ -42,6 +45,12 @@ impl CallContext {
     /// A context whose clock reads `now_ms`.
     pub fn at(mut self, now_ms: i64) -> Self {
         self.now_ms = Some(now_ms);
+        self
+    }
+
+    /// A context for a payment of `merchant_id`, whose counters the plugin may read.
+    pub fn for_merchant(mut self, merchant_id: &str) -> Self {
+        self.merchant_id = Some(merchant_id.to_owned());
         self
     }
 }

@@ -3,9 +3,17 @@
 use payloom_host::bindings::policy_types::{
     ChannelOption, Context as PolicyContext, Verdict as PolicyVerdict,
 };
+use std::sync::Arc;
+
+use payloom_host::bindings::imports::payloom::plugin::counters::Counter;
 use payloom_host::bindings::risk_types::Action;
-use payloom_host::{Call, CallContext, PolicyCall, Reply};
+use payloom_host::capabilities::HostServices;
+use payloom_host::capabilities::counters::{CounterKey, Counters};
+use payloom_host::capabilities::http::HttpClient;
+use payloom_host::capabilities::lists::MemoryLists;
+use payloom_host::{Call, CallContext, HostConfig, PolicyCall, Registry, Reply, RiskCall, Runtime};
 use payloom_reference_plugins::{AMOUNT_LIMIT, BLOCKLIST, STANDARD, VELOCITY};
+use prometheus_client::registry::Registry as Metrics;
 
 use crate::support::*;
 
@@ -71,12 +79,19 @@ async fn velocity_reads_host_counters_in_the_window() {
         ("max_count", "3"),
         ("max_sum_minor", "100000"),
     ];
-    let email = "payer@example.com";
-    host.counters
-        .record("payments-by-email", email, NOW_MS - 7_200_000, 1_000); // outside the window
+    // The payment's merchant is mch_test; the e-mail is spelled as the payment spells it.
+    let email = CounterKey::new("mch_test", "payments-by-email", "Payer@Example.com");
+    let elsewhere = CounterKey::new("mch_other", "payments-by-email", "payer@example.com");
+    let record = |key: &CounterKey, at_ms: i64| {
+        let (counters, key) = (host.counters.clone(), key.clone());
+        async move { counters.record(&key, at_ms, 1_000).await.unwrap() }
+    };
+    record(&email, NOW_MS - 7_200_000).await; // outside the window
     for _ in 0..2 {
-        host.counters
-            .record("payments-by-email", email, NOW_MS - 60_000, 1_000);
+        record(&email, NOW_MS - 60_000).await;
+    }
+    for _ in 0..10 {
+        record(&elsewhere, NOW_MS - 60_000).await; // another merchant's customer
     }
     assert_eq!(
         host.verdict("velocity", risk_ctx(1_000), &config)
@@ -84,8 +99,7 @@ async fn velocity_reads_host_counters_in_the_window() {
             .action,
         Action::Allow
     );
-    host.counters
-        .record("payments-by-email", email, NOW_MS - 1_000, 1_000);
+    record(&email, NOW_MS - 1_000).await;
     let verdict = host.verdict("velocity", risk_ctx(1_000), &config).await;
     assert_eq!(verdict.action, Action::Block);
     assert!(
@@ -101,6 +115,20 @@ async fn velocity_reads_host_counters_in_the_window() {
         )
         .await;
     assert_eq!(verdict.action, Action::Review);
+    // A call made for no merchant reads nothing, rather than somebody's counters.
+    let unscoped = host
+        .registry
+        .call(
+            "velocity",
+            CallContext::default().at(NOW_MS),
+            Call::Risk(RiskCall::Evaluate {
+                ctx: risk_ctx(1_000),
+                config: kvs(&config),
+            }),
+        )
+        .await
+        .unwrap();
+    assert_eq!(unscoped.verdict().unwrap().action, Action::Allow);
     let report = host
         .evaluate(
             "velocity",
@@ -218,5 +246,55 @@ async fn standard_policy_prices_limits_and_routes() {
     assert_eq!(
         decide(&host, 10_000, "standard", &[]).await.channels,
         ["alpha", "zeta"]
+    );
+}
+
+/// A counter store that cannot answer.
+struct Unreachable;
+
+#[async_trait::async_trait]
+impl Counters for Unreachable {
+    async fn record(&self, _: &CounterKey, _: i64, _: i64) -> anyhow::Result<()> {
+        anyhow::bail!("connection refused")
+    }
+    async fn get(&self, _: &CounterKey, _: i64, _: i64) -> anyhow::Result<Counter> {
+        anyhow::bail!("connection refused")
+    }
+}
+
+#[tokio::test]
+async fn a_rule_whose_counters_cannot_answer_fails_closed() {
+    let config = HostConfig {
+        allow_unsigned: true,
+        ..HostConfig::default()
+    };
+    let services = HostServices {
+        http: Arc::new(HttpClient::from_config(&config).unwrap()),
+        counters: Arc::new(Unreachable),
+        lists: Arc::new(MemoryLists::default()),
+    };
+    let runtime = Runtime::new(config, services, &mut Metrics::default()).unwrap();
+    let registry = Registry::new(runtime);
+    registry
+        .install(VELOCITY.wasm, VELOCITY.manifest, None)
+        .await
+        .unwrap();
+    let failed = registry
+        .call(
+            "velocity",
+            CallContext::default().at(NOW_MS).for_merchant("mch_test"),
+            Call::Risk(RiskCall::Evaluate {
+                ctx: risk_ctx(1_000),
+                config: kvs(&[("max_count", "3")]),
+            }),
+        )
+        .await
+        .unwrap_err();
+    let verdict = failed.risk_verdict().unwrap();
+    assert_eq!(verdict.action, Action::Block, "{failed}");
+    assert!(
+        verdict.reasons[0].contains("counters unavailable"),
+        "{:?}",
+        verdict.reasons
     );
 }

@@ -82,16 +82,15 @@ impl TestHost {
         ctx: Context,
         config: &[(&str, &str)],
     ) -> Result<CallReport, CallFailure> {
+        let call_ctx = CallContext::default()
+            .at(NOW_MS)
+            .for_merchant(&ctx.payment.merchant_id);
         let call = RiskCall::Evaluate {
             ctx,
             config: kvs(config),
         };
         self.registry
-            .call(
-                id,
-                CallContext::default().at(NOW_MS),
-                payloom_host::Call::Risk(call),
-            )
+            .call(id, call_ctx, payloom_host::Call::Risk(call))
             .await
     }
 

@@ -1,5 +1,7 @@
 //! Risk decisions: an ordered set of rule components, aggregated and persisted.
 
+mod counters;
+
 use std::collections::BTreeMap;
 use std::sync::Arc;
 
@@ -8,7 +10,7 @@ use axum::extract::{Path, State};
 use axum::routing::{get, post};
 use axum::{Json, Router};
 use payloom_host::bindings::{risk_types as ri, types};
-use payloom_host::capabilities::counters::MemoryCounters;
+use payloom_host::capabilities::counters::{CounterKey, Counters};
 use payloom_host::{Call, CallContext, Registry, RiskCall};
 use payloom_platform::client::ServiceClient;
 use payloom_platform::clock::SharedClock;
@@ -16,6 +18,8 @@ use payloom_platform::db::Migration;
 use payloom_platform::{ApiError, ApiJson, ApiResult, Db, ids};
 use serde::{Deserialize, Serialize};
 use sqlx::Row;
+
+pub use crate::counters::RedisCounters;
 
 pub const MIGRATIONS: &[Migration] = &[Migration {
     version: 1,
@@ -95,7 +99,7 @@ pub trait RiskApi: Send + Sync {
 pub struct Risk {
     db: Db,
     registry: Arc<Registry>,
-    counters: Arc<MemoryCounters>,
+    counters: Arc<dyn Counters>,
     config: RiskConfig,
     clock: SharedClock,
 }
@@ -108,7 +112,7 @@ impl Risk {
     pub async fn new(
         db: Db,
         registry: Arc<Registry>,
-        counters: Arc<MemoryCounters>,
+        counters: Arc<dyn Counters>,
         config: RiskConfig,
         clock: SharedClock,
     ) -> anyhow::Result<Arc<Self>> {
@@ -139,11 +143,11 @@ impl Risk {
             .registry
             .get(&rule.plugin)
             .map(|p| p.version().to_owned());
-        let verdict = match self
-            .registry
-            .call(&rule.plugin, CallContext::default().at(now_ms), call)
-            .await
-        {
+        // Rules read the counters of this payment's merchant only.
+        let call_ctx = CallContext::default()
+            .at(now_ms)
+            .for_merchant(&ctx.payment.merchant_id);
+        let verdict = match self.registry.call(&rule.plugin, call_ctx, call).await {
             Ok(report) => match report.verdict() {
                 Some(v) => v.clone(),
                 None => ri::Verdict {
@@ -177,21 +181,28 @@ impl Risk {
         }
     }
 
-    fn record_counters(&self, payment: &types::Payment, now_ms: i64) {
+    /// Counts this payment toward its merchant's counters, blocked ones included: an
+    /// attempt is activity too.
+    async fn record_counters(&self, payment: &types::Payment, now_ms: i64) -> ApiResult<()> {
         let c = &payment.customer;
         for (field, value) in COUNTED_FIELDS
             .iter()
             .zip([&c.email, &c.ip, &c.device_id, &c.phone])
         {
-            if let Some(value) = value {
-                self.counters.record(
-                    &format!("payments-by-{field}"),
-                    value,
-                    now_ms,
-                    payment.amount.amount_minor,
-                );
+            let Some(value) = value else { continue };
+            let key = CounterKey::new(&payment.merchant_id, &format!("payments-by-{field}"), value);
+            if key.value().is_empty() {
+                continue;
             }
+            self.counters
+                .record(&key, now_ms, payment.amount.amount_minor)
+                .await
+                .map_err(|e| {
+                    tracing::error!("recording velocity counters: {e:#}");
+                    ApiError::unavailable("risk counters are unavailable")
+                })?;
         }
+        Ok(())
     }
 }
 
@@ -266,6 +277,9 @@ impl RiskApi for Risk {
                 .fold(0u32, u32::saturating_add),
             rules,
         };
+        // Counted before the decision is stored: a store that cannot count fails the
+        // evaluation and leaves no decision behind.
+        self.record_counters(&ctx.payment, now).await?;
         sqlx::query(
             "INSERT INTO risk_decisions (id, payment_id, merchant_id, action, score, rules, created_at_ms) VALUES ($1, $2, $3, $4, $5, $6, $7)",
         )
@@ -278,7 +292,6 @@ impl RiskApi for Risk {
         .bind(now)
         .execute(self.db.pool())
         .await?;
-        self.record_counters(&ctx.payment, now);
         Ok(decision)
     }
 }
