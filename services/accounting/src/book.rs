@@ -237,14 +237,16 @@ pub fn refund(book: &mut PaymentBook, amount: i64) -> Result<Vec<Posting>, Strin
     if amount <= 0 {
         return Err("refund amount must be positive".into());
     }
-    if book.refunded_minor + amount > book.captured_minor {
-        return Err(format!(
-            "refunds of {} would pass the {} captured",
-            book.refunded_minor + amount,
-            book.captured_minor
-        ));
-    }
-    let refunded = book.refunded_minor + amount;
+    let refunded = book
+        .refunded_minor
+        .checked_add(amount)
+        .filter(|total| *total <= book.captured_minor)
+        .ok_or_else(|| {
+            format!(
+                "a refund of {amount} on {} refunded would pass the {} captured",
+                book.refunded_minor, book.captured_minor
+            )
+        })?;
     let fee_returned_total =
         ((book.fee_minor as i128 * refunded as i128) / book.captured_minor as i128) as i64;
     let fee_back = fee_returned_total - book.fee_returned_minor;
@@ -311,5 +313,6 @@ mod tests {
         assert_eq!(b.fee_returned_minor, 33);
         assert_eq!(merchant_debits, 1000 - 33);
         assert!(refund(&mut b, 1).is_err());
+        assert!(refund(&mut b, i64::MAX).is_err(), "refused, not wrapped");
     }
 }

@@ -12,7 +12,7 @@ use async_trait::async_trait;
 use axum::extract::{Path, Query, State};
 use axum::routing::{get, post};
 use axum::{Json, Router};
-use payloom_platform::client::ServiceClient;
+use payloom_platform::client::{ServiceClient, ServicePath};
 use payloom_platform::clock::SharedClock;
 use payloom_platform::db::{Migration, is_unique_violation};
 use payloom_platform::events::{self, Consumer, Envelope, Outbox};
@@ -387,14 +387,7 @@ async fn move_balances(
     postings: &[Posting],
     now: i64,
 ) -> anyhow::Result<()> {
-    let mut moves: BTreeMap<(&str, &str), (i64, i64)> = BTreeMap::new();
-    for p in postings {
-        let totals = moves.entry((&p.account, &p.currency)).or_default();
-        match p.side {
-            Side::Debit => totals.0 += p.amount_minor,
-            Side::Credit => totals.1 += p.amount_minor,
-        }
-    }
+    let moves = net_postings(postings)?;
     let values: Vec<String> = (0..moves.len())
         .map(|i| {
             let k = 2 + i * 6;
@@ -439,6 +432,33 @@ async fn move_balances(
         );
     }
     Ok(())
+}
+
+/// `(debits, credits)` per `(account, currency)`.
+type Moves<'a> = BTreeMap<(&'a str, &'a str), (i64, i64)>;
+
+/// Debits and credits per account and currency. A sum that would pass `i64` refuses the
+/// entry rather than wrap or panic.
+fn net_postings(postings: &[Posting]) -> anyhow::Result<Moves<'_>> {
+    let mut moves = Moves::new();
+    for p in postings {
+        let totals = moves.entry((&p.account, &p.currency)).or_default();
+        let total = match p.side {
+            Side::Debit => &mut totals.0,
+            Side::Credit => &mut totals.1,
+        };
+        *total = add_minor(*total, p.amount_minor, || {
+            format!("postings to {} in {}", p.account, p.currency)
+        })?;
+    }
+    Ok(moves)
+}
+
+/// `total + amount_minor`, or an error naming what overflowed: sums of money never wrap.
+fn add_minor(total: i64, amount_minor: i64, what: impl FnOnce() -> String) -> anyhow::Result<i64> {
+    total
+        .checked_add(amount_minor)
+        .ok_or_else(|| anyhow::anyhow!("{} overflow 64-bit minor units", what()))
 }
 
 async fn load_book(
@@ -494,17 +514,18 @@ fn account_from_row(row: &sqlx::any::AnyRow) -> ApiResult<AccountOut> {
     let debits: i64 = row.try_get("debits_minor")?;
     let credits: i64 = row.try_get("credits_minor")?;
     let credit_normal = AccountKind::of(&account).is_none_or(|(k, _)| k.credit_normal());
+    let balance = match credit_normal {
+        true => credits.checked_sub(debits),
+        false => debits.checked_sub(credits),
+    }
+    .ok_or_else(|| ApiError::internal(format!("the balance of {account} overflows")))?;
     Ok(AccountOut {
         currency: row.try_get("currency")?,
         kind: row.try_get("kind")?,
         merchant_id: row.try_get("merchant_id")?,
         debits,
         credits,
-        balance: if credit_normal {
-            credits - debits
-        } else {
-            debits - credits
-        },
+        balance,
         account,
     })
 }
@@ -548,12 +569,15 @@ impl AccountingApi for Ledger {
                     currency: a.currency.clone(),
                     ..Default::default()
                 });
-            match AccountKind::of(&a.account).map(|(k, _)| k) {
-                Some(AccountKind::MerchantAvailable) => entry.available += a.balance,
-                Some(AccountKind::MerchantPending) => entry.pending += a.balance,
-                Some(AccountKind::MerchantReserve) => entry.reserve += a.balance,
-                _ => {}
-            }
+            let total = match AccountKind::of(&a.account).map(|(k, _)| k) {
+                Some(AccountKind::MerchantAvailable) => &mut entry.available,
+                Some(AccountKind::MerchantPending) => &mut entry.pending,
+                Some(AccountKind::MerchantReserve) => &mut entry.reserve,
+                _ => continue,
+            };
+            *total = add_minor(*total, a.balance, || {
+                format!("{merchant_id}'s balances in {}", a.currency)
+            })?;
         }
         Ok(Balance {
             object: "balance".into(),
@@ -581,8 +605,9 @@ impl AccountingApi for Ledger {
                     debits: 0,
                     credits: 0,
                 });
-            t.debits += a.debits;
-            t.credits += a.credits;
+            let what = || format!("the trial balance in {}", a.currency);
+            t.debits = add_minor(t.debits, a.debits, what)?;
+            t.credits = add_minor(t.credits, a.credits, what)?;
         }
         Ok(Accounts {
             accounts,
@@ -721,7 +746,12 @@ pub struct AccountingHttp(pub ServiceClient);
 impl AccountingApi for AccountingHttp {
     async fn balance(&self, merchant_id: &str) -> ApiResult<Balance> {
         self.0
-            .get(&format!("/internal/v1/balances/{merchant_id}"))
+            .get(ServicePath::new([
+                "internal",
+                "v1",
+                "balances",
+                merchant_id,
+            ]))
             .await
     }
     async fn accounts(&self) -> ApiResult<Accounts> {
@@ -733,17 +763,12 @@ impl AccountingApi for AccountingHttp {
             (None, Some(m)) => ("merchant_id", m.as_str()),
             (None, None) => ("payment_id", ""),
         };
-        self.0
-            .get(&format!("/internal/v1/ledger/entries?{key}={value}"))
-            .await
+        let path = ServicePath::new(["internal", "v1", "ledger", "entries"]).query(key, value);
+        self.0.get(path).await
     }
     async fn reverse(&self, entry_id: &str, input: ReverseIn) -> ApiResult<EntryOut> {
-        self.0
-            .post(
-                &format!("/internal/v1/ledger/entries/{entry_id}/reversals"),
-                &input,
-            )
-            .await
+        let path = ServicePath::new(["internal", "v1", "ledger", "entries", entry_id, "reversals"]);
+        self.0.post(path, &input).await
     }
 }
 
@@ -780,4 +805,42 @@ async fn reverse(
     ApiJson(input): ApiJson<ReverseIn>,
 ) -> ApiResult<Json<EntryOut>> {
     s.reverse(&id, input).await.map(Json)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn posting(account: &str, side: Side, amount_minor: i64) -> Posting {
+        Posting {
+            account: account.into(),
+            currency: "USD".into(),
+            side,
+            amount_minor,
+        }
+    }
+
+    #[test]
+    fn postings_net_per_account_and_side() {
+        let postings = [
+            posting("platform:fees", Side::Credit, 30),
+            posting("platform:fees", Side::Credit, 20),
+            posting("channel:sandbox:clearing", Side::Debit, 50),
+        ];
+        let moves = net_postings(&postings).unwrap();
+        assert_eq!(moves[&("platform:fees", "USD")], (0, 50));
+        assert_eq!(moves[&("channel:sandbox:clearing", "USD")], (50, 0));
+    }
+
+    #[test]
+    fn sums_past_i64_are_refused_not_wrapped() {
+        let postings = [
+            posting("platform:fees", Side::Credit, i64::MAX),
+            posting("platform:fees", Side::Credit, 1),
+        ];
+        let refused = net_postings(&postings).unwrap_err().to_string();
+        assert!(refused.contains("platform:fees in USD"), "{refused}");
+        assert!(add_minor(i64::MIN, -1, || "x".into()).is_err());
+        assert_eq!(add_minor(i64::MAX - 1, 1, || "x".into()).unwrap(), i64::MAX);
+    }
 }

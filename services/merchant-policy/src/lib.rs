@@ -12,7 +12,7 @@ use payloom_host::{
     Call, CallContext, CallFailure, ChannelCall, PluginKind, PolicyCall, Registry, Reply,
 };
 use payloom_platform::cache::TtlCache;
-use payloom_platform::client::ServiceClient;
+use payloom_platform::client::{ServiceClient, ServicePath};
 use payloom_platform::clock::SharedClock;
 use payloom_platform::db::Migration;
 use payloom_platform::{ApiError, ApiJson, ApiResult, Db};
@@ -192,6 +192,32 @@ impl MerchantPolicy {
     }
 }
 
+/// The policy's answer as the gateway uses it. A fee outside `0..=amount` is the policy's
+/// mistake, not a price: the payment is denied rather than shown or booked with it.
+fn decision_from(d: po::Decision, amount_minor: i64, plugin: String) -> Decision {
+    let fee_minor = d.fee.amount_minor;
+    if !(0..=amount_minor).contains(&fee_minor) {
+        tracing::warn!(plugin, fee_minor, amount_minor, "policy fee out of range");
+        return Decision {
+            denied: Some(format!(
+                "policy fee out of range: {fee_minor} on an amount of {amount_minor}"
+            )),
+            fee_minor: 0,
+            channels: d.channels,
+            plugin,
+        };
+    }
+    Decision {
+        denied: match d.verdict {
+            po::Verdict::Allow => None,
+            po::Verdict::Deny(reason) => Some(reason),
+        },
+        fee_minor,
+        channels: d.channels,
+        plugin,
+    }
+}
+
 fn describe_to_option(d: ch::Descriptor) -> po::ChannelOption {
     po::ChannelOption {
         id: d.id,
@@ -235,6 +261,9 @@ impl PolicyApi for MerchantPolicy {
     async fn decide(&self, req: DecideIn) -> ApiResult<Decision> {
         let (plugin, config) = self.policy_for(&req.payment.merchant_id).await?;
         let channels = self.channel_options().await;
+        let amount_minor = req.payment.amount.amount_minor;
+        // The policy reads the counters of this payment's merchant only.
+        let call_ctx = CallContext::default().for_merchant(&req.payment.merchant_id);
         let all_channels: Vec<String> = channels.iter().map(|c| c.id.clone()).collect();
         let ctx = po::Context {
             payment: req.payment,
@@ -246,21 +275,9 @@ impl PolicyApi for MerchantPolicy {
             channels,
         };
         let call = Call::Policy(PolicyCall::Decide(ctx));
-        match self
-            .registry
-            .call(&plugin, CallContext::default(), call)
-            .await
-        {
+        match self.registry.call(&plugin, call_ctx, call).await {
             Ok(report) => match report.reply {
-                Reply::Decision(Ok(d)) => Ok(Decision {
-                    denied: match d.verdict {
-                        po::Verdict::Allow => None,
-                        po::Verdict::Deny(reason) => Some(reason),
-                    },
-                    fee_minor: d.fee.amount_minor,
-                    channels: d.channels,
-                    plugin,
-                }),
+                Reply::Decision(Ok(d)) => Ok(decision_from(d, amount_minor, plugin)),
                 Reply::Decision(Err(message)) => Err(ApiError::new(
                     503,
                     "api_error",
@@ -295,8 +312,8 @@ impl PolicyApi for PolicyHttp {
         self.0.post("/internal/v1/policy/decide", &req).await
     }
     async fn set_policy(&self, merchant_id: &str, policy: PolicyIn) -> ApiResult<()> {
-        let path = format!("/internal/v1/merchants/{merchant_id}/policy");
-        let _: serde_json::Value = self.0.post(&path, &policy).await?;
+        let path = ServicePath::new(["internal", "v1", "merchants", merchant_id, "policy"]);
+        let _: serde_json::Value = self.0.post(path, &policy).await?;
         Ok(())
     }
 }
@@ -324,4 +341,54 @@ async fn decide(
     ApiJson(req): ApiJson<DecideIn>,
 ) -> ApiResult<Json<Decision>> {
     s.decide(req).await.map(Json)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn decision(fee_minor: i64, verdict: po::Verdict) -> po::Decision {
+        po::Decision {
+            verdict,
+            fee: types::Money {
+                amount_minor: fee_minor,
+                currency: "USD".into(),
+            },
+            channels: vec!["sandbox".into()],
+            limits: po::Limits {
+                min_minor: None,
+                max_minor: None,
+            },
+        }
+    }
+
+    #[test]
+    fn a_fee_outside_zero_to_the_amount_denies_the_payment() {
+        for fee in [-1, i64::MIN, 1_001, i64::MAX] {
+            let d = decision_from(decision(fee, po::Verdict::Allow), 1_000, "p".into());
+            let reason = d.denied.unwrap_or_default();
+            assert!(
+                reason.starts_with("policy fee out of range"),
+                "{fee}: {reason}"
+            );
+            assert_eq!(d.fee_minor, 0, "the bad fee is never passed on");
+        }
+    }
+
+    #[test]
+    fn fees_from_zero_to_the_whole_amount_pass_through() {
+        for fee in [0, 59, 1_000] {
+            let d = decision_from(decision(fee, po::Verdict::Allow), 1_000, "p".into());
+            assert_eq!((d.denied, d.fee_minor), (None, fee));
+        }
+        let denied = decision_from(
+            decision(10, po::Verdict::Deny("no".into())),
+            1_000,
+            "p".into(),
+        );
+        assert_eq!(
+            (denied.denied.as_deref(), denied.fee_minor),
+            (Some("no"), 10)
+        );
+    }
 }
