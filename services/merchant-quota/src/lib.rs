@@ -10,7 +10,7 @@ use async_trait::async_trait;
 use axum::extract::{Path, State};
 use axum::routing::post;
 use axum::{Json, Router};
-use payloom_platform::client::ServiceClient;
+use payloom_platform::client::{ServiceClient, ServicePath};
 use payloom_platform::clock::SharedClock;
 use payloom_platform::db::Migration;
 use payloom_platform::{ApiError, ApiJson, ApiResult, Db, ids};
@@ -196,7 +196,14 @@ impl QuotaApi for QuotaHttp {
         self.0.post("/internal/v1/quota/reservations", &req).await
     }
     async fn release(&self, reservation_id: &str) -> ApiResult<()> {
-        let path = format!("/internal/v1/quota/reservations/{reservation_id}/release");
+        let path = ServicePath::new([
+            "internal",
+            "v1",
+            "quota",
+            "reservations",
+            reservation_id,
+            "release",
+        ]);
         let _: serde_json::Value = self.0.post(&path, &serde_json::json!({})).await?;
         Ok(())
     }

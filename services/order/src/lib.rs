@@ -7,7 +7,7 @@ use async_trait::async_trait;
 use axum::extract::{Path, State};
 use axum::routing::{get, post};
 use axum::{Json, Router};
-use payloom_platform::client::ServiceClient;
+use payloom_platform::client::{ServiceClient, ServicePath};
 use payloom_platform::clock::SharedClock;
 use payloom_platform::db::{Dialect, Migration, is_unique_violation};
 use payloom_platform::events::{self, Envelope, Outbox};
@@ -142,6 +142,27 @@ impl Orders {
     }
 }
 
+impl Orders {
+    /// The order already holding `order`'s number. When it was made for the same payment
+    /// (a retry resuming a crashed request) it is that order; otherwise the number is
+    /// taken.
+    async fn existing_for(&self, order: &Order) -> ApiResult<Order> {
+        let row = sqlx::query("SELECT * FROM orders WHERE merchant_id = $1 AND order_no = $2")
+            .bind(&order.merchant_id)
+            .bind(&order.order_no)
+            .fetch_optional(self.db.pool())
+            .await?;
+        match row.as_ref().map(order_from_row).transpose()? {
+            Some(existing) if existing.payment_id == order.payment_id => Ok(existing),
+            _ => Err(ApiError::conflict(
+                "order_no_taken",
+                format!("order_no '{}' already has a payment", order.order_no),
+            )
+            .with_param("order_no")),
+        }
+    }
+}
+
 fn order_from_row(row: &sqlx::any::AnyRow) -> ApiResult<Order> {
     let status: String = row.try_get("status")?;
     Ok(Order {
@@ -189,11 +210,7 @@ impl OrderApi for Orders {
         .await;
         match inserted {
             Ok(_) => Ok(order),
-            Err(e) if is_unique_violation(&e) => Err(ApiError::conflict(
-                "order_no_taken",
-                format!("order_no '{}' already has a payment", order.order_no),
-            )
-            .with_param("order_no")),
+            Err(e) if is_unique_violation(&e) => self.existing_for(&order).await,
             Err(e) => Err(e.into()),
         }
     }
@@ -328,15 +345,12 @@ impl OrderApi for OrderHttp {
         self.0.post("/internal/v1/orders", &req).await
     }
     async fn get(&self, id: &str) -> ApiResult<Order> {
-        self.0.get(&format!("/internal/v1/orders/{id}")).await
+        let path = ServicePath::new(["internal", "v1", "orders", id]);
+        self.0.get(path).await
     }
     async fn transition(&self, id: &str, to: OrderStatus) -> ApiResult<Order> {
-        self.0
-            .post(
-                &format!("/internal/v1/orders/{id}/transitions"),
-                &MoveIn { to },
-            )
-            .await
+        let path = ServicePath::new(["internal", "v1", "orders", id, "transitions"]);
+        self.0.post(path, &MoveIn { to }).await
     }
 }
 

@@ -579,9 +579,9 @@ impl DeadLetterApi for DeadLetterHttp {
         self.0.get("/internal/v1/dead_letters").await
     }
     async fn replay(&self, event_id: &str) -> crate::ApiResult<Replayed> {
-        self.0
-            .post(&format!("/internal/v1/dead_letters/{event_id}/replay"), &())
-            .await
+        let path =
+            crate::client::ServicePath::new(["internal", "v1", "dead_letters", event_id, "replay"]);
+        self.0.post(path, &()).await
     }
 }
 

@@ -36,6 +36,32 @@ pub(crate) fn serve(
     spawn_and_wait(command, &format!("payloom serve: {last} listening on ")).0
 }
 
+/// The merchant-facing services in one process and notification in another, as deployed,
+/// on `db` with `extra` configuration; the processes live as long as the returned pair.
+pub(crate) fn notification_apart(
+    dir: &std::path::Path,
+    db: &str,
+    extra: &str,
+) -> ([crate::support::Process; 2], Urls) {
+    let (config, urls) = serve_config(dir, extra);
+    let notification = serve(
+        &config,
+        &dir.join("n"),
+        db,
+        &["notification"],
+        "notification",
+    );
+    let gateway_side = ["merchant-auth", "channel-adapter", "payment-gateway"];
+    let gateway = serve(
+        &config,
+        &dir.join("g"),
+        db,
+        &gateway_side,
+        "payment-gateway",
+    );
+    ([notification, gateway], urls)
+}
+
 /// Every service's URL by name.
 pub(crate) type Urls = std::collections::HashMap<&'static str, String>;
 
