@@ -1,19 +1,20 @@
 //! The admin API (minimal): login, merchants, API keys, channel credentials, policies,
 //! and the money and message views of [`money`].
 
+mod login;
 mod money;
+
+pub use login::LoginConfig;
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
 
-use argon2::Argon2;
-use argon2::password_hash::{PasswordHash, PasswordHasher, PasswordVerifier, SaltString};
 use axum::extract::{FromRequestParts, Path, State};
 use axum::http::StatusCode;
 use axum::http::request::Parts;
 use axum::routing::{post, put};
 use axum::{Json, Router};
-use jsonwebtoken::{Algorithm, DecodingKey, EncodingKey, Header, Validation};
+use jsonwebtoken::{Algorithm, DecodingKey, Validation};
 use payloom_accounting::AccountingApi;
 use payloom_channel_adapter::ChannelApi;
 use payloom_merchant_auth::{ApiKeyOut, Merchant, MerchantAuthApi, MerchantIn};
@@ -21,11 +22,11 @@ use payloom_merchant_policy::{PolicyApi, PolicyIn};
 use payloom_notification::NotificationApi;
 use payloom_platform::events::DeadLetterApi;
 
+use payloom_platform::cache::KeyStore;
 use payloom_platform::clock::SharedClock;
 use payloom_platform::db::Migration;
 use payloom_platform::{ApiError, ApiJson, ApiResult, Db, ids};
 use serde::{Deserialize, Serialize};
-use sqlx::Row;
 
 pub const MIGRATIONS: &[Migration] = &[Migration {
     version: 1,
@@ -36,6 +37,10 @@ pub const MIGRATIONS: &[Migration] = &[Migration {
 /// How long a login token lasts.
 const TOKEN_TTL_SECS: i64 = 3_600;
 const PASSWORD_LEN_MIN: usize = 12;
+/// Longest operator username and password. A login sending longer is refused before any
+/// work: it cannot be an operator's, and Argon2 would still read every byte.
+const USERNAME_LEN_MAX: usize = 128;
+const PASSWORD_LEN_MAX: usize = 1_024;
 const ISSUER: &str = "payloom-admin";
 
 #[derive(Debug, Serialize, Deserialize)]
@@ -51,6 +56,8 @@ pub struct Admin {
     db: Db,
     clock: SharedClock,
     jwt_secret: Vec<u8>,
+    passwords: login::Passwords,
+    throttle: login::Throttle,
     auth: Arc<dyn MerchantAuthApi>,
     channels: Arc<dyn ChannelApi>,
     policy: Arc<dyn PolicyApi>,
@@ -71,18 +78,25 @@ pub struct AdminClients {
 }
 
 impl Admin {
+    /// `attempts` counts failed logins; give every node the same store (Redis) so the
+    /// limits hold across nodes.
     pub async fn new(
         db: Db,
         clock: SharedClock,
         jwt_secret: &[u8],
+        login: &LoginConfig,
+        attempts: Arc<dyn KeyStore>,
         clients: AdminClients,
     ) -> anyhow::Result<Arc<Self>> {
         anyhow::ensure!(
             jwt_secret.len() >= 32,
             "the admin JWT secret must be at least 32 bytes"
         );
+        login.validate()?;
         db.migrate("admin-bff", MIGRATIONS).await?;
         Ok(Arc::new(Self {
+            passwords: login::Passwords::new(login).await?,
+            throttle: login::Throttle::new(clock.clone(), attempts, login),
             db,
             clock,
             jwt_secret: jwt_secret.to_vec(),
@@ -95,23 +109,16 @@ impl Admin {
         }))
     }
 
-    /// Creates an operator, or sets the password and role of an existing one.
+    /// Creates an operator, or sets the password and role of an existing one. This is how
+    /// `dev` keeps its demo operator's login; deployments get their first operator from
+    /// [`Admin::bootstrap_admin`].
     pub async fn upsert_admin(
         &self,
         username: &str,
         password: &str,
         role: &str,
     ) -> anyhow::Result<()> {
-        anyhow::ensure!(
-            password.len() >= PASSWORD_LEN_MIN,
-            "admin passwords are at least {PASSWORD_LEN_MIN} characters"
-        );
-        let salt =
-            SaltString::encode_b64(&ids::random_bytes(16)).map_err(|e| anyhow::anyhow!("{e}"))?;
-        let hash = Argon2::default()
-            .hash_password(password.as_bytes(), &salt)
-            .map_err(|e| anyhow::anyhow!("{e}"))?
-            .to_string();
+        let hash = self.checked_hash(username, password).await?;
         let now = self.clock.now_ms();
         sqlx::query(
             "INSERT INTO admins (id, username, password_hash, role, created_at_ms) VALUES ($1, $2, $3, $4, $5)
@@ -127,37 +134,45 @@ impl Admin {
         Ok(())
     }
 
-    async fn login(&self, input: LoginIn) -> ApiResult<LoginOut> {
-        let refused =
-            || ApiError::unauthorized("credentials_invalid", "wrong username or password");
-        let row = sqlx::query("SELECT id, password_hash, role FROM admins WHERE username = $1")
-            .bind(&input.username)
+    /// Creates the first operator, a `super_admin`, when there is no operator yet; `false`
+    /// when there is one, and then nothing changes. So a bootstrap password left in the
+    /// configuration is used once and never re-applied.
+    pub async fn bootstrap_admin(&self, username: &str, password: &str) -> anyhow::Result<bool> {
+        let exists = sqlx::query("SELECT id FROM admins LIMIT 1")
             .fetch_optional(self.db.pool())
             .await?
-            .ok_or_else(refused)?;
-        let hash: String = row.try_get("password_hash")?;
-        let parsed = PasswordHash::new(&hash).map_err(ApiError::internal)?;
-        Argon2::default()
-            .verify_password(input.password.as_bytes(), &parsed)
-            .map_err(|_| refused())?;
-        let now_secs = self.clock.now_ms() / 1_000;
-        let claims = Claims {
-            sub: row.try_get("id")?,
-            role: row.try_get("role")?,
-            iss: ISSUER.into(),
-            iat: now_secs,
-            exp: now_secs + TOKEN_TTL_SECS,
-        };
-        let token = jsonwebtoken::encode(
-            &Header::new(Algorithm::HS256),
-            &claims,
-            &EncodingKey::from_secret(&self.jwt_secret),
+            .is_some();
+        if exists {
+            return Ok(false);
+        }
+        let hash = self.checked_hash(username, password).await?;
+        let now = self.clock.now_ms();
+        // The NOT EXISTS makes two nodes bootstrapping at once create one operator.
+        let created = sqlx::query(
+            "INSERT INTO admins (id, username, password_hash, role, created_at_ms)
+             SELECT $1, $2, $3, 'super_admin', $4 WHERE NOT EXISTS (SELECT 1 FROM admins)
+             ON CONFLICT (username) DO NOTHING",
         )
-        .map_err(ApiError::internal)?;
-        Ok(LoginOut {
-            token,
-            expires_in: TOKEN_TTL_SECS,
-        })
+        .bind(ids::new_id("adm", now))
+        .bind(username)
+        .bind(hash)
+        .bind(now)
+        .execute(self.db.pool())
+        .await?;
+        Ok(created.rows_affected() == 1)
+    }
+
+    /// The Argon2 hash of a new operator password, after checking the username and length.
+    async fn checked_hash(&self, username: &str, password: &str) -> anyhow::Result<String> {
+        anyhow::ensure!(
+            !username.is_empty() && username.len() <= USERNAME_LEN_MAX,
+            "admin usernames are 1 to {USERNAME_LEN_MAX} bytes"
+        );
+        anyhow::ensure!(
+            (PASSWORD_LEN_MIN..=PASSWORD_LEN_MAX).contains(&password.len()),
+            "admin passwords are {PASSWORD_LEN_MIN} to {PASSWORD_LEN_MAX} bytes"
+        );
+        self.passwords.hash(password).await
     }
 
     fn check_token(&self, token: &str) -> ApiResult<Claims> {
@@ -181,23 +196,6 @@ impl Admin {
         }
         Ok(data.claims)
     }
-}
-
-#[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
-struct LoginIn {
-    username: String,
-    password: String,
-    /// Accepted and ignored until TOTP enrolment exists.
-    #[serde(default)]
-    #[allow(dead_code)]
-    totp: Option<String>,
-}
-
-#[derive(Debug, Serialize)]
-struct LoginOut {
-    token: String,
-    expires_in: i64,
 }
 
 /// An operator with a valid token.
@@ -224,7 +222,7 @@ impl FromRequestParts<Arc<Admin>> for Operator {
 
 pub fn router(admin: Arc<Admin>) -> Router {
     Router::new()
-        .route("/admin/v1/login", post(login))
+        .route("/admin/v1/login", post(login::login))
         .route("/admin/v1/merchants", post(create_merchant))
         .route("/admin/v1/merchants/{id}/api-keys", post(create_api_key))
         .route(
@@ -251,13 +249,6 @@ async fn set_policy(
     Ok(Json(
         serde_json::json!({"merchant_id": id, "updated": true}),
     ))
-}
-
-async fn login(
-    State(a): State<Arc<Admin>>,
-    ApiJson(input): ApiJson<LoginIn>,
-) -> ApiResult<Json<LoginOut>> {
-    a.login(input).await.map(Json)
 }
 
 async fn create_merchant(

@@ -6,8 +6,8 @@ mod signature;
 use std::sync::Arc;
 
 use async_trait::async_trait;
-use payloom_platform::cache::{KeyStore, TtlCache};
-use payloom_platform::client::ServiceClient;
+use payloom_platform::cache::{KeyStore, MemoryLimits, TtlCache};
+use payloom_platform::client::{ServiceClient, ServicePath};
 use payloom_platform::clock::SharedClock;
 use payloom_platform::db::Migration;
 use payloom_platform::seal::MasterKey;
@@ -22,6 +22,39 @@ pub const MIGRATIONS: &[Migration] = &[Migration {
     name: "merchants and api keys",
     sql: include_str!("../migrations/0001_merchants.sql"),
 }];
+
+/// `[auth]`: merchant-auth's settings.
+#[derive(Debug, Clone, Deserialize)]
+pub struct AuthConfig {
+    /// Most nonces the in-memory nonce store holds at once, for every merchant together.
+    /// Only used without Redis (`dev`, or one node); a full store answers 503.
+    pub nonces_memory_max: usize,
+    /// Most of them one merchant may hold: a merchant at its share gets 429
+    /// `nonce_store_full` while the others go on.
+    pub nonces_memory_per_merchant_max: usize,
+}
+
+impl AuthConfig {
+    pub fn validate(&self) -> anyhow::Result<()> {
+        anyhow::ensure!(
+            self.nonces_memory_max > 0 && self.nonces_memory_per_merchant_max > 0,
+            "auth.nonces_memory_max and auth.nonces_memory_per_merchant_max must be positive"
+        );
+        anyhow::ensure!(
+            self.nonces_memory_per_merchant_max <= self.nonces_memory_max,
+            "auth.nonces_memory_per_merchant_max cannot exceed auth.nonces_memory_max"
+        );
+        Ok(())
+    }
+
+    /// The bounds of an in-memory nonce store.
+    pub fn memory_limits(&self) -> MemoryLimits {
+        MemoryLimits {
+            keys_max: self.nonces_memory_max,
+            keys_per_scope_max: self.nonces_memory_per_merchant_max,
+        }
+    }
+}
 
 /// A merchant account.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -233,15 +266,25 @@ impl MerchantAuthApi for MerchantAuthHttp {
         self.0.post("/internal/v1/merchants", &req).await
     }
     async fn get_merchant(&self, id: &str) -> ApiResult<Merchant> {
-        self.0.get(&format!("/internal/v1/merchants/{id}")).await
+        self.0
+            .get(ServicePath::new(["internal", "v1", "merchants", id]))
+            .await
     }
     async fn create_api_key(&self, merchant_id: &str) -> ApiResult<ApiKeyOut> {
-        let path = format!("/internal/v1/merchants/{merchant_id}/api-keys");
-        self.0.post(&path, &serde_json::json!({})).await
+        let path = ServicePath::new(["internal", "v1", "merchants", merchant_id, "api-keys"]);
+        self.0.post(path, &serde_json::json!({})).await
     }
     async fn revoke_api_key(&self, merchant_id: &str, key_id: &str) -> ApiResult<()> {
-        let path = format!("/internal/v1/merchants/{merchant_id}/api-keys/{key_id}/revoke");
-        let _: serde_json::Value = self.0.post(&path, &serde_json::json!({})).await?;
+        let path = ServicePath::new([
+            "internal",
+            "v1",
+            "merchants",
+            merchant_id,
+            "api-keys",
+            key_id,
+            "revoke",
+        ]);
+        let _: serde_json::Value = self.0.post(path, &serde_json::json!({})).await?;
         Ok(())
     }
 }

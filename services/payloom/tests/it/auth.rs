@@ -63,6 +63,24 @@ async fn signature_failures_are_refused_and_change_nothing(backend: Backend) {
         set(h, "x-signature", resigned);
     })
     .await;
+    // The extremes of i64 are out of the window, not an overflow (debug builds panicked).
+    for extreme in [i64::MIN, i64::MAX] {
+        let timestamp = extreme.to_string();
+        refused(m, "timestamp_out_of_window", |h| {
+            let resigned = payloom_merchant_auth::sign(
+                &m.key.secret,
+                "POST",
+                "/v1/payments",
+                &timestamp,
+                "n-extreme",
+                &body(),
+            );
+            set(h, "x-timestamp", timestamp.clone());
+            set(h, "x-nonce", "n-extreme".into());
+            set(h, "x-signature", resigned);
+        })
+        .await;
+    }
     refused(m, "api_key_invalid", |h| {
         set(h, "x-api-key", "key_01ZZZZZZZZZZZZZZZZZZZZZZZZ".into())
     })
@@ -151,4 +169,43 @@ fn now() -> i64 {
         .duration_since(std::time::UNIX_EPOCH)
         .unwrap()
         .as_secs() as i64
+}
+
+#[tokio::test]
+async fn one_merchant_filling_its_nonce_share_leaves_the_others_working() {
+    let config = "[auth]\nnonces_memory_max = 12\nnonces_memory_per_merchant_max = 5\n";
+    let Some(p) = Platform::start_with(Backend::Sqlite, config).await else {
+        return;
+    };
+    let (a, b, c) = (
+        &p.merchant,
+        p.another_merchant().await,
+        p.another_merchant().await,
+    );
+    for _ in 0..5 {
+        assert_eq!(a.get("/v1/balance").await.status, 200);
+    }
+    let full = a.get("/v1/balance").await;
+    assert_eq!(
+        (full.status, full.error_code()),
+        (429, "nonce_store_full"),
+        "{}",
+        full.text
+    );
+    for _ in 0..5 {
+        let balance = b.get("/v1/balance").await;
+        assert_eq!(balance.status, 200, "{}", balance.text);
+    }
+    assert_eq!(a.get("/v1/balance").await.error_code(), "nonce_store_full");
+    // Twelve nonces are live now: the whole store is full, which is a 503, never a 500.
+    for _ in 0..2 {
+        assert_eq!(c.get("/v1/balance").await.status, 200);
+    }
+    let store_full = c.get("/v1/balance").await;
+    assert_eq!(
+        (store_full.status, store_full.error_code()),
+        (503, "nonce_store_full"),
+        "{}",
+        store_full.text
+    );
 }

@@ -23,10 +23,28 @@ async fn redis_nonces_are_claimed_once_and_expire() {
     forget(conn, &prefix).await;
 }
 
+#[tokio::test]
+async fn redis_windows_count_hits_and_close() {
+    let Some(conn) = redis().await else { return };
+    let prefix = format!("payloom-test:{}:", payloom_platform::ids::random_hex(6));
+    let store = RedisKeyStore::new(conn.clone(), &prefix);
+    assert_eq!(store.hit("ip:1", 300).await.unwrap(), 1);
+    assert_eq!(store.hit("ip:1", 300).await.unwrap(), 2);
+    assert_eq!(store.hit("ip:2", 300).await.unwrap(), 1);
+    tokio::time::sleep(std::time::Duration::from_millis(400)).await;
+    assert_eq!(store.hit("ip:1", 300).await.unwrap(), 1, "a new window");
+    forget(conn, &prefix).await;
+}
+
 /// Deletes what a test wrote under its prefix.
-async fn forget(mut conn: redis::aio::ConnectionManager, prefix: &str) {
+async fn forget(conn: redis::aio::ConnectionManager, prefix: &str) {
+    forget_matching(conn, &format!("{prefix}*")).await;
+}
+
+/// Deletes the keys matching a `KEYS` pattern.
+pub(crate) async fn forget_matching(mut conn: redis::aio::ConnectionManager, pattern: &str) {
     let keys: Vec<String> = redis::cmd("KEYS")
-        .arg(format!("{prefix}*"))
+        .arg(pattern)
         .query_async(&mut conn)
         .await
         .unwrap();
