@@ -11,11 +11,14 @@ use payloom_host::bindings::channel_types as ch;
 use payloom_host::capabilities::crypto::Key;
 use payloom_host::{Call, CallContext, CallFailure, ChannelCall, PluginKind, Registry, Reply};
 use payloom_platform::cache::TtlCache;
-use payloom_platform::client::ServiceClient;
+use payloom_platform::client::{ServiceClient, ServicePath};
 use payloom_platform::clock::SharedClock;
 use payloom_platform::db::Migration;
 use payloom_platform::seal::MasterKey;
 use payloom_platform::{ApiError, ApiJson, ApiResult, Db};
+use prometheus_client::encoding::EncodeLabelSet;
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
 use serde::{Deserialize, Serialize};
 use sqlx::Row;
 
@@ -45,8 +48,9 @@ pub enum ChannelOut {
 #[async_trait]
 pub trait ChannelApi: Send + Sync {
     /// Runs a payment or refund operation. 400 `channel_unknown` for a channel that is not
-    /// loaded; 502 `channel_failed` when the component could not answer (the outcome at
-    /// the PSP is then unknown).
+    /// loaded; 503 `channel_unavailable` when the host refused to run the component (the
+    /// PSP was not called); 502 `channel_failed` when the component could not answer (the
+    /// outcome at the PSP is then unknown).
     async fn call(&self, req: ChannelIn) -> ApiResult<ChannelOut>;
     async fn set_credentials(
         &self,
@@ -54,6 +58,55 @@ pub trait ChannelApi: Send + Sync {
         channel: &str,
         values: BTreeMap<String, String>,
     ) -> ApiResult<()>;
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct CallLabels {
+    channel: String,
+    operation: &'static str,
+}
+
+/// Calls handed to channel components, by channel and operation
+/// (`payloom_channel_calls_total`): what reached the PSP side, whatever it answered.
+/// Calls the host refused to run (breaker open, no free slot) are not counted.
+#[derive(Clone, Default)]
+pub struct ChannelMetrics {
+    calls: Family<CallLabels, Counter>,
+}
+
+impl ChannelMetrics {
+    pub fn register(registry: &mut prometheus_client::registry::Registry) -> Self {
+        let metrics = Self::default();
+        registry.register(
+            "payloom_channel_calls",
+            "Calls run by channel components, by channel and operation",
+            metrics.calls.clone(),
+        );
+        metrics
+    }
+
+    fn count(&self, channel: &str, call: &ChannelCall) {
+        let labels = CallLabels {
+            channel: channel.to_owned(),
+            operation: operation(call),
+        };
+        self.calls.get_or_create(&labels).inc();
+    }
+}
+
+/// The WIT name of a channel operation.
+fn operation(call: &ChannelCall) -> &'static str {
+    match call {
+        ChannelCall::Describe => "describe",
+        ChannelCall::CreatePayment(_) => "create-payment",
+        ChannelCall::QueryPayment(_) => "query-payment",
+        ChannelCall::Capture(_) => "capture",
+        ChannelCall::Cancel(_) => "cancel",
+        ChannelCall::Refund(_) => "refund",
+        ChannelCall::QueryRefund(_) => "query-refund",
+        ChannelCall::HandleNotification(_) => "handle-notification",
+        ChannelCall::ParseStatement(_) => "parse-statement",
+    }
 }
 
 pub struct ChannelAdapter {
@@ -64,7 +117,11 @@ pub struct ChannelAdapter {
     /// Opened credentials by `merchant:channel`; setting them drops the entry here, other
     /// nodes follow within the TTL.
     opened: TtlCache<BTreeMap<String, String>>,
+    metrics: ChannelMetrics,
 }
+
+/// The error code of a call the host refused to run: the PSP was certainly not called.
+pub const CHANNEL_UNAVAILABLE: &str = "channel_unavailable";
 
 /// How long a node keeps opened credentials.
 const CREDENTIALS_CACHE_TTL_MS: i64 = 5_000;
@@ -79,6 +136,7 @@ impl ChannelAdapter {
         registry: Arc<Registry>,
         master_key: MasterKey,
         clock: SharedClock,
+        metrics: ChannelMetrics,
     ) -> anyhow::Result<Arc<Self>> {
         db.migrate("channel-adapter", MIGRATIONS).await?;
         let opened = TtlCache::new(clock.clone(), CREDENTIALS_CACHE_TTL_MS);
@@ -88,6 +146,7 @@ impl ChannelAdapter {
             master_key,
             clock,
             opened,
+            metrics,
         }))
     }
 
@@ -172,11 +231,15 @@ fn unknown_channel(channel: &str) -> ApiError {
 impl ChannelApi for ChannelAdapter {
     async fn call(&self, req: ChannelIn) -> ApiResult<ChannelOut> {
         let ctx = self.context(&req.merchant_id, &req.channel).await?;
-        match self
+        let operation = req.call.clone();
+        let result = self
             .registry
             .call(&req.channel, ctx, Call::Channel(req.call))
-            .await
-        {
+            .await;
+        if !matches!(&result, Err(f) if f.was_refused()) {
+            self.metrics.count(&req.channel, &operation);
+        }
+        match result {
             Ok(report) => match report.reply {
                 Reply::Payment(r) => Ok(ChannelOut::Payment(r)),
                 Reply::Refund(r) => Ok(ChannelOut::Refund(r)),
@@ -184,6 +247,13 @@ impl ChannelApi for ChannelAdapter {
                 other => Err(ApiError::internal(format!("channel answered {other:?}"))),
             },
             Err(CallFailure::NotFound { .. }) => Err(unknown_channel(&req.channel)),
+            // The component never ran, so the PSP was never asked: safe to treat as not done.
+            Err(failure) if failure.was_refused() => Err(ApiError::new(
+                503,
+                "api_error",
+                CHANNEL_UNAVAILABLE,
+                failure.to_string(),
+            )),
             Err(failure) => Err(ApiError::new(
                 502,
                 "api_error",
@@ -246,8 +316,16 @@ impl ChannelApi for ChannelHttp {
         channel: &str,
         values: BTreeMap<String, String>,
     ) -> ApiResult<()> {
-        let path = format!("/internal/v1/merchants/{merchant_id}/channels/{channel}/credentials");
-        let _: serde_json::Value = self.0.post(&path, &values).await?;
+        let path = ServicePath::new([
+            "internal",
+            "v1",
+            "merchants",
+            merchant_id,
+            "channels",
+            channel,
+            "credentials",
+        ]);
+        let _: serde_json::Value = self.0.post(path, &values).await?;
         Ok(())
     }
 }

@@ -3,7 +3,7 @@
 //! when a step refuses; after it exists, the row tells the truth and the API answers with it.
 
 use axum::http::StatusCode;
-use payloom_channel_adapter::{ChannelIn, ChannelOut};
+use payloom_channel_adapter::{CHANNEL_UNAVAILABLE, ChannelIn, ChannelOut};
 use payloom_host::ChannelCall;
 use payloom_host::bindings::{channel_types as ch, types};
 use payloom_merchant_policy::DecideIn;
@@ -16,6 +16,7 @@ use crate::Gateway;
 use crate::api::model::{CaptureMode, NextAction, PaymentIn, PaymentOut, PaymentStatus};
 use crate::auth::Authenticated;
 use crate::db::{PAYMENT_COLUMNS, payment_from_row};
+use crate::idempotency::KeyScope;
 
 /// Who brings a channel's answer, which decides the states it may move a payment from.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -26,30 +27,39 @@ pub(crate) enum Opening {
     Requery(i64),
     /// A verified PSP notification.
     Notified,
+    /// The settlement of a claimed capture or cancel (see `claims`).
+    Claimed,
 }
 
 impl Opening {
     /// The states `to` may come from. The PSP's word moves any open state forward, and
-    /// an authorization to its capture or cancel; nothing leaves a terminal state, and a
-    /// state never moves to itself (a duplicate changes nothing).
+    /// an authorization (or a claimed capture or cancel) to its capture or cancel; nothing
+    /// leaves a terminal state, and a state never moves to itself (a duplicate changes
+    /// nothing).
     fn from(self, to: PaymentStatus) -> &'static [PaymentStatus] {
         use PaymentStatus::*;
-        if self == Opening::Created {
-            return &[Processing];
-        }
-        match to {
-            Succeeded | Canceled => &[Processing, Pending, RequiresAction, Authorized],
-            Authorized | Failed => &[Processing, Pending, RequiresAction],
-            Pending | RequiresAction => &[Processing],
-
-            Processing | Expired => &[],
+        match (self, to) {
+            (Opening::Created, _) => &[Processing],
+            (Opening::Claimed, Succeeded | Canceled | Failed) => &[Capturing, Canceling],
+            (Opening::Claimed, _) => &[],
+            (_, Succeeded | Canceled) => &[
+                Processing,
+                Pending,
+                RequiresAction,
+                Authorized,
+                Capturing,
+                Canceling,
+            ],
+            (_, Authorized | Failed) => &[Processing, Pending, RequiresAction],
+            (_, Pending | RequiresAction) => &[Processing],
+            (_, Processing | Expired | Capturing | Canceling) => &[],
         }
     }
 
     fn requery_attempts(self) -> i64 {
         match self {
             Opening::Requery(n) => n,
-            Opening::Created | Opening::Notified => 0,
+            Opening::Created | Opening::Notified | Opening::Claimed => 0,
         }
     }
 }
@@ -77,15 +87,28 @@ pub(crate) struct Applied {
 }
 
 impl Gateway {
+    /// Creates a payment. Under an Idempotency-Key its id is the key's, so a retry that
+    /// resumes a crashed request finds the payment it made (and answers with it) or makes
+    /// it under the same id.
     pub(crate) async fn create_payment(
         &self,
         who: &Authenticated,
         input: PaymentIn,
+        key: Option<&KeyScope>,
     ) -> ApiResult<(StatusCode, PaymentOut)> {
         // A duplicate order_no is refused by the order service's unique key, before any
         // payment row exists; the quota taken until then is given back.
         let now = self.clock.now_ms();
-        let wire = wire_payment(ids::new_id("pay", now), &who.merchant_id, &input, now);
+        let id = match key.and_then(|k| k.resource_id.clone()) {
+            Some(id) => id,
+            None => ids::new_id("pay", now),
+        };
+        if key.is_some_and(|k| k.resumed)
+            && let Some(made) = self.find_row(&who.merchant_id, &id).await?
+        {
+            return Ok((StatusCode::CREATED, made.out));
+        }
+        let wire = wire_payment(id, &who.merchant_id, &input, now);
         let reservation = self
             .deps
             .quota
@@ -285,8 +308,10 @@ impl Gateway {
         let channel = match &input.channel {
             Some(asked) if decision.channels.contains(asked) => asked.clone(),
             Some(asked) => {
+                // Well-formed, but which channels run and where the merchant's policy
+                // routes this payment are the platform's state: a conflict, not bad input.
                 return Err(ApiError::new(
-                    400,
+                    409,
                     "invalid_request_error",
                     "channel_unavailable",
                     format!("channel '{asked}' cannot take this payment"),
@@ -415,12 +440,14 @@ impl Gateway {
             .transpose()
             .map_err(ApiError::internal)?;
         // RETURNING hands back the row as written: no second read to answer with it, and
-        // the event carries exactly what was stored.
+        // the event carries exactly what was stored. A claimed partial capture captures
+        // its claimed amount; whatever the move, the claim is over.
         let mut tx = self.db.pool().begin().await?;
         let from: Vec<String> = from.iter().map(|s| format!("'{}'", s.as_str())).collect();
         let row = sqlx::query(&format!(
             "UPDATE payments SET status = $1, channel_reference = COALESCE($2, channel_reference), next_action = $3, failure_code = $4,
-             failure_message = $5, amount_captured_minor = $6, updated_at_ms = $7, requery_attempts = $9, next_requery_at_ms = $10
+             failure_message = $5, amount_captured_minor = CASE WHEN $6 > 0 THEN COALESCE(claim_amount_minor, $6) ELSE 0 END,
+             claimed_from = NULL, claim_amount_minor = NULL, updated_at_ms = $7, requery_attempts = $9, next_requery_at_ms = $10
              WHERE id = $8 AND status IN ({}) RETURNING {PAYMENT_COLUMNS}",
             from.join(", ")
         ))
@@ -449,9 +476,11 @@ impl Gateway {
             PaymentStatus::Failed => Some(OrderStatus::Failed),
             PaymentStatus::Canceled => Some(OrderStatus::Canceled),
             PaymentStatus::Expired => Some(OrderStatus::Expired),
-            PaymentStatus::Pending | PaymentStatus::RequiresAction | PaymentStatus::Processing => {
-                None
-            }
+            PaymentStatus::Pending
+            | PaymentStatus::RequiresAction
+            | PaymentStatus::Processing
+            | PaymentStatus::Capturing
+            | PaymentStatus::Canceling => None,
         };
         if let Some(to) = order_status
             && updated.is_some()
@@ -509,15 +538,29 @@ impl Gateway {
         merchant_id: &str,
         id: &str,
     ) -> ApiResult<crate::db::PaymentRow> {
+        self.find_row(merchant_id, id)
+            .await?
+            .ok_or_else(|| ApiError::not_found("payment", id))
+    }
+
+    /// The merchant's payment `id`, if there is one. A string that cannot be a payment
+    /// id finds nothing without asking the database.
+    pub(crate) async fn find_row(
+        &self,
+        merchant_id: &str,
+        id: &str,
+    ) -> ApiResult<Option<crate::db::PaymentRow>> {
+        if !ids::has_shape(id, "pay") {
+            return Ok(None);
+        }
         let row = sqlx::query(&format!(
             "SELECT {PAYMENT_COLUMNS} FROM payments WHERE id = $1 AND merchant_id = $2"
         ))
         .bind(id)
         .bind(merchant_id)
         .fetch_optional(self.db.pool())
-        .await?
-        .ok_or_else(|| ApiError::not_found("payment", id))?;
-        payment_from_row(&row)
+        .await?;
+        row.as_ref().map(payment_from_row).transpose()
     }
 }
 
@@ -594,7 +637,8 @@ pub(crate) fn applied_from(answer: ApiResult<ChannelOut>) -> Applied {
         Ok(ChannelOut::Refund(_) | ChannelOut::Notification(_)) => {
             return unknown("channel answered a payment call with another kind of answer".into());
         }
-        Err(e) if e.code == "channel_unknown" => {
+        // The component never ran: the PSP was not asked, so the payment has failed.
+        Err(e) if e.code == "channel_unknown" || e.code == CHANNEL_UNAVAILABLE => {
             return Applied {
                 status: PaymentStatus::Failed,
                 reference: None,

@@ -1,9 +1,13 @@
-//! Idempotency-Key as a layer around the creating routes.
+//! Idempotency-Key as a layer around the creating routes, with recovery points in the
+//! manner of Stripe's idempotency design.
 //!
-//! The first request with a key claims it (an insert that only one request can win),
-//! runs, and stores its response. A retry with the same body gets that response byte for
-//! byte; with another body, 409. A concurrent duplicate waits for the first to finish.
-//! A 5xx is not stored: the key is freed so the merchant can retry.
+//! The first request with a key claims it (an insert only one request can win) under a
+//! lease, with the id its resource will take. A retry with the same body gets the stored
+//! response byte for byte; with another body, 409; while the lease holds, it waits for
+//! the holder. A key is never freed once its request may have acted: when the holder
+//! crashes, is cut off, or fails with a 5xx, a retry after the lease takes the key over
+//! and resumes from what was recorded (the resource id, a claimed capture or cancel), so
+//! a PSP is never asked twice for one key.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -13,7 +17,7 @@ use axum::extract::{Request, State};
 use axum::http::{HeaderValue, StatusCode, header};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
-use payloom_platform::ApiError;
+use payloom_platform::{ApiError, ids};
 use sha2::{Digest, Sha256};
 use sqlx::Row;
 
@@ -22,18 +26,68 @@ use crate::auth::{Authenticated, body_of};
 
 const HEADER: &str = "idempotency-key";
 const KEY_LEN_MAX: usize = 255;
-/// How often a waiting duplicate looks again.
-const POLL_INTERVAL: Duration = Duration::from_millis(10);
+/// A waiting duplicate looks again after this, doubling up to [`POLL_MAX`].
+const POLL_FIRST: Duration = Duration::from_millis(10);
+const POLL_MAX: Duration = Duration::from_millis(250);
+
+/// What a route's layer needs: the gateway and the prefix of the id its request creates
+/// (`None` for routes acting on the resource in their path).
+#[derive(Clone)]
+pub(crate) struct Idempotent {
+    pub gateway: Arc<Gateway>,
+    pub creates: Option<&'static str>,
+}
+
+/// The key a request holds, handed to its handler as an extension.
+#[derive(Debug, Clone)]
+pub(crate) struct KeyScope {
+    merchant: String,
+    key: String,
+    lease: String,
+    /// The id the request's resource takes: the same on every retry of the key.
+    pub resource_id: Option<String>,
+    /// This request took the key over from one that crashed or failed; the handler
+    /// resumes from what that one recorded instead of starting afresh.
+    pub resumed: bool,
+    /// What the earlier holder recorded, e.g. [`CLAIMED`].
+    pub recovery_point: Option<String>,
+}
+
+/// Recovery point: the request claimed its capture or cancel (the PSP may have been asked).
+pub(crate) const CLAIMED: &str = "claimed";
+
+impl KeyScope {
+    /// Records a recovery point, in the caller's transaction with the change it stands for.
+    pub(crate) async fn record(
+        &self,
+        tx: &mut sqlx::Transaction<'_, sqlx::Any>,
+        point: &str,
+    ) -> Result<(), ApiError> {
+        sqlx::query("UPDATE idempotency_keys SET recovery_point = $1 WHERE merchant_id = $2 AND idempotency_key = $3 AND lease = $4")
+            .bind(point)
+            .bind(&self.merchant)
+            .bind(&self.key)
+            .bind(&self.lease)
+            .execute(&mut **tx)
+            .await?;
+        Ok(())
+    }
+
+    /// Whether this request resumes one that recorded `point`.
+    pub(crate) fn resumes(&self, point: &str) -> bool {
+        self.resumed && self.recovery_point.as_deref() == Some(point)
+    }
+}
 
 enum Claim {
-    Won,
+    Won(KeyScope),
     Replay(u16, String),
     Busy,
 }
 
 pub(crate) async fn layer(
-    State(gateway): State<Arc<Gateway>>,
-    req: Request,
+    State(route): State<Idempotent>,
+    mut req: Request,
     next: Next,
 ) -> Response {
     let Some(key) = req.headers().get(HEADER).cloned() else {
@@ -56,35 +110,46 @@ pub(crate) async fn layer(
     else {
         return ApiError::internal("idempotency layer ran before authentication").into_response();
     };
+    let fingerprint = fingerprint(&req);
+    let scope = match wait_for_key(&route, &merchant, &key, &fingerprint).await {
+        Ok(Ok(scope)) => scope,
+        Ok(Err(replay)) => return replay,
+        Err(e) => return e.into_response(),
+    };
+    req.extensions_mut().insert(scope.clone());
+    let response = next.run(req).await;
+    finish(&route.gateway, &scope, response).await
+}
+
+fn fingerprint(req: &Request) -> String {
     let mut hasher = Sha256::new();
     hasher.update(req.method().as_str());
     hasher.update(b"\n");
     hasher.update(req.uri().path());
     hasher.update(b"\n");
-    hasher.update(body_of(&req));
-    let fingerprint = hex::encode(hasher.finalize());
-    match run(&gateway, &merchant, &key, &fingerprint, req, next).await {
-        Ok(response) => response,
-        Err(e) => e.into_response(),
-    }
+    hasher.update(body_of(req));
+    hex::encode(hasher.finalize())
 }
 
-async fn run(
-    gateway: &Gateway,
+/// Claims the key, waiting while another request holds it. `Ok(Err(response))` is a
+/// stored answer to replay.
+async fn wait_for_key(
+    route: &Idempotent,
     merchant: &str,
     key: &str,
     fingerprint: &str,
-    req: Request,
-    next: Next,
-) -> Result<Response, ApiError> {
+) -> Result<Result<KeyScope, Response>, ApiError> {
+    let gateway = &route.gateway;
     let deadline =
         tokio::time::Instant::now() + Duration::from_millis(gateway.config.idempotency_wait_ms);
+    let mut pause = POLL_FIRST;
     loop {
-        match claim(gateway, merchant, key, fingerprint).await? {
-            Claim::Won => break,
-            Claim::Replay(status, body) => return Ok(stored(status, body)),
+        match claim(route, merchant, key, fingerprint).await? {
+            Claim::Won(scope) => return Ok(Ok(scope)),
+            Claim::Replay(status, body) => return Ok(Err(stored(status, body))),
             Claim::Busy if tokio::time::Instant::now() < deadline => {
-                tokio::time::sleep(POLL_INTERVAL).await
+                tokio::time::sleep(pause).await;
+                pause = (pause * 2).min(POLL_MAX);
             }
             Claim::Busy => {
                 return Err(ApiError::new(
@@ -96,55 +161,79 @@ async fn run(
             }
         }
     }
-    let response = next.run(req).await;
+}
+
+/// Stores the answer under the key; a 5xx is not an answer but a failure part-way, so the
+/// key's lease is released instead and the next retry resumes. If the store itself fails
+/// the merchant still gets the answer, and a retry after the lease resumes to the same.
+async fn finish(gateway: &Gateway, scope: &KeyScope, response: Response) -> Response {
     let status = response.status();
     let (parts, body) = response.into_parts();
-    let bytes = axum::body::to_bytes(body, usize::MAX)
-        .await
-        .map_err(ApiError::internal)?;
-    if status.is_server_error() {
-        sqlx::query("DELETE FROM idempotency_keys WHERE merchant_id = $1 AND idempotency_key = $2")
-            .bind(merchant)
-            .bind(key)
+    let bytes = match axum::body::to_bytes(body, usize::MAX).await {
+        Ok(bytes) => bytes,
+        Err(e) => return ApiError::internal(e).into_response(),
+    };
+    let stored = if status.is_server_error() {
+        sqlx::query("UPDATE idempotency_keys SET locked_until_ms = 0 WHERE merchant_id = $1 AND idempotency_key = $2 AND lease = $3 AND state = 'started'")
+            .bind(&scope.merchant)
+            .bind(&scope.key)
+            .bind(&scope.lease)
             .execute(gateway.db.pool())
-            .await?;
+            .await
     } else {
-        let text = String::from_utf8_lossy(&bytes).into_owned();
-        sqlx::query("UPDATE idempotency_keys SET state = 'done', response_status = $1, response_body = $2 WHERE merchant_id = $3 AND idempotency_key = $4")
+        sqlx::query("UPDATE idempotency_keys SET state = 'done', response_status = $1, response_body = $2 WHERE merchant_id = $3 AND idempotency_key = $4 AND lease = $5")
             .bind(i64::from(status.as_u16()))
-            .bind(text)
-            .bind(merchant)
-            .bind(key)
+            .bind(String::from_utf8_lossy(&bytes).into_owned())
+            .bind(&scope.merchant)
+            .bind(&scope.key)
+            .bind(&scope.lease)
             .execute(gateway.db.pool())
-            .await?;
+            .await
+    };
+    if let Err(e) = stored {
+        tracing::warn!(key = scope.key, "idempotency key not updated: {e}");
     }
-    Ok(Response::from_parts(parts, Body::from(bytes)))
+    Response::from_parts(parts, Body::from(bytes))
 }
 
 async fn claim(
-    gateway: &Gateway,
+    route: &Idempotent,
     merchant: &str,
     key: &str,
     fingerprint: &str,
 ) -> Result<Claim, ApiError> {
+    let gateway = &route.gateway;
+    let now = gateway.clock.now_ms();
+    let scope = KeyScope {
+        merchant: merchant.to_owned(),
+        key: key.to_owned(),
+        lease: ids::random_hex(8),
+        resource_id: route.creates.map(|prefix| ids::new_id(prefix, now)),
+        resumed: false,
+        recovery_point: None,
+    };
     let inserted = sqlx::query(
-        "INSERT INTO idempotency_keys (merchant_id, idempotency_key, fingerprint, state, created_at_ms) VALUES ($1, $2, $3, 'started', $4) ON CONFLICT DO NOTHING",
+        "INSERT INTO idempotency_keys (merchant_id, idempotency_key, fingerprint, state, created_at_ms, resource_id, locked_until_ms, lease)
+         VALUES ($1, $2, $3, 'started', $4, $5, $6, $7) ON CONFLICT DO NOTHING",
     )
     .bind(merchant)
     .bind(key)
     .bind(fingerprint)
-    .bind(gateway.clock.now_ms())
+    .bind(now)
+    .bind(&scope.resource_id)
+    .bind(now + gateway.lease_ms())
+    .bind(&scope.lease)
     .execute(gateway.db.pool())
     .await?;
     if inserted.rows_affected() == 1 {
-        return Ok(Claim::Won);
+        return Ok(Claim::Won(scope));
     }
-    let row = sqlx::query("SELECT fingerprint, state, response_status, response_body FROM idempotency_keys WHERE merchant_id = $1 AND idempotency_key = $2")
+    let row = sqlx::query("SELECT fingerprint, state, response_status, response_body, resource_id, recovery_point, locked_until_ms FROM idempotency_keys WHERE merchant_id = $1 AND idempotency_key = $2")
         .bind(merchant)
         .bind(key)
         .fetch_optional(gateway.db.pool())
         .await?;
-    // Freed by a failing first request between our insert and this read: try again.
+    // Forgotten by the retention sweep between our insert and this read: try again.
     let Some(row) = row else {
         return Ok(Claim::Busy);
     };
@@ -159,12 +248,48 @@ async fn claim(
         .with_param("Idempotency-Key"));
     }
     let state: String = row.try_get("state")?;
-    if state != "done" {
+    if state == "done" {
+        let status: i64 = row.try_get("response_status")?;
+        let body: String = row.try_get("response_body")?;
+        return Ok(Claim::Replay(status as u16, body));
+    }
+    let locked_until: i64 = row.try_get("locked_until_ms")?;
+    if locked_until > now {
         return Ok(Claim::Busy);
     }
-    let status: i64 = row.try_get("response_status")?;
-    let body: String = row.try_get("response_body")?;
-    Ok(Claim::Replay(status as u16, body))
+    take_over(gateway, scope, &row, locked_until, now).await
+}
+
+/// Takes over a key whose lease ran out: only one request can (the update re-checks the
+/// lease it read), and it resumes from the holder's resource and recovery point.
+async fn take_over(
+    gateway: &Gateway,
+    scope: KeyScope,
+    row: &sqlx::any::AnyRow,
+    locked_until: i64,
+    now: i64,
+) -> Result<Claim, ApiError> {
+    let taken = sqlx::query("UPDATE idempotency_keys SET locked_until_ms = $1, lease = $2 WHERE merchant_id = $3 AND idempotency_key = $4 AND state = 'started' AND locked_until_ms = $5")
+        .bind(now + gateway.lease_ms())
+        .bind(&scope.lease)
+        .bind(&scope.merchant)
+        .bind(&scope.key)
+        .bind(locked_until)
+        .execute(gateway.db.pool())
+        .await?;
+    if taken.rows_affected() == 0 {
+        return Ok(Claim::Busy);
+    }
+    tracing::info!(
+        key = scope.key,
+        "idempotency key taken over after its lease"
+    );
+    Ok(Claim::Won(KeyScope {
+        resource_id: row.try_get("resource_id")?,
+        recovery_point: row.try_get("recovery_point")?,
+        resumed: true,
+        ..scope
+    }))
 }
 
 fn stored(status: u16, body: String) -> Response {

@@ -1,7 +1,8 @@
 //! The janitor: payments whose outcome is open (`processing` after an unknown answer, a
-//! timeout or a crash before the answer was written; `pending` at the PSP) are asked again
-//! through the channel's `query-payment` on a backoff schedule, and refunds left `pending`
-//! through `query-refund`; the answer is applied like any other, with its event.
+//! timeout or a crash before the answer was written; `pending` at the PSP; a capture or
+//! cancel claimed and never settled, once its lease has passed) are asked again through
+//! the channel's `query-payment` on a backoff schedule, and refunds left `pending` through
+//! `query-refund`; the answer is applied like any other, with its event.
 
 use payloom_channel_adapter::{ChannelIn, ChannelOut};
 use payloom_host::ChannelCall;
@@ -10,6 +11,7 @@ use payloom_platform::ApiResult;
 use sqlx::Row;
 
 use crate::Gateway;
+use crate::claims::{Op, settle_from_query};
 use crate::db::{PAYMENT_COLUMNS, REFUND_COLUMNS, payment_from_row, refund_from_row};
 use crate::flow::{Opening, applied_from};
 
@@ -22,7 +24,7 @@ impl Gateway {
         let now = self.clock.now_ms();
         let rows = sqlx::query(&format!(
             "SELECT {PAYMENT_COLUMNS}, requery_attempts FROM payments
-             WHERE status IN ('processing', 'pending') AND next_requery_at_ms <= $1
+             WHERE status IN ('processing', 'pending', 'capturing', 'canceling') AND next_requery_at_ms <= $1
              ORDER BY next_requery_at_ms LIMIT {ROUND}"
         ))
         .bind(now)
@@ -113,30 +115,37 @@ impl Gateway {
         Ok(())
     }
 
+    /// Asks the PSP where the payment stands; `None` for a payment with no channel.
+    async fn query_payment(&self, row: &crate::db::PaymentRow) -> Option<ApiResult<ChannelOut>> {
+        let p = &row.out;
+        let channel = p.channel.clone()?;
+        let reference = ch::PaymentRef {
+            payment_id: p.id.clone(),
+            reference: p.channel_reference.clone(),
+            amount: types::Money {
+                amount_minor: p.amount,
+                currency: p.currency.clone(),
+            },
+        };
+        let call = ChannelIn {
+            merchant_id: row.merchant_id.clone(),
+            channel,
+            call: ChannelCall::QueryPayment(reference),
+        };
+        Some(self.deps.channels.call(call).await)
+    }
+
     async fn requery(&self, row: crate::db::PaymentRow, attempt: i64) -> ApiResult<()> {
         let p = &row.out;
         let now = self.clock.now_ms();
-        let answer = match &p.channel {
-            Some(channel) => {
-                let reference = ch::PaymentRef {
-                    payment_id: p.id.clone(),
-                    reference: p.channel_reference.clone(),
-                    amount: types::Money {
-                        amount_minor: p.amount,
-                        currency: p.currency.clone(),
-                    },
-                };
-                self.deps
-                    .channels
-                    .call(ChannelIn {
-                        merchant_id: row.merchant_id.clone(),
-                        channel: channel.clone(),
-                        call: ChannelCall::QueryPayment(reference),
-                    })
-                    .await
-            }
-            None => return Ok(()),
+        let Some(answer) = self.query_payment(&row).await else {
+            return Ok(());
         };
+        if let Some(op) = Op::holding(p.status) {
+            let settle = settle_from_query(op, answer);
+            tracing::info!(payment_id = p.id, attempt, ?settle, "claim re-queried");
+            return self.settle(&row, settle, attempt).await;
+        }
         let mut applied = applied_from(answer);
         // A PSP that cannot find or read the payment has not settled it: keep asking.
         if applied

@@ -2,6 +2,7 @@
 
 pub mod api;
 mod auth;
+mod claims;
 mod db;
 mod events;
 mod flow;
@@ -22,6 +23,7 @@ use payloom_merchant_policy::PolicyApi;
 use payloom_merchant_quota::QuotaApi;
 use payloom_order::OrderApi;
 use payloom_platform::Db;
+use payloom_platform::cache::KeyStore;
 use payloom_platform::clock::SharedClock;
 use payloom_platform::db::Migration;
 use payloom_platform::events::Outbox;
@@ -54,6 +56,11 @@ pub const MIGRATIONS: &[Migration] = &[
         name: "re-query schedule of refunds with an open outcome",
         sql: include_str!("../migrations/0004_refund_requery.sql"),
     },
+    Migration {
+        version: 5,
+        name: "idempotency leases and recovery points; capture and cancel claims",
+        sql: include_str!("../migrations/0005_leases_and_claims.sql"),
+    },
 ];
 
 /// `[gateway]`.
@@ -72,6 +79,15 @@ pub struct GatewayConfig {
     /// How long a finished Idempotency-Key is remembered, in seconds; after it the key
     /// is free again.
     pub idempotency_retention_secs: i64,
+    /// How long a request in flight holds what it claimed (its Idempotency-Key, a capture
+    /// or cancel), in seconds. Past it, a retry takes the key over and the janitor
+    /// settles the claim with the PSP: longer than any request can run.
+    pub lease_secs: i64,
+    /// Largest PSP notification body, in bytes; larger ones are refused with 413 before
+    /// any channel component sees them.
+    pub notify_body_limit_bytes: usize,
+    /// PSP notifications accepted per second from one source address.
+    pub notify_per_source_per_sec: u64,
     /// Public base URL PSP notifications are sent to (`<base>/v1/notify/<channel>`).
     pub public_base_url: String,
     /// Seconds between re-queries of a payment whose outcome is open (`processing`, or
@@ -96,6 +112,18 @@ impl GatewayConfig {
             "gateway.idempotency_retention_secs must be at least 1"
         );
         anyhow::ensure!(
+            (1..=3_600).contains(&self.lease_secs),
+            "gateway.lease_secs must be 1 to 3600"
+        );
+        anyhow::ensure!(
+            (1024..=1024 * 1024).contains(&self.notify_body_limit_bytes),
+            "gateway.notify_body_limit_bytes must be 1 KiB to 1 MiB"
+        );
+        anyhow::ensure!(
+            self.notify_per_source_per_sec >= 1,
+            "gateway.notify_per_source_per_sec must be at least 1"
+        );
+        anyhow::ensure!(
             self.requery_schedule_secs.len() <= 50,
             "gateway.requery_schedule_secs has at most 50 steps"
         );
@@ -118,6 +146,8 @@ pub struct Dependencies {
     pub channels: Arc<dyn ChannelApi>,
     pub accounting: Arc<dyn AccountingApi>,
     pub notifications: Arc<dyn NotificationApi>,
+    /// Rate-limit windows shared by every node (Redis in production).
+    pub limits: Arc<dyn KeyStore>,
 }
 
 pub struct Gateway {
@@ -154,6 +184,11 @@ impl Gateway {
 
     pub fn db(&self) -> &Db {
         &self.db
+    }
+
+    /// How long a request in flight holds its key or claim, in milliseconds.
+    pub(crate) fn lease_ms(&self) -> i64 {
+        self.config.lease_secs * 1_000
     }
 
     /// When a payment whose outcome is still open after `attempts` re-queries is asked

@@ -3,6 +3,8 @@
 //! moved. The move is applied like any channel answer: only forward from an open state,
 //! so a duplicated or late notification changes nothing. The PSP gets the component's ack.
 
+use std::net::IpAddr;
+
 use payloom_channel_adapter::{ChannelIn, ChannelOut};
 use payloom_host::ChannelCall;
 use payloom_host::bindings::channel_types as ch;
@@ -12,6 +14,27 @@ use crate::Gateway;
 use crate::flow::{Opening, applied_from};
 
 impl Gateway {
+    /// Per-source rate limit of the unauthenticated notification ingress: 429 past the
+    /// allowance in the current second. A source the server could not tell is one source.
+    pub(crate) async fn admit_notification(&self, source: Option<IpAddr>) -> ApiResult<()> {
+        let source = source.map_or_else(|| "unknown".to_owned(), |ip| ip.to_string());
+        let hits = self
+            .deps
+            .limits
+            .hit(&format!("notify:{source}"), 1_000)
+            .await
+            .map_err(|e| ApiError::unavailable(format!("rate limit unavailable: {e}")))?;
+        if hits > self.config.notify_per_source_per_sec {
+            return Err(ApiError::new(
+                429,
+                "rate_limit_error",
+                "notifications_throttled",
+                "too many notifications from this source; retry in a second",
+            ));
+        }
+        Ok(())
+    }
+
     /// Returns the status and body to answer the PSP with.
     pub(crate) async fn handle_notification(
         &self,

@@ -1,4 +1,4 @@
-//! Reading payments, capture, cancel, refunds and the expiry of unpaid payments.
+//! Reading payments, refunds and the expiry of unpaid payments.
 
 use payloom_channel_adapter::{ChannelIn, ChannelOut};
 use payloom_host::ChannelCall;
@@ -10,22 +10,30 @@ use sqlx::Row;
 use crate::Gateway;
 use crate::api::model::{
     PaymentList, PaymentOut, PaymentStatus, RefundIn, RefundOut, RefundStatus, check_amount,
+    is_order_no,
 };
 use crate::db::{PAYMENT_COLUMNS, REFUND_COLUMNS, payment_from_row, refund_from_row};
+use crate::idempotency::KeyScope;
 
 /// Largest page a list returns.
 pub const LIST_LIMIT_MAX: i64 = 100;
 const LIST_LIMIT_DEFAULT: i64 = 10;
 
-/// Filters of `GET /v1/payments`.
+/// Filters of `GET /v1/payments`, all optional; any other query parameter is refused.
 #[derive(Debug, Default, serde::Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
 #[serde(deny_unknown_fields)]
 pub struct ListQuery {
+    /// Only the payment of this order number.
     pub order_no: Option<String>,
+    /// Only payments in this status.
+    #[param(value_type = Option<PaymentStatus>)]
     pub status: Option<String>,
-    /// 1 to 100, default 10.
+    /// How many payments a page holds.
+    #[param(minimum = 1, maximum = 100, default = 10)]
     pub limit: Option<i64>,
     /// A payment id: the page starts after it (older payments).
+    #[param(pattern = "^pay_[0-9A-HJKMNP-TV-Z]{26}$")]
     pub starting_after: Option<String>,
 }
 
@@ -68,6 +76,14 @@ impl Gateway {
                 "starting_after must be a payment id",
             ));
         }
+        // No payment has an order number of another shape, so such a filter finds nothing
+        // (and the database never sees it: PostgreSQL cannot compare text holding U+0000).
+        if q.order_no.as_deref().is_some_and(|o| !is_order_no(o)) {
+            return Ok(PaymentList {
+                data: Vec::new(),
+                has_more: false,
+            });
+        }
         let mut sql = format!("SELECT {PAYMENT_COLUMNS} FROM payments WHERE merchant_id = $1");
         let mut binds = vec![merchant_id.to_owned()];
         for (column, op, value) in [
@@ -95,186 +111,22 @@ impl Gateway {
         Ok(PaymentList { data, has_more })
     }
 
-    pub(crate) async fn capture(
-        &self,
-        merchant_id: &str,
-        id: &str,
-        amount: Option<i64>,
-    ) -> ApiResult<PaymentOut> {
-        let row = self.load_row(merchant_id, id).await?;
-        let p = &row.out;
-        if p.status != PaymentStatus::Authorized {
-            return Err(ApiError::conflict(
-                "payment_not_capturable",
-                format!("a {} payment cannot be captured", p.status.as_str()),
-            ));
-        }
-        let amount = amount.unwrap_or(p.amount);
-        check_amount("amount", amount)?;
-        if amount > p.amount {
-            return Err(ApiError::invalid(
-                "amount",
-                "amount is more than was authorized",
-            ));
-        }
-        let response = self
-            .payment_op(merchant_id, p, ChannelCall::Capture, amount)
-            .await?;
-        match response.outcome {
-            ch::Outcome::Succeeded => {}
-            ch::Outcome::Declined(d) => {
-                return Err(ApiError::new(402, "channel_error", &d.code, d.message));
-            }
-            other => {
-                return Err(ApiError::new(
-                    502,
-                    "api_error",
-                    "capture_unconfirmed",
-                    format!("the channel answered {other:?}; the payment stays authorized"),
-                ));
-            }
-        }
-        let moved = self
-            .move_payment(
-                "status = 'succeeded', amount_captured_minor = $3",
-                "status = 'authorized'",
-                id,
-                Some(amount),
-            )
-            .await?;
-        if moved && let Some(order_id) = &row.order_id {
-            self.deps
-                .orders
-                .transition(order_id, OrderStatus::Paid)
-                .await?;
-        }
-        self.load(merchant_id, id).await
-    }
-
-    pub(crate) async fn cancel(&self, merchant_id: &str, id: &str) -> ApiResult<PaymentOut> {
-        let row = self.load_row(merchant_id, id).await?;
-        let p = &row.out;
-        if !matches!(
-            p.status,
-            PaymentStatus::Pending | PaymentStatus::RequiresAction | PaymentStatus::Authorized
-        ) {
-            return Err(ApiError::conflict(
-                "payment_not_cancelable",
-                format!("a {} payment cannot be canceled", p.status.as_str()),
-            ));
-        }
-        let response = self
-            .payment_op(merchant_id, p, ChannelCall::Cancel, p.amount)
-            .await?;
-        if !matches!(response.outcome, ch::Outcome::Canceled) {
-            return Err(ApiError::new(
-                502,
-                "api_error",
-                "cancel_unconfirmed",
-                format!("the channel answered {:?}", response.outcome),
-            ));
-        }
-        let from = format!("status = '{}'", p.status.as_str());
-        let moved = self
-            .move_payment("status = 'canceled'", &from, id, None)
-            .await?;
-        if moved {
-            if let Some(order_id) = &row.order_id {
-                self.deps
-                    .orders
-                    .transition(order_id, OrderStatus::Canceled)
-                    .await?;
-            }
-            self.release_quota(row.quota_reservation_id.as_deref())
-                .await;
-        }
-        self.load(merchant_id, id).await
-    }
-
-    /// Moves a payment with `set` if it still matches `only_if`, and writes its event in
-    /// the same transaction. `false` when someone else moved it first.
-    async fn move_payment(
-        &self,
-        set: &str,
-        only_if: &str,
-        id: &str,
-        amount: Option<i64>,
-    ) -> ApiResult<bool> {
-        let mut tx = self.db.pool().begin().await?;
-        let sql = format!(
-            "UPDATE payments SET {set}, updated_at_ms = $1 WHERE id = $2 AND {only_if} RETURNING {PAYMENT_COLUMNS}"
-        );
-        let mut query = sqlx::query(&sql).bind(self.clock.now_ms()).bind(id);
-        if let Some(amount) = amount {
-            query = query.bind(amount);
-        }
-        let Some(row) = query.fetch_optional(&mut *tx).await? else {
-            return Ok(false);
-        };
-        self.emit_payment(&mut tx, &payment_from_row(&row)?).await?;
-        tx.commit().await?;
-        self.outbox.wake();
-        Ok(true)
-    }
-
-    /// Capture or cancel at the channel.
-    async fn payment_op(
-        &self,
-        merchant_id: &str,
-        p: &PaymentOut,
-        op: fn(ch::PaymentRef) -> ChannelCall,
-        amount: i64,
-    ) -> ApiResult<ch::PaymentResponse> {
-        let channel = p.channel.clone().ok_or_else(|| {
-            ApiError::conflict(
-                "payment_without_channel",
-                "this payment never reached a channel",
-            )
-        })?;
-        let reference = ch::PaymentRef {
-            payment_id: p.id.clone(),
-            reference: p.channel_reference.clone(),
-            amount: types::Money {
-                amount_minor: amount,
-                currency: p.currency.clone(),
-            },
-        };
-        let call = ChannelIn {
-            merchant_id: merchant_id.to_owned(),
-            channel,
-            call: op(reference),
-        };
-        match self.deps.channels.call(call).await? {
-            ChannelOut::Payment(Ok(response)) => Ok(response),
-            ChannelOut::Payment(Err(e)) => Err(ApiError::new(
-                402,
-                "channel_error",
-                "channel_refused",
-                format!("{e:?}"),
-            )),
-            ChannelOut::Refund(_) | ChannelOut::Notification(_) => Err(ApiError::internal(
-                "channel answered a payment call with another kind of answer",
-            )),
-        }
-    }
-
+    /// Refunds part or all of a payment. Under an Idempotency-Key the refund's id is the
+    /// key's and is written with the reservation, so a retry that resumes a failed or
+    /// crashed request answers with that refund instead of asking the channel again.
     pub(crate) async fn create_refund(
         &self,
         merchant_id: &str,
         payment_id: &str,
         input: RefundIn,
+        key: Option<&KeyScope>,
     ) -> ApiResult<RefundOut> {
-        check_amount("amount", input.amount)?;
-        if input
-            .reason
-            .as_ref()
-            .is_some_and(|r| r.is_empty() || r.len() > 500)
-        {
-            return Err(ApiError::invalid(
-                "reason",
-                "reason must be 1 to 500 characters",
-            ));
-        }
+        let now = self.clock.now_ms();
+        let refund_id = match self.resumed_refund(merchant_id, key).await? {
+            Ok(made) => return Ok(made),
+            Err(id) => id.unwrap_or_else(|| ids::new_id("re", now)),
+        };
+        check_refund(&input)?;
         let row = self.load_row(merchant_id, payment_id).await?;
         let p = row.out;
         if p.status != PaymentStatus::Succeeded {
@@ -283,8 +135,6 @@ impl Gateway {
                 format!("a {} payment cannot be refunded", p.status.as_str()),
             ));
         }
-        let now = self.clock.now_ms();
-        let refund_id = ids::new_id("re", now);
         let mut tx = self.db.pool().begin().await?;
         // The check and the increment are one statement, so concurrent refunds can never
         // take the total past what was captured.
@@ -299,9 +149,9 @@ impl Gateway {
         .execute(&mut *tx)
         .await?;
         if reserved.rows_affected() == 0 {
-            return Err(ApiError::new(
-                400,
-                "invalid_request_error",
+            // Well-formed, but more than the payment has left to refund: a conflict with
+            // its state, which other refunds may have just changed.
+            return Err(ApiError::conflict(
                 "amount_too_large",
                 "the refund would take the refunded total above the captured amount",
             )
@@ -331,6 +181,25 @@ impl Gateway {
                 .await;
         }
         self.get_refund(merchant_id, &refund_id).await
+    }
+
+    /// The refund an earlier holder of the key made (`Ok`), or the id the key reserved for
+    /// it (`Err`; none without a key).
+    async fn resumed_refund(
+        &self,
+        merchant_id: &str,
+        key: Option<&KeyScope>,
+    ) -> ApiResult<Result<RefundOut, Option<String>>> {
+        let Some(key) = key else {
+            return Ok(Err(None));
+        };
+        let id = key.resource_id.clone();
+        if let (true, Some(id)) = (key.resumed, &id)
+            && let Some(made) = self.find_refund(merchant_id, id).await?
+        {
+            return Ok(Ok(made));
+        }
+        Ok(Err(id))
     }
 
     async fn refund_at_channel(
@@ -460,15 +329,24 @@ impl Gateway {
     }
 
     pub(crate) async fn get_refund(&self, merchant_id: &str, id: &str) -> ApiResult<RefundOut> {
+        self.find_refund(merchant_id, id)
+            .await?
+            .ok_or_else(|| ApiError::not_found("refund", id))
+    }
+
+    /// The merchant's refund `id`, if there is one.
+    async fn find_refund(&self, merchant_id: &str, id: &str) -> ApiResult<Option<RefundOut>> {
+        if !ids::has_shape(id, "re") {
+            return Ok(None);
+        }
         let row = sqlx::query(&format!(
             "SELECT {REFUND_COLUMNS} FROM refunds WHERE id = $1 AND merchant_id = $2"
         ))
         .bind(id)
         .bind(merchant_id)
         .fetch_optional(self.db.pool())
-        .await?
-        .ok_or_else(|| ApiError::not_found("refund", id))?;
-        refund_from_row(&row)
+        .await?;
+        row.as_ref().map(refund_from_row).transpose()
     }
 
     /// Expires every unpaid payment past its expiry.
@@ -476,15 +354,19 @@ impl Gateway {
         self.expire(None).await
     }
 
-    /// Drops finished Idempotency-Keys older than the retention. Keys still `started`
-    /// belong to a request in flight and stay.
+    /// Drops Idempotency-Keys older than the retention: finished ones, and ones whose
+    /// request never finished and whose lease has passed (nobody resumed them in time).
+    /// A key whose lease still holds belongs to a request in flight and stays.
     pub(crate) async fn forget_idempotency_keys(&self) -> ApiResult<u64> {
-        let cutoff = self.clock.now_ms() - self.config.idempotency_retention_secs * 1_000;
-        let done =
-            sqlx::query("DELETE FROM idempotency_keys WHERE state = 'done' AND created_at_ms < $1")
-                .bind(cutoff)
-                .execute(self.db.pool())
-                .await?;
+        let now = self.clock.now_ms();
+        let cutoff = now - self.config.idempotency_retention_secs * 1_000;
+        let done = sqlx::query(
+            "DELETE FROM idempotency_keys WHERE created_at_ms < $1 AND (state = 'done' OR locked_until_ms < $2)",
+        )
+        .bind(cutoff)
+        .bind(now)
+        .execute(self.db.pool())
+        .await?;
         Ok(done.rows_affected())
     }
 
@@ -530,4 +412,19 @@ impl Gateway {
         }
         Ok(rows.len())
     }
+}
+
+fn check_refund(input: &RefundIn) -> ApiResult<()> {
+    check_amount("amount", input.amount)?;
+    if input
+        .reason
+        .as_ref()
+        .is_some_and(|r| r.is_empty() || r.chars().count() > 500)
+    {
+        return Err(ApiError::invalid(
+            "reason",
+            "reason must be 1 to 500 characters",
+        ));
+    }
+    Ok(())
 }

@@ -171,12 +171,23 @@ async fn track(metrics: HttpMetrics, mut req: Request, next: Next) -> Response {
     response
 }
 
-/// Serves until Ctrl-C or SIGTERM, then lets in-flight requests finish.
+/// Serves until Ctrl-C or SIGTERM, then lets in-flight requests finish. Handlers may read
+/// the peer's address (`ConnectInfo<SocketAddr>`), e.g. for per-source rate limits.
 pub async fn serve(listener: tokio::net::TcpListener, router: Router) -> anyhow::Result<()> {
-    axum::serve(listener, router)
-        .with_graceful_shutdown(shutdown_signal())
-        .await?;
+    axum::serve(
+        listener,
+        router.into_make_service_with_connect_info::<std::net::SocketAddr>(),
+    )
+    .with_graceful_shutdown(shutdown_signal())
+    .await?;
     Ok(())
+}
+
+/// The address a request came from, when the server recorded it (see [`serve`]).
+pub fn peer_ip(req: &axum::http::request::Parts) -> Option<std::net::IpAddr> {
+    req.extensions
+        .get::<axum::extract::ConnectInfo<std::net::SocketAddr>>()
+        .map(|info| info.0.ip())
 }
 
 async fn shutdown_signal() {

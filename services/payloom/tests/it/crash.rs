@@ -1,7 +1,8 @@
 //! The platform is killed with SIGKILL at random moments while payments stream in, and
 //! started again. Afterwards every payment the API acknowledged exists as acknowledged,
-//! its ledger entry exists exactly once, every webhook owed was delivered (at least once,
-//! always under the same event id), and every outbox is empty.
+//! every request cut off by a kill, retried with its Idempotency-Key, yields exactly one
+//! payment, its ledger entry exists exactly once, every webhook owed was delivered (at
+//! least once, always under the same event id), and every outbox is empty.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::{Arc, Mutex};
@@ -13,14 +14,74 @@ use serde_json::{Value, json};
 
 use crate::on_both_databases;
 use crate::receiver::Receiver;
-use crate::support::{Backend, Platform};
+use crate::support::{Answer, Backend, Merchant, Platform, payment_body};
 
 on_both_databases!(a_killed_platform_loses_no_payment_entry_or_webhook);
 
 const KILLS: usize = 3;
 const IN_FLIGHT: usize = 4;
 /// Short timeouts so a delivery cut by a kill goes out again within seconds.
-const CONFIG: &str = "[notification]\nrequest_timeout_ms = 1000\nretry_schedule_secs = [1, 1, 1, 1, 1]\njitter = 0.0\noverload_floor_secs = 0\n[events]\nrelay_poll_ms = 100\n";
+/// A key cut off by a kill can be taken over a second later.
+const CONFIG: &str = "[notification]\nrequest_timeout_ms = 1000\nretry_schedule_secs = [1, 1, 1, 1, 1]\njitter = 0.0\noverload_floor_secs = 0\n[events]\nrelay_poll_ms = 100\n[gateway]\nlease_secs = 1\n";
+
+/// Requests that got no answer: their Idempotency-Key and body.
+type CutOff = Arc<Mutex<Vec<(String, String)>>>;
+
+/// Pays with a fresh key until the server stops answering; the request in flight at
+/// that moment is kept for a retry.
+async fn stream(
+    merchant: Merchant,
+    acknowledged: Arc<Mutex<BTreeMap<String, String>>>,
+    cut: CutOff,
+) {
+    loop {
+        let key = format!("crash-{}", payloom_platform::ids::random_hex(8));
+        let body = payment_body(1_000);
+        let header = [("idempotency-key", key.as_str())];
+        let Some(paid) = merchant
+            .try_send("POST", "/v1/payments", &body, &header)
+            .await
+        else {
+            cut.lock().unwrap().push((key, body));
+            return;
+        };
+        assert_eq!(paid.status, 201, "{}", paid.text);
+        let id = paid.json["id"].as_str().unwrap().to_owned();
+        let status = paid.json["status"].as_str().unwrap().to_owned();
+        acknowledged.lock().unwrap().insert(id, status);
+    }
+}
+
+/// A request cut off by a kill, retried with its key, is exactly one payment: its id
+/// and status.
+async fn retry_cut_off(m: &Merchant, key: &str, body: &str) -> (String, String) {
+    let retried = retry(m, key, body).await;
+    assert_eq!(retried.status, 201, "{key}: {}", retried.text);
+    let order_no = serde_json::from_str::<Value>(body).unwrap()["order_no"].clone();
+    let listed = m
+        .get(&format!(
+            "/v1/payments?order_no={}",
+            order_no.as_str().unwrap()
+        ))
+        .await;
+    let made = listed.json["data"].as_array().unwrap();
+    assert_eq!(made.len(), 1, "{key}: {}", listed.text);
+    assert_eq!(made[0]["id"], retried.json["id"], "{key}");
+    let status = made[0]["status"].as_str().unwrap().to_owned();
+    (made[0]["id"].as_str().unwrap().to_owned(), status)
+}
+
+/// Retries a cut-off request with its key until the key's lease lets it through.
+async fn retry(m: &Merchant, key: &str, body: &str) -> Answer {
+    let header = [("idempotency-key", key)];
+    for _ in 0..20 {
+        let answer = m.send("POST", "/v1/payments", body, &header).await;
+        if answer.error_code() != "idempotency_in_progress" {
+            return answer;
+        }
+    }
+    panic!("{key} stayed in progress");
+}
 
 /// A time in [lo, hi) ms from the operating system's randomness.
 fn random_ms(lo: u64, hi: u64) -> u64 {
@@ -60,20 +121,16 @@ async fn a_killed_platform_loses_no_payment_entry_or_webhook(backend: Backend) {
     assert_eq!(created.status, 201, "{}", created.text);
     // Every payment the API acknowledged, with the status it was acknowledged in.
     let acknowledged: Arc<Mutex<BTreeMap<String, String>>> = Arc::default();
+    let cut: CutOff = Arc::default();
 
     for round in 0..=KILLS {
         let streams: Vec<_> = (0..IN_FLIGHT)
             .map(|_| {
-                let merchant = p.merchant.clone();
-                let acknowledged = acknowledged.clone();
-                tokio::spawn(async move {
-                    while let Some(paid) = merchant.try_pay(1_000).await {
-                        assert_eq!(paid.status, 201, "{}", paid.text);
-                        let id = paid.json["id"].as_str().unwrap().to_owned();
-                        let status = paid.json["status"].as_str().unwrap().to_owned();
-                        acknowledged.lock().unwrap().insert(id, status);
-                    }
-                })
+                tokio::spawn(stream(
+                    p.merchant.clone(),
+                    acknowledged.clone(),
+                    cut.clone(),
+                ))
             })
             .collect();
         tokio::time::sleep(Duration::from_millis(random_ms(400, 1_600))).await;
@@ -88,6 +145,13 @@ async fn a_killed_platform_loses_no_payment_entry_or_webhook(backend: Backend) {
             stream.await.unwrap();
         }
         p.restart();
+    }
+
+    let cut = cut.lock().unwrap().clone();
+    assert_eq!(cut.len(), IN_FLIGHT * (KILLS + 1));
+    for (key, body) in &cut {
+        let (id, status) = retry_cut_off(&p.merchant, key, body).await;
+        acknowledged.lock().unwrap().insert(id, status);
     }
 
     let acknowledged = acknowledged.lock().unwrap().clone();

@@ -7,8 +7,99 @@ use crate::support::{Backend, Platform};
 
 on_both_databases!(
     idempotency_keys_replay_conflict_and_serialize_duplicates,
-    idempotency_keys_are_forgotten_after_the_retention
+    idempotency_keys_are_forgotten_after_the_retention,
+    a_refund_that_fails_after_the_channel_is_resumed_never_repeated,
+    a_key_whose_answer_was_lost_resumes_to_the_same_payment
 );
+
+/// Keys held by a request that died are taken over after one second.
+const SHORT_LEASE: &str = "[gateway]\nlease_secs = 1\n";
+
+/// A refund whose channel call succeeded but whose answer could not be written answers
+/// 5xx. The retry with its key resumes: it answers with that refund and does not go to
+/// the channel a second time (today's `main` frees the key and refunds twice).
+async fn a_refund_that_fails_after_the_channel_is_resumed_never_repeated(backend: Backend) {
+    let Some(p) = Platform::start_with(backend, SHORT_LEASE).await else {
+        return;
+    };
+    let m = &p.merchant;
+    let paid = m.pay(1_000, json!({})).await;
+    let path = format!("/v1/payments/{}/refunds", paid.json["id"].as_str().unwrap());
+    let body = json!({"amount": 100}).to_string();
+    let key = [("idempotency-key", "refund-once")];
+    let refunds_before = p.channel_calls("refund").await;
+
+    p.break_updates("payment-gateway", "refunds", "NEW.status <> 'pending'")
+        .await;
+    let failed = m.send("POST", &path, &body, &key).await;
+    assert_eq!(failed.status, 500, "{}", failed.text);
+    p.mend("payment-gateway", "refunds").await;
+    assert_eq!(p.channel_calls("refund").await, refunds_before + 1);
+
+    let retried = m.send("POST", &path, &body, &key).await;
+    assert_eq!(retried.status, 201, "{}", retried.text);
+    let again = m.send("POST", &path, &body, &key).await;
+    assert_eq!(
+        (again.replayed, &again.text),
+        (true, &retried.text),
+        "the resumed answer is the key's answer from now on"
+    );
+    assert_eq!(
+        p.channel_calls("refund").await,
+        refunds_before + 1,
+        "the retry did not refund again"
+    );
+    let payment = m
+        .get(&format!(
+            "/v1/payments/{}",
+            paid.json["id"].as_str().unwrap()
+        ))
+        .await;
+    assert_eq!(
+        payment.json["amount_refunded"], 100,
+        "one refund: {}",
+        payment.text
+    );
+}
+
+/// A payment was made but its answer could not be stored under the key (the key stays
+/// `started`, as after a crash). Today's `main` answers every retry `409
+/// idempotency_in_progress` for a day; now a retry after the lease resumes to the same
+/// payment, and the merchant has exactly one.
+async fn a_key_whose_answer_was_lost_resumes_to_the_same_payment(backend: Backend) {
+    let Some(p) = Platform::start_with(backend, SHORT_LEASE).await else {
+        return;
+    };
+    let m = &p.merchant;
+    let body = json!({"order_no": "lost-1", "amount": 1_000, "currency": "USD"}).to_string();
+    let key = [("idempotency-key", "lost-answer")];
+    p.break_updates("payment-gateway", "idempotency_keys", "NEW.state = 'done'")
+        .await;
+    let first = m.send("POST", "/v1/payments", &body, &key).await;
+    p.mend("payment-gateway", "idempotency_keys").await;
+    let created = m.get("/v1/payments?order_no=lost-1").await;
+    let made = created.json["data"].as_array().unwrap().clone();
+    assert_eq!(
+        made.len(),
+        1,
+        "the first request made its payment: {}",
+        first.text
+    );
+
+    // Within the lease the retry waits for the holder, then takes the key over.
+    let retried = m.send("POST", "/v1/payments", &body, &key).await;
+    assert_eq!(retried.status, 201, "{}", retried.text);
+    assert_eq!(retried.json["id"], made[0]["id"], "the same payment");
+    let listed = m.get("/v1/payments?order_no=lost-1").await;
+    assert_eq!(listed.json["data"].as_array().unwrap().len(), 1);
+    let replay = m.send("POST", "/v1/payments", &body, &key).await;
+    assert_eq!(
+        (replay.status, replay.replayed),
+        (201, true),
+        "{}",
+        replay.text
+    );
+}
 
 async fn idempotency_keys_replay_conflict_and_serialize_duplicates(backend: Backend) {
     let Some(p) = Platform::start(backend).await else {
@@ -66,6 +157,27 @@ async fn idempotency_keys_replay_conflict_and_serialize_duplicates(backend: Back
     );
     assert_eq!(m.count().await, 1);
 
+    // A method the route does not have is 405 and leaves the key alone.
+    let wrong_method = m
+        .send(
+            "PUT",
+            "/v1/payments",
+            &body,
+            &[("idempotency-key", "k-405")],
+        )
+        .await;
+    assert_eq!(wrong_method.status, 405, "{}", wrong_method.text);
+    let body_405 = json!({"order_no": "idem-405", "amount": 1234, "currency": "USD"}).to_string();
+    let after_405 = m
+        .send(
+            "POST",
+            "/v1/payments",
+            &body_405,
+            &[("idempotency-key", "k-405")],
+        )
+        .await;
+    assert_eq!(after_405.status, 201, "{}", after_405.text);
+
     // Twenty concurrent duplicates: one payment, twenty identical answers.
     let body = json!({"order_no": "idem-race", "amount": 4321, "currency": "USD"}).to_string();
     let tasks: Vec<_> = (0..20)
@@ -91,7 +203,7 @@ async fn idempotency_keys_replay_conflict_and_serialize_duplicates(backend: Back
         assert_eq!(a.text, answers[0].text);
     }
     assert_eq!(answers.iter().filter(|a| !a.replayed).count(), 1);
-    assert_eq!(m.count().await, 2);
+    assert_eq!(m.count().await, 3);
 
     // The same key on a refund of another merchant's scope is independent; on a refund
     // it replays like a payment.

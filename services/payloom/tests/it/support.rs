@@ -184,16 +184,16 @@ impl Merchant {
         request
     }
 
-    /// A payment of `amount` USD; `None` when the server did not answer (it was killed).
-    pub async fn try_pay(&self, amount: i64) -> Option<Answer> {
-        let body = serde_json::json!({
-            "order_no": format!("ord-{}", payloom_platform::ids::random_hex(8)),
-            "amount": amount,
-            "currency": "USD",
-        })
-        .to_string();
+    /// A signed request; `None` when the server did not answer (it was killed).
+    pub async fn try_send(
+        &self,
+        method: &str,
+        path: &str,
+        body: &str,
+        extra: &[(&str, &str)],
+    ) -> Option<Answer> {
         let response = self
-            .signed("POST", "/v1/payments", &body, &[], |_| {})
+            .signed(method, path, body, extra, |_| {})
             .send()
             .await
             .ok()?;
@@ -237,6 +237,16 @@ impl Merchant {
         assert_eq!(list.status, 200, "{}", list.text);
         list.json["data"].as_array().unwrap().len()
     }
+}
+
+/// A valid payment body of `amount` USD with a fresh order number.
+pub fn payment_body(amount: i64) -> String {
+    serde_json::json!({
+        "order_no": format!("ord-{}", payloom_platform::ids::random_hex(8)),
+        "amount": amount,
+        "currency": "USD",
+    })
+    .to_string()
 }
 
 pub async fn answer(response: reqwest::Response) -> Answer {
@@ -342,6 +352,73 @@ impl Platform {
             Some(db) => db.url.clone(),
             None => payloom_platform::db::sqlite_url(&self.data.path().join("db"), service),
         }
+    }
+
+    /// The sum of every sample of the metric `name` whose labels contain all of `labels`
+    /// (e.g. `("payloom_channel_calls_total", &["operation=\"capture\""])`).
+    pub async fn metric(&self, name: &str, labels: &[&str]) -> f64 {
+        let text = reqwest::get(format!("{}/metrics", self.base))
+            .await
+            .unwrap()
+            .text()
+            .await
+            .unwrap();
+        text.lines()
+            .filter(|line| {
+                line.starts_with(&format!("{name}{{")) || line.starts_with(&format!("{name} "))
+            })
+            .filter(|line| labels.iter().all(|l| line.contains(l)))
+            .filter_map(|line| line.rsplit(' ').next()?.parse::<f64>().ok())
+            .sum()
+    }
+
+    /// How many times channel components ran `operation` (the channel-adapter's counter).
+    pub async fn channel_calls(&self, operation: &str) -> u64 {
+        let label = format!("operation=\"{operation}\"");
+        self.metric("payloom_channel_calls_total", &[&label]).await as u64
+    }
+
+    /// Runs statements on one service's database while the platform runs (fault injection).
+    pub async fn execute(&self, service: &str, statements: &[&str]) {
+        use payloom_platform::db::PoolOptions;
+        let db = payloom_platform::Db::connect(&self.database_of(service), &PoolOptions::default())
+            .await
+            .unwrap();
+        for statement in statements {
+            sqlx::query(statement).execute(db.pool()).await.unwrap();
+        }
+        db.pool().close().await;
+    }
+
+    /// Makes every update of `table` matching `when` (SQL over `NEW`, e.g.
+    /// `NEW.status = 'succeeded'`) fail in `service`'s database, until [`Self::mend`].
+    pub async fn break_updates(&self, service: &str, table: &str, when: &str) {
+        if self.on_postgres() {
+            let function = "CREATE OR REPLACE FUNCTION payloom_test_fault() RETURNS trigger LANGUAGE plpgsql AS $$ BEGIN RAISE EXCEPTION 'injected fault'; END $$";
+            let trigger = format!(
+                "CREATE TRIGGER payloom_test_fault BEFORE UPDATE ON {table} FOR EACH ROW WHEN ({when}) EXECUTE FUNCTION payloom_test_fault()"
+            );
+            self.execute(service, &[function, &trigger]).await;
+        } else {
+            let trigger = format!(
+                "CREATE TRIGGER payloom_test_fault BEFORE UPDATE ON {table} WHEN {when} BEGIN SELECT RAISE(ABORT, 'injected fault'); END"
+            );
+            self.execute(service, &[&trigger]).await;
+        }
+    }
+
+    /// Undoes [`Self::break_updates`] on `table`.
+    pub async fn mend(&self, service: &str, table: &str) {
+        let drop = match self.on_postgres() {
+            true => format!("DROP TRIGGER payloom_test_fault ON {table}"),
+            false => "DROP TRIGGER payloom_test_fault".to_owned(),
+        };
+        self.execute(service, &[&drop]).await;
+    }
+
+    /// Whether this platform runs on PostgreSQL.
+    pub fn on_postgres(&self) -> bool {
+        self.database.is_some()
     }
 
     pub async fn admin_token(&self) -> String {

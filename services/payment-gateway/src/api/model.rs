@@ -1,22 +1,39 @@
 //! The request and response types of merchant API v1. The OpenAPI document is generated
-//! from these definitions, so they are the contract.
+//! from these definitions, so they are the contract: each constraint the checks below
+//! enforce is declared on its field. Lengths are counted in characters (Unicode scalar
+//! values), as JSON Schema counts them.
 
 use std::collections::BTreeMap;
+use std::sync::LazyLock;
 
 use payloom_platform::{ApiError, ApiResult, money};
 use serde::{Deserialize, Serialize};
-use serde_json::Value;
+use serde_json::{Number, Value, json};
 use utoipa::ToSchema;
+use utoipa::openapi::schema::Schema;
 
 /// Largest amount accepted, in minor units (10 billion major units of a 2-decimal currency).
 pub const AMOUNT_MINOR_MAX: i64 = 1_000_000_000_000;
 const ORDER_NO_LEN_MAX: usize = 64;
+const CHANNEL_LEN_MAX: usize = 64;
+const METHOD_LEN_MAX: usize = 32;
 const DESCRIPTION_LEN_MAX: usize = 1_000;
 const URL_LEN_MAX: usize = 2_048;
+const EMAIL_LEN_MAX: usize = 254;
+const DEVICE_ID_LEN_MAX: usize = 128;
+const PHONE_LEN_MAX: usize = 32;
 const METADATA_KEYS_MAX: usize = 50;
 const METADATA_KEY_LEN_MAX: usize = 40;
 const METADATA_VALUE_LEN_MAX: usize = 500;
 const METHOD_DATA_KEYS_MAX: usize = 20;
+const REFUND_REASON_LEN_MAX: usize = 500;
+
+/// What `char::is_whitespace` matches (Unicode White_Space), spelled out as a pattern
+/// class: regex engines disagree on what `\s` covers, and the document must say exactly
+/// what the checks refuse. The patterns below carry it literally; a test keeps them in step.
+#[cfg(test)]
+const WHITESPACE_CLASS: &str =
+    r"\t\n\x0B\f\r \x85\xA0\u1680\u2000-\u200A\u2028\u2029\u202F\u205F\u3000";
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
 #[serde(rename_all = "snake_case")]
@@ -32,6 +49,10 @@ pub enum PaymentStatus {
     RequiresAction,
     Processing,
     Authorized,
+    /// A capture was sent to the channel and its answer is not recorded yet.
+    Capturing,
+    /// A cancel was sent to the channel and its answer is not recorded yet.
+    Canceling,
     Succeeded,
     Failed,
     Canceled,
@@ -45,6 +66,8 @@ impl PaymentStatus {
             Self::RequiresAction => "requires_action",
             Self::Processing => "processing",
             Self::Authorized => "authorized",
+            Self::Capturing => "capturing",
+            Self::Canceling => "canceling",
             Self::Succeeded => "succeeded",
             Self::Failed => "failed",
             Self::Canceled => "canceled",
@@ -79,19 +102,29 @@ impl RefundStatus {
     }
 }
 
+/// Who pays. Every field is optional.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct Customer {
+    /// At most 254 characters, with an `@` and no whitespace or U+0000.
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schema(
+        max_length = 254,
+        pattern = r"^[^\t\n\x0B\f\r \x85\xA0\u1680\u2000-\u200A\u2028\u2029\u202F\u205F\u3000\u0000]*@[^\t\n\x0B\f\r \x85\xA0\u1680\u2000-\u200A\u2028\u2029\u202F\u205F\u3000\u0000]*$"
+    )]
     pub email: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schema(schema_with = ip_address_schema)]
     pub ip: Option<String>,
-    /// ISO 3166-1 alpha-2.
+    /// ISO 3166-1 alpha-2, upper case.
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schema(pattern = "^[A-Z]{2}$")]
     pub country: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schema(min_length = 1, max_length = 128)]
     pub device_id: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schema(min_length = 1, max_length = 32)]
     pub phone: Option<String>,
 }
 
@@ -108,33 +141,51 @@ pub enum NextAction {
 #[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct PaymentIn {
-    /// The merchant's order number; one payment per order number.
+    /// The merchant's order number, printable ASCII without spaces; one payment per
+    /// order number.
+    #[schema(min_length = 1, max_length = 64, pattern = "^[!-~]{1,64}$")]
     pub order_no: String,
-    /// Integer minor units (cents for USD, yen for JPY). Positive.
+    /// Integer minor units (cents for USD, yen for JPY). A whole-number JSON float such
+    /// as `90.0` counts as the integer.
+    #[schema(minimum = 1, maximum = 1000000000000_i64)]
     pub amount: i64,
-    /// ISO 4217 code.
+    #[schema(schema_with = currency_schema)]
     pub currency: String,
     /// A channel id; unset lets the merchant policy route.
     #[serde(default)]
+    #[schema(min_length = 1, max_length = 64)]
     pub channel: Option<String>,
     /// Payment method, `card` unless set.
     #[serde(default)]
+    #[schema(pattern = "^[a-z_]{1,32}$")]
     pub method: Option<String>,
     #[serde(default)]
     pub capture: Option<CaptureMode>,
     #[serde(default)]
     pub customer: Option<Customer>,
+    /// Free text without U+0000, which no text column can hold.
     #[serde(default)]
+    #[schema(min_length = 1, max_length = 1000, pattern = r"^[^\u0000]*$")]
     pub description: Option<String>,
+    /// Where the customer comes back to: an http(s) URL without whitespace or U+0000.
     #[serde(default)]
+    #[schema(
+        max_length = 2048,
+        pattern = r"^https?://[^\t\n\x0B\f\r \x85\xA0\u1680\u2000-\u200A\u2028\u2029\u202F\u205F\u3000\u0000]*$"
+    )]
     pub return_url: Option<String>,
+    /// String pairs kept with the payment.
     #[serde(default)]
+    #[schema(schema_with = metadata_schema)]
     pub metadata: Option<BTreeMap<String, String>>,
-    /// Seconds until an unpaid payment expires.
+    /// Seconds until an unpaid payment expires; the maximum is the operator's
+    /// `gateway.expires_in_max_secs`.
     #[serde(default)]
+    #[schema(minimum = 1)]
     pub expires_in: Option<i64>,
     /// Method details passed to the channel as-is (the sandbox reads `card.number`).
     #[serde(default)]
+    #[schema(schema_with = method_data_schema)]
     pub method_data: Option<BTreeMap<String, String>>,
 }
 
@@ -172,12 +223,14 @@ pub struct PaymentOut {
     pub updated_at_ms: i64,
 }
 
-/// `POST /v1/payments/{id}/capture`.
+/// `POST /v1/payments/{id}/capture`. The body may be left out: that captures it all.
 #[derive(Debug, Clone, Default, Serialize, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct CaptureIn {
-    /// Minor units to capture; the whole authorized amount when unset.
+    /// Minor units to capture, at most what was authorized; the whole authorized amount
+    /// when unset.
     #[serde(default)]
+    #[schema(minimum = 1, maximum = 1000000000000_i64)]
     pub amount: Option<i64>,
 }
 
@@ -186,9 +239,22 @@ pub struct CaptureIn {
 #[serde(deny_unknown_fields)]
 pub struct RefundIn {
     /// Minor units; at most what is captured and not yet refunded.
+    #[schema(minimum = 1, maximum = 1000000000000_i64)]
     pub amount: i64,
+    /// Free text without U+0000.
     #[serde(default)]
+    #[schema(min_length = 1, max_length = 500, pattern = r"^[^\u0000]*$")]
     pub reason: Option<String>,
+}
+
+impl RefundIn {
+    pub fn validate(&self) -> ApiResult<()> {
+        check_amount("amount", self.amount)?;
+        if let Some(reason) = &self.reason {
+            check_text("reason", reason, REFUND_REASON_LEN_MAX)?;
+        }
+        Ok(())
+    }
 }
 
 /// A page of webhook endpoints.
@@ -230,42 +296,97 @@ pub struct ErrorOut {
 
 #[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
 pub struct ErrorBody {
-    /// `invalid_request_error`, `authentication_error`, `idempotency_error`, `quota_error`, `api_error`.
+    /// `invalid_request_error`, `authentication_error`, `idempotency_error`, `rate_limit_error`,
+    /// `quota_error`, `channel_error` or `api_error`.
     #[serde(rename = "type")]
     pub kind: String,
     pub code: String,
     pub message: String,
+    /// The parameter at fault, as a dotted path (`customer.email`), when one is.
     pub param: Option<String>,
 }
 
-/// Checks that `field` of a JSON object is an integer (or absent, unless `required`), with
-/// a message that says what was wrong (serde would only say "expected i64").
-pub fn integer_field(body: &Value, field: &str, required: bool) -> ApiResult<()> {
-    // Not an object: `from_body` says so.
-    let Some(body) = body.as_object() else {
-        return Ok(());
-    };
-    match body.get(field) {
-        None | Some(Value::Null) if required => {
-            Err(ApiError::invalid(field, format!("{field} is required")))
+/// An integer field of a JSON body: what it counts and the values it takes.
+pub struct IntegerField<'a> {
+    pub name: &'a str,
+    /// `minor units`, `seconds`: for messages that say what was wrong.
+    pub unit: &'a str,
+    pub min: i64,
+    pub max: i64,
+    pub required: bool,
+}
+
+impl IntegerField<'_> {
+    /// An amount of minor units, 1 to [`AMOUNT_MINOR_MAX`].
+    pub fn amount(required: bool) -> IntegerField<'static> {
+        IntegerField {
+            name: "amount",
+            unit: "minor units",
+            min: 1,
+            max: AMOUNT_MINOR_MAX,
+            required,
         }
-        None | Some(Value::Null) => Ok(()),
-        Some(Value::Number(n)) if n.is_i64() => Ok(()),
-        Some(Value::Number(n)) if n.is_u64() => {
-            Err(ApiError::invalid(field, format!("{field} is too large")))
+    }
+
+    /// Checks the field of a JSON object and writes it back as an integer. JSON Schema
+    /// counts a whole-number float such as `90.0` as the integer 90, so the API does too.
+    pub fn check(&self, body: &mut Value) -> ApiResult<()> {
+        // Not an object: `from_body` says so.
+        let Some(object) = body.as_object_mut() else {
+            return Ok(());
+        };
+        let name = self.name;
+        let value = match object.get(name) {
+            None | Some(Value::Null) if self.required => {
+                return Err(ApiError::invalid(name, format!("{name} is required")));
+            }
+            None | Some(Value::Null) => return Ok(()),
+            Some(Value::Number(n)) => self.whole_in_range(n)?,
+            Some(Value::String(_)) => {
+                return Err(ApiError::invalid(
+                    name,
+                    format!("{name} must be a JSON number, not a string"),
+                ));
+            }
+            Some(_) => return Err(self.not_whole()),
+        };
+        object.insert(name.to_owned(), Value::from(value));
+        Ok(())
+    }
+
+    fn whole_in_range(&self, n: &Number) -> ApiResult<i64> {
+        if let Some(whole) = n.as_i64() {
+            return self.in_range(whole);
         }
-        Some(Value::Number(_)) => Err(ApiError::invalid(
-            field,
-            format!("{field} must be an integer number of minor units, not a fraction"),
-        )),
-        Some(Value::String(_)) => Err(ApiError::invalid(
-            field,
-            format!("{field} must be a JSON integer, not a string"),
-        )),
-        Some(_) => Err(ApiError::invalid(
-            field,
-            format!("{field} must be an integer"),
-        )),
+        if n.is_u64() {
+            return Err(self.out_of_range());
+        }
+        let float = n.as_f64().unwrap_or(f64::NAN);
+        if float.fract() != 0.0 {
+            return Err(self.not_whole());
+        }
+        // Compared as floats first: a huge whole number does not fit an i64.
+        if float < self.min as f64 || float > self.max as f64 {
+            return Err(self.out_of_range());
+        }
+        self.in_range(float as i64)
+    }
+
+    fn in_range(&self, value: i64) -> ApiResult<i64> {
+        match (self.min..=self.max).contains(&value) {
+            true => Ok(value),
+            false => Err(self.out_of_range()),
+        }
+    }
+
+    fn not_whole(&self) -> ApiError {
+        let (name, unit) = (self.name, self.unit);
+        ApiError::invalid(name, format!("{name} must be a whole number of {unit}"))
+    }
+
+    fn out_of_range(&self) -> ApiError {
+        let (name, unit, min, max) = (self.name, self.unit, self.min, self.max);
+        ApiError::invalid(name, format!("{name} must be {min} to {max} {unit}"))
     }
 }
 
@@ -306,23 +427,17 @@ pub fn from_body<T: serde::de::DeserializeOwned>(body: Value) -> ApiResult<T> {
 }
 
 pub fn check_amount(field: &str, amount: i64) -> ApiResult<()> {
-    if amount <= 0 {
+    if !(1..=AMOUNT_MINOR_MAX).contains(&amount) {
         return Err(ApiError::invalid(
             field,
-            format!("{field} must be a positive integer of minor units"),
-        ));
-    }
-    if amount > AMOUNT_MINOR_MAX {
-        return Err(ApiError::invalid(
-            field,
-            format!("{field} must be at most {AMOUNT_MINOR_MAX}"),
+            format!("{field} must be 1 to {AMOUNT_MINOR_MAX} minor units"),
         ));
     }
     Ok(())
 }
 
 fn check_len(field: &str, value: &str, max: usize) -> ApiResult<()> {
-    if value.is_empty() || value.len() > max {
+    if value.is_empty() || value.chars().count() > max {
         return Err(ApiError::invalid(
             field,
             format!("{field} must be 1 to {max} characters"),
@@ -331,14 +446,26 @@ fn check_len(field: &str, value: &str, max: usize) -> ApiResult<()> {
     Ok(())
 }
 
+/// Free text stored as such: PostgreSQL's text columns cannot hold U+0000.
+fn check_text(field: &str, value: &str, max: usize) -> ApiResult<()> {
+    check_len(field, value, max)?;
+    if value.contains('\0') {
+        return Err(ApiError::invalid(
+            field,
+            format!("{field} cannot contain the character U+0000"),
+        ));
+    }
+    Ok(())
+}
+
 fn check_url(field: &str, value: &str) -> ApiResult<()> {
     check_len(field, value, URL_LEN_MAX)?;
     if !(value.starts_with("https://") || value.starts_with("http://"))
-        || value.contains(char::is_whitespace)
+        || value.contains(|c: char| c.is_whitespace() || c == '\0')
     {
         return Err(ApiError::invalid(
             field,
-            format!("{field} must be an http(s) URL"),
+            format!("{field} must be an http(s) URL without whitespace or U+0000"),
         ));
     }
     Ok(())
@@ -352,8 +479,13 @@ fn check_map(field: &str, map: &BTreeMap<String, String>, keys_max: usize) -> Ap
         ));
     }
     for (k, v) in map {
-        check_len(field, k, METADATA_KEY_LEN_MAX)?;
-        if v.len() > METADATA_VALUE_LEN_MAX {
+        if k.is_empty() || k.chars().count() > METADATA_KEY_LEN_MAX {
+            return Err(ApiError::invalid(
+                field,
+                format!("{field} keys must be 1 to {METADATA_KEY_LEN_MAX} characters"),
+            ));
+        }
+        if v.chars().count() > METADATA_VALUE_LEN_MAX {
             return Err(ApiError::invalid(
                 field,
                 format!("{field} values are at most {METADATA_VALUE_LEN_MAX} characters"),
@@ -365,7 +497,9 @@ fn check_map(field: &str, map: &BTreeMap<String, String>, keys_max: usize) -> Ap
 
 fn check_customer(c: &Customer) -> ApiResult<()> {
     if let Some(email) = &c.email
-        && (email.len() > 254 || !email.contains('@') || email.contains(char::is_whitespace))
+        && (email.chars().count() > EMAIL_LEN_MAX
+            || !email.contains('@')
+            || email.contains(|c: char| c.is_whitespace() || c == '\0'))
     {
         return Err(ApiError::invalid(
             "customer.email",
@@ -389,53 +523,70 @@ fn check_customer(c: &Customer) -> ApiResult<()> {
         ));
     }
     if let Some(device) = &c.device_id {
-        check_len("customer.device_id", device, 128)?;
+        check_len("customer.device_id", device, DEVICE_ID_LEN_MAX)?;
     }
     if let Some(phone) = &c.phone {
-        check_len("customer.phone", phone, 32)?;
+        check_len("customer.phone", phone, PHONE_LEN_MAX)?;
     }
     Ok(())
+}
+
+/// Whether a payment can have `order_no`: 1 to 64 printable ASCII characters, no spaces.
+pub fn is_order_no(order_no: &str) -> bool {
+    (1..=ORDER_NO_LEN_MAX).contains(&order_no.len())
+        && order_no.bytes().all(|b| b.is_ascii_graphic())
+}
+
+/// The supported code for `code`, which is one in the money table written wholly in
+/// upper or wholly in lower case.
+fn supported_currency(code: &str) -> Option<String> {
+    let upper = code.to_ascii_uppercase();
+    let one_case = code == upper || code == code.to_ascii_lowercase();
+    (one_case && money::currency(&upper).is_some()).then_some(upper)
 }
 
 impl PaymentIn {
     /// Checks every field; normalises the currency to upper case.
     pub fn validate(&mut self, expires_in_max_secs: i64) -> ApiResult<()> {
         check_len("order_no", &self.order_no, ORDER_NO_LEN_MAX)?;
-        if !self.order_no.bytes().all(|b| b.is_ascii_graphic()) {
+        if !is_order_no(&self.order_no) {
             return Err(ApiError::invalid(
                 "order_no",
                 "order_no is printable ASCII without spaces",
             ));
         }
         check_amount("amount", self.amount)?;
-        self.currency = self.currency.to_ascii_uppercase();
-        if money::currency(&self.currency).is_none() {
+        let Some(currency) = supported_currency(&self.currency) else {
             return Err(ApiError::new(
                 400,
                 "invalid_request_error",
                 "currency_invalid",
-                format!("'{}' is not a supported ISO 4217 currency", self.currency),
+                format!(
+                    "'{}' is not a supported ISO 4217 currency code (upper or lower case)",
+                    self.currency
+                ),
             )
             .with_param("currency"));
-        }
+        };
+        self.currency = currency;
         if let Some(channel) = &self.channel {
-            check_len("channel", channel, 64)?;
+            check_len("channel", channel, CHANNEL_LEN_MAX)?;
         }
         if let Some(method) = &self.method
             && (method.is_empty()
-                || method.len() > 32
+                || method.len() > METHOD_LEN_MAX
                 || !method.bytes().all(|b| b.is_ascii_lowercase() || b == b'_'))
         {
             return Err(ApiError::invalid(
                 "method",
-                "method is 1 to 32 lower-case letters or underscores",
+                format!("method is 1 to {METHOD_LEN_MAX} lower-case letters or underscores"),
             ));
         }
         if let Some(c) = &self.customer {
             check_customer(c)?;
         }
         if let Some(d) = &self.description {
-            check_len("description", d, DESCRIPTION_LEN_MAX)?;
+            check_text("description", d, DESCRIPTION_LEN_MAX)?;
         }
         if let Some(url) = &self.return_url {
             check_url("return_url", url)?;
@@ -456,6 +607,67 @@ impl PaymentIn {
         }
         Ok(())
     }
+}
+
+/// A schema written as JSON. Only the literals below go through it, and a test renders
+/// each of them, so a malformed one cannot ship.
+pub(crate) fn schema(literal: Value) -> Schema {
+    serde_json::from_value(literal).expect("a schema literal of this module is valid")
+}
+
+/// Every code of the money table, upper case then lower case (either is accepted).
+static CURRENCY_CODES: LazyLock<Vec<String>> = LazyLock::new(|| {
+    // ISO 4217 codes are three letters; asking the table about each keeps it the one list.
+    let letters = b'A'..=b'Z';
+    let upper: Vec<String> = letters
+        .clone()
+        .flat_map(|a| letters.clone().map(move |b| [a, b]))
+        .flat_map(|[a, b]| (b'A'..=b'Z').map(move |c| [a, b, c]))
+        .map(|code| String::from_utf8_lossy(&code).into_owned())
+        .filter(|code| money::currency(code).is_some())
+        .collect();
+    let lower = upper.iter().map(|code| code.to_ascii_lowercase());
+    upper.iter().cloned().chain(lower).collect()
+});
+
+fn currency_schema() -> Schema {
+    schema(json!({
+        "type": "string",
+        "description": "ISO 4217 code, upper or lower case.",
+        "enum": &*CURRENCY_CODES,
+    }))
+}
+
+fn ip_address_schema() -> Schema {
+    schema(json!({
+        "description": "An IPv4 or IPv6 address.",
+        "oneOf": [
+            {"type": "null"},
+            {"type": "string", "format": "ipv4"},
+            {"type": "string", "format": "ipv6"},
+        ],
+    }))
+}
+
+fn string_map_schema(keys_max: usize) -> Schema {
+    schema(json!({
+        "type": ["object", "null"],
+        "description": format!(
+            "At most {keys_max} keys of 1 to {METADATA_KEY_LEN_MAX} characters, values of at \
+             most {METADATA_VALUE_LEN_MAX}."
+        ),
+        "maxProperties": keys_max,
+        "propertyNames": {"type": "string", "minLength": 1, "maxLength": METADATA_KEY_LEN_MAX},
+        "additionalProperties": {"type": "string", "maxLength": METADATA_VALUE_LEN_MAX},
+    }))
+}
+
+fn metadata_schema() -> Schema {
+    string_map_schema(METADATA_KEYS_MAX)
+}
+
+fn method_data_schema() -> Schema {
+    string_map_schema(METHOD_DATA_KEYS_MAX)
 }
 
 #[cfg(test)]
@@ -480,5 +692,200 @@ mod tests {
         assert_eq!(nested.param.as_deref(), Some("customer.email"));
         let unknown = from_body::<PaymentIn>(serde_json::json!({"order_no": "a", "amount": 1, "currency": "USD", "customer": {"shoe": "9"}})).unwrap_err();
         assert_eq!(unknown.param.as_deref(), Some("customer.shoe"));
+    }
+
+    #[test]
+    fn whole_number_floats_are_integers_and_messages_fit_the_field() {
+        let expires_in = IntegerField {
+            name: "expires_in",
+            unit: "seconds",
+            min: 1,
+            max: 60,
+            required: false,
+        };
+        let message = |field: &IntegerField<'_>, value: Value| {
+            let mut body = json!({ field.name: value });
+            match field.check(&mut body) {
+                Ok(()) => Ok(body[field.name].clone()),
+                Err(e) => Err(e.message),
+            }
+        };
+        let amount = IntegerField::amount(true);
+        assert_eq!(message(&amount, json!(90.0)), Ok(json!(90)));
+        assert_eq!(message(&amount, json!(90)), Ok(json!(90)));
+        assert_eq!(message(&expires_in, json!(60.0)), Ok(json!(60)));
+        assert_eq!(message(&expires_in, Value::Null), Ok(Value::Null));
+        let refused = [
+            (
+                &amount,
+                json!(90.5),
+                "amount must be a whole number of minor units",
+            ),
+            (
+                &expires_in,
+                json!(0.5),
+                "expires_in must be a whole number of seconds",
+            ),
+            (
+                &amount,
+                json!(1e30),
+                "amount must be 1 to 1000000000000 minor units",
+            ),
+            (
+                &amount,
+                json!(u64::MAX),
+                "amount must be 1 to 1000000000000 minor units",
+            ),
+            (
+                &amount,
+                json!(-0.0),
+                "amount must be 1 to 1000000000000 minor units",
+            ),
+            (&expires_in, json!(61), "expires_in must be 1 to 60 seconds"),
+            (
+                &amount,
+                json!("9"),
+                "amount must be a JSON number, not a string",
+            ),
+            (
+                &amount,
+                json!(true),
+                "amount must be a whole number of minor units",
+            ),
+            (&amount, Value::Null, "amount is required"),
+        ];
+        for (field, value, said) in refused {
+            assert_eq!(
+                message(field, value.clone()),
+                Err(said.to_owned()),
+                "{value}"
+            );
+        }
+    }
+
+    #[test]
+    fn currencies_are_one_case_or_the_other() {
+        assert_eq!(supported_currency("usd").as_deref(), Some("USD"));
+        assert_eq!(supported_currency("USD").as_deref(), Some("USD"));
+        assert_eq!(supported_currency("Usd"), None);
+        assert_eq!(supported_currency("XYZ"), None);
+        assert!(CURRENCY_CODES.contains(&"usd".to_owned()));
+        assert!(CURRENCY_CODES.len() > 300, "{}", CURRENCY_CODES.len());
+    }
+
+    #[test]
+    fn lengths_count_characters() {
+        assert!(check_len("d", &"é".repeat(10), 10).is_ok());
+        assert!(check_len("d", &"é".repeat(11), 10).is_err());
+        assert!(check_len("d", "", 10).is_err());
+    }
+
+    /// The document states what the checks enforce: its numbers are this module's
+    /// limits, and its whitespace patterns spell out what `char::is_whitespace` matches.
+    #[test]
+    fn the_document_states_these_limits() {
+        use utoipa::OpenApi;
+        let doc = serde_json::to_value(crate::api::ApiDoc::openapi()).unwrap();
+        let schemas = &doc["components"]["schemas"];
+        let payment = &schemas["PaymentIn"]["properties"];
+        let customer = &schemas["Customer"]["properties"];
+        let limits = [
+            (&payment["order_no"]["maxLength"], ORDER_NO_LEN_MAX),
+            (&payment["channel"]["maxLength"], CHANNEL_LEN_MAX),
+            (&payment["description"]["maxLength"], DESCRIPTION_LEN_MAX),
+            (&payment["return_url"]["maxLength"], URL_LEN_MAX),
+            (&payment["metadata"]["maxProperties"], METADATA_KEYS_MAX),
+            (
+                &payment["metadata"]["propertyNames"]["maxLength"],
+                METADATA_KEY_LEN_MAX,
+            ),
+            (
+                &payment["metadata"]["additionalProperties"]["maxLength"],
+                METADATA_VALUE_LEN_MAX,
+            ),
+            (
+                &payment["method_data"]["maxProperties"],
+                METHOD_DATA_KEYS_MAX,
+            ),
+            (&customer["email"]["maxLength"], EMAIL_LEN_MAX),
+            (&customer["device_id"]["maxLength"], DEVICE_ID_LEN_MAX),
+            (&customer["phone"]["maxLength"], PHONE_LEN_MAX),
+            (
+                &schemas["RefundIn"]["properties"]["reason"]["maxLength"],
+                REFUND_REASON_LEN_MAX,
+            ),
+        ];
+        for (stated, limit) in limits {
+            assert_eq!(stated, &json!(limit));
+        }
+        assert_eq!(
+            payment["method"]["pattern"],
+            format!("^[a-z_]{{1,{METHOD_LEN_MAX}}}$")
+        );
+        assert_eq!(payment["amount"]["maximum"], json!(AMOUNT_MINOR_MAX));
+        assert_eq!(
+            schemas["CaptureIn"]["properties"]["amount"]["maximum"],
+            json!(AMOUNT_MINOR_MAX)
+        );
+        assert_eq!(
+            schemas["RefundIn"]["properties"]["amount"]["maximum"],
+            json!(AMOUNT_MINOR_MAX)
+        );
+        let no_space = format!("[^{WHITESPACE_CLASS}\\u0000]*");
+        assert_eq!(
+            customer["email"]["pattern"],
+            format!("^{no_space}@{no_space}$")
+        );
+        assert_eq!(
+            payment["return_url"]["pattern"],
+            format!("^https?://{no_space}$")
+        );
+        let alert_email = &schemas["EndpointIn"]["properties"]["alert_email"]["pattern"];
+        assert_eq!(alert_email, &customer["email"]["pattern"]);
+        // The class holds every character `char::is_whitespace` matches, and only those.
+        let spaces: Vec<char> = (0..=0x10FFFF_u32)
+            .filter_map(char::from_u32)
+            .filter(|c| c.is_whitespace())
+            .collect();
+        assert_eq!(class_members(WHITESPACE_CLASS), spaces);
+    }
+
+    /// The characters a regex class body like `\t \x85\u2000-\u200A` holds, in order.
+    fn class_members(class: &str) -> Vec<char> {
+        let mut chars = class.chars().peekable();
+        let mut single = Vec::new();
+        while let Some(c) = chars.next() {
+            let hex = |chars: &mut std::iter::Peekable<std::str::Chars<'_>>, n| {
+                let digits: String = chars.by_ref().take(n).collect();
+                char::from_u32(u32::from_str_radix(&digits, 16).unwrap()).unwrap()
+            };
+            let member = match c {
+                '\\' => match chars.next() {
+                    Some('t') => '\t',
+                    Some('n') => '\n',
+                    Some('f') => '\u{c}',
+                    Some('r') => '\r',
+                    Some('x') => hex(&mut chars, 2),
+                    Some('u') => hex(&mut chars, 4),
+                    other => panic!("escape {other:?}"),
+                },
+                '-' => '-',
+                c => c,
+            };
+            single.push(member);
+        }
+        // Expand `a-b` ranges (the class has no literal hyphen).
+        let mut members = Vec::new();
+        let mut i = 0;
+        while i < single.len() {
+            if single.get(i + 1) == Some(&'-') {
+                members.extend(single[i]..=single[i + 2]);
+                i += 3;
+            } else {
+                members.push(single[i]);
+                i += 1;
+            }
+        }
+        members
     }
 }
