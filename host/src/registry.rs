@@ -216,6 +216,29 @@ impl Registry {
         self.call_inner(id, ctx, call, true).await
     }
 
+    /// Runs the call if its breaker admits it; PSP notifications have a breaker of their
+    /// own. Only the plugin's own failures count against a breaker.
+    async fn through_breaker(
+        &self,
+        plugin: &Plugin,
+        ctx: &CallContext,
+        call: &Call,
+    ) -> Result<CallReport, CallError> {
+        let breaker = match call.is_notification() {
+            true => &plugin.notify_breaker,
+            false => &plugin.breaker,
+        };
+        if !breaker.admit(Instant::now()) {
+            return Err(CallError::refused("circuit breaker is open"));
+        }
+        let result = self.runtime.call(plugin, ctx.clone(), call.clone()).await;
+        match &result {
+            Err(e) if e.kind == ErrorKind::Refused => breaker.release_trial(),
+            other => breaker.record(other.is_ok(), Instant::now()),
+        }
+        result
+    }
+
     async fn call_inner(
         &self,
         id: &str,
@@ -232,22 +255,7 @@ impl Registry {
         if plugin.kind() != kind {
             return Err(not_found());
         }
-        let breaker = match call.is_notification() {
-            true => &plugin.notify_breaker,
-            false => &plugin.breaker,
-        };
-        let result = if breaker.admit(Instant::now()) {
-            let result = self.runtime.call(&plugin, ctx.clone(), call.clone()).await;
-            match &result {
-                // The host declined to run it: says nothing about the plugin.
-                Err(e) if e.kind == ErrorKind::Refused => breaker.release_trial(),
-                other => breaker.record(other.is_ok(), Instant::now()),
-            }
-            result
-        } else {
-            Err(CallError::refused("circuit breaker is open"))
-        };
-        let error = match result {
+        let error = match self.through_breaker(&plugin, &ctx, &call).await {
             Ok(report) => return Ok(report),
             Err(error) => error,
         };

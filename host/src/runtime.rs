@@ -333,6 +333,21 @@ impl Runtime {
         result
     }
 
+    /// A call slot. Waiting for one spends the call's own deadline; a call that cannot
+    /// start in time is refused by the host, which says nothing about the plugin.
+    async fn slot(
+        &self,
+        deadline: Duration,
+    ) -> Result<tokio::sync::SemaphorePermit<'_>, CallError> {
+        match tokio::time::timeout(deadline, self.permits.acquire()).await {
+            Ok(Ok(permit)) => Ok(permit),
+            Ok(Err(_)) => Err(CallError::refused("runtime shutting down")),
+            Err(_) => Err(CallError::refused(format!(
+                "no free call slot within {deadline:?}"
+            ))),
+        }
+    }
+
     async fn call_unmetered(
         &self,
         plugin: &Plugin,
@@ -369,17 +384,7 @@ impl Runtime {
             .map_or(self.config.memory_bytes_max, |m| {
                 m.min(self.config.memory_bytes_max)
             });
-        // Waiting for a slot spends the call's own deadline; a call that cannot start in
-        // time is refused by the host, which says nothing about the plugin.
-        let _permit = match tokio::time::timeout(deadline, self.permits.acquire()).await {
-            Ok(Ok(permit)) => permit,
-            Ok(Err(_)) => return Err(CallError::refused("runtime shutting down")),
-            Err(_) => {
-                return Err(CallError::refused(format!(
-                    "no free call slot within {deadline:?}"
-                )));
-            }
-        };
+        let _permit = self.slot(deadline).await?;
         let mut store = Store::new(
             &self.engine,
             CallState::new(
