@@ -4,6 +4,7 @@ pub mod delivery;
 pub mod email;
 pub mod signing;
 pub mod targets;
+pub mod webhook_url;
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -12,7 +13,7 @@ use async_trait::async_trait;
 use axum::extract::{Path, Query, State};
 use axum::routing::{delete, get, post};
 use axum::{Json, Router};
-use payloom_platform::client::ServiceClient;
+use payloom_platform::client::{ServiceClient, ServicePath};
 use payloom_platform::clock::{SharedClock, rfc3339_ms};
 use payloom_platform::db::Migration;
 use payloom_platform::events::{self, Consumer, Envelope};
@@ -64,8 +65,12 @@ pub struct NotificationConfig {
     pub disable_after_secs: u64,
     /// How often due deliveries are looked for when nobody wakes the worker.
     pub poll_interval_ms: u64,
-    /// Deliveries sent at once.
+    /// Deliveries in flight at once in this process, across every endpoint.
     pub batch: i64,
+    /// Deliveries in flight at once to one endpoint.
+    pub endpoint_in_flight_max: i64,
+    /// Deliveries in flight at once to one merchant's endpoints together.
+    pub merchant_in_flight_max: i64,
     #[serde(flatten)]
     pub targets: TargetPolicy,
 }
@@ -88,6 +93,14 @@ impl NotificationConfig {
             (1..=500).contains(&self.batch),
             "notification.batch must be 1 to 500"
         );
+        anyhow::ensure!(
+            (1..=500).contains(&self.endpoint_in_flight_max),
+            "notification.endpoint_in_flight_max must be 1 to 500"
+        );
+        anyhow::ensure!(
+            (1..=500).contains(&self.merchant_in_flight_max),
+            "notification.merchant_in_flight_max must be 1 to 500"
+        );
         Ok(())
     }
 }
@@ -96,13 +109,35 @@ impl NotificationConfig {
 #[derive(Debug, Clone, Default, Deserialize, Serialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct EndpointIn {
+    #[schema(schema_with = webhook_url::schema)]
     pub url: String,
-    /// Event types to receive; absent or empty means all of them.
     #[serde(default)]
+    #[schema(schema_with = event_types_schema)]
     pub events: Option<Vec<String>>,
+    /// Free text without U+0000, which no text column can hold.
+    #[schema(min_length = 1, max_length = 500, pattern = r"^[^\u0000]*$")]
     pub description: Option<String>,
-    /// Told by email when the endpoint is disabled.
+    /// Told by email when the endpoint is disabled: at most 254 characters, with an `@`
+    /// and no whitespace or U+0000.
+    #[schema(
+        max_length = 254,
+        pattern = r"^[^\t\n\x0B\f\r \x85\xA0\u1680\u2000-\u200A\u2028\u2029\u202F\u205F\u3000\u0000]*@[^\t\n\x0B\f\r \x85\xA0\u1680\u2000-\u200A\u2028\u2029\u202F\u205F\u3000\u0000]*$"
+    )]
     pub alert_email: Option<String>,
+}
+
+/// Longest endpoint description, in characters.
+const DESCRIPTION_LEN_MAX: usize = 500;
+/// Longest alert email address, in characters.
+const ALERT_EMAIL_LEN_MAX: usize = 254;
+
+fn event_types_schema() -> utoipa::openapi::schema::Schema {
+    let literal = serde_json::json!({
+        "type": ["array", "null"],
+        "description": "Event types to receive; absent or empty means all of them.",
+        "items": {"type": "string", "enum": EVENT_TYPES},
+    });
+    serde_json::from_value(literal).expect("the events schema literal is valid")
 }
 
 /// A webhook endpoint.
@@ -211,6 +246,8 @@ impl Notifications {
         let http = reqwest::Client::builder()
             .timeout(Duration::from_millis(config.request_timeout_ms))
             .redirect(reqwest::redirect::Policy::none())
+            // A proxy would resolve the name itself, past the resolver's check.
+            .no_proxy()
             .dns_resolver(Arc::new(targets::GuardedResolver(config.targets)))
             .user_agent(concat!("Payloom-Webhooks/", env!("CARGO_PKG_VERSION")))
             .build()?;
@@ -299,6 +336,13 @@ impl Notifications {
 
     /// The endpoint's URL and its event types, sorted and without repeats.
     fn validate_endpoint(&self, input: &EndpointIn) -> ApiResult<(url::Url, Vec<String>)> {
+        if input.url.chars().count() > webhook_url::LEN_MAX {
+            return Err(ApiError::invalid(
+                "url",
+                format!("url must be at most {} characters", webhook_url::LEN_MAX),
+            ));
+        }
+        webhook_url::check(&input.url).map_err(|m| ApiError::invalid("url", m))?;
         let url = self
             .config
             .targets
@@ -311,24 +355,27 @@ impl Notifications {
                 format!("'{unknown}' is not an event type"),
             ));
         }
-        if input
-            .description
-            .as_ref()
-            .is_some_and(|d| d.is_empty() || d.len() > 500)
-        {
+        if input.description.as_ref().is_some_and(|d| {
+            d.is_empty() || d.chars().count() > DESCRIPTION_LEN_MAX || d.contains('\0')
+        }) {
             return Err(ApiError::invalid(
                 "description",
-                "description must be 1 to 500 characters",
+                format!(
+                    "description must be 1 to {DESCRIPTION_LEN_MAX} characters, without U+0000"
+                ),
             ));
         }
-        if input
-            .alert_email
-            .as_ref()
-            .is_some_and(|e| e.len() > 254 || !e.contains('@') || e.contains(char::is_whitespace))
-        {
+        if input.alert_email.as_ref().is_some_and(|e| {
+            e.chars().count() > ALERT_EMAIL_LEN_MAX
+                || !e.contains('@')
+                || e.contains(|c: char| c.is_whitespace() || c == '\0')
+        }) {
             return Err(ApiError::invalid(
                 "alert_email",
-                "alert_email must be an email address",
+                format!(
+                    "alert_email must be an email address: at most {ALERT_EMAIL_LEN_MAX} \
+                     characters, with an @ and no whitespace or U+0000"
+                ),
             ));
         }
         let mut events = events;
@@ -435,11 +482,11 @@ impl NotificationApi for Notifications {
         input: EndpointIn,
     ) -> ApiResult<EndpointOut> {
         let (url, events) = self.validate_endpoint(&input)?;
-        self.config
-            .targets
-            .check(&url)
-            .await
-            .map_err(|m| ApiError::invalid("url", m))?;
+        // Well-formed, but where it leads is refused: no pattern can say that, so it is
+        // not a 400.
+        self.config.targets.check(&url).await.map_err(|m| {
+            ApiError::new(422, "invalid_request_error", "url_not_allowed", m).with_param("url")
+        })?;
         let count: i64 = sqlx::query_scalar(
             "SELECT COUNT(*) FROM webhook_endpoints WHERE merchant_id = $1 AND status <> 'deleted'",
         )
@@ -536,26 +583,21 @@ impl NotificationApi for NotificationHttp {
         merchant_id: &str,
         input: EndpointIn,
     ) -> ApiResult<EndpointOut> {
-        self.0
-            .post(
-                &format!("/internal/v1/merchants/{merchant_id}/webhook_endpoints"),
-                &input,
-            )
-            .await
+        self.0.post(endpoints_path(merchant_id), &input).await
     }
     async fn list_endpoints(&self, merchant_id: &str) -> ApiResult<Vec<EndpointOut>> {
-        self.0
-            .get(&format!(
-                "/internal/v1/merchants/{merchant_id}/webhook_endpoints"
-            ))
-            .await
+        self.0.get(endpoints_path(merchant_id)).await
     }
     async fn delete_endpoint(&self, merchant_id: &str, id: &str) -> ApiResult<EndpointOut> {
-        self.0
-            .delete(&format!(
-                "/internal/v1/merchants/{merchant_id}/webhook_endpoints/{id}"
-            ))
-            .await
+        let path = ServicePath::new([
+            "internal",
+            "v1",
+            "merchants",
+            merchant_id,
+            "webhook_endpoints",
+            id,
+        ]);
+        self.0.delete(path).await
     }
     async fn deliveries(&self, query: DeliveryQuery) -> ApiResult<Vec<DeliveryOut>> {
         let (key, value) = match (&query.endpoint_id, &query.event_id) {
@@ -563,18 +605,30 @@ impl NotificationApi for NotificationHttp {
             (None, Some(e)) => ("event_id", e.as_str()),
             (None, None) => ("endpoint_id", ""),
         };
-        self.0
-            .get(&format!("/internal/v1/webhook_deliveries?{key}={value}"))
-            .await
+        let path = ServicePath::new(["internal", "v1", "webhook_deliveries"]).query(key, value);
+        self.0.get(path).await
     }
     async fn resend(&self, delivery_id: &str) -> ApiResult<DeliveryOut> {
-        self.0
-            .post(
-                &format!("/internal/v1/webhook_deliveries/{delivery_id}/resend"),
-                &(),
-            )
-            .await
+        let path = ServicePath::new([
+            "internal",
+            "v1",
+            "webhook_deliveries",
+            delivery_id,
+            "resend",
+        ]);
+        self.0.post(path, &()).await
     }
+}
+
+/// A merchant's webhook endpoints on the notification service.
+fn endpoints_path(merchant_id: &str) -> ServicePath {
+    ServicePath::new([
+        "internal",
+        "v1",
+        "merchants",
+        merchant_id,
+        "webhook_endpoints",
+    ])
 }
 
 pub fn router(service: Arc<Notifications>) -> Router {

@@ -154,13 +154,8 @@ impl<T: Serialize> IntoResponse for ApiJson<T> {
 fn json_rejection(rejection: JsonRejection) -> ApiError {
     match rejection {
         JsonRejection::JsonDataError(e) => {
-            // serde's message names the field and what was wrong with it.
             let detail = std::error::Error::source(&e).map_or(e.body_text(), |s| s.to_string());
-            let param = detail
-                .split('`')
-                .nth(1)
-                .filter(|p| !p.contains(' '))
-                .map(str::to_owned);
+            let param = field_named_by(&detail).map(str::to_owned);
             ApiError {
                 param,
                 ..ApiError::bad_request("parameter_invalid", detail)
@@ -181,6 +176,16 @@ fn json_rejection(rejection: JsonRejection) -> ApiError {
         }
         other => ApiError::bad_request("body_invalid", other.body_text()),
     }
+}
+
+/// The field a serde message is about, when it names one: only "missing field `x`",
+/// "unknown field `x`" and "duplicate field `x`" do. Other messages quote the offending
+/// value instead ("invalid type: integer `-3137`, expected …"), which is no parameter.
+fn field_named_by(message: &str) -> Option<&str> {
+    ["missing field `", "unknown field `", "duplicate field `"]
+        .iter()
+        .find_map(|opening| message.strip_prefix(opening))
+        .and_then(|rest| rest.split('`').next())
 }
 
 /// 413 in our shape.
@@ -205,5 +210,25 @@ mod tests {
         let body = ApiError::not_found("payment", "pay_x").body();
         assert!(body["error"].get("param").is_none());
         assert!(body["error"].get("status").is_none());
+    }
+
+    #[test]
+    fn param_is_a_field_name_never_the_offending_value() {
+        let named = [
+            ("missing field `url` at line 1 column 2", Some("url")),
+            (
+                "unknown field `colour`, expected one of `url`, `events`",
+                Some("colour"),
+            ),
+            ("duplicate field `url` at line 1 column 30", Some("url")),
+            (
+                "invalid type: integer `-3137`, expected a sequence at line 1 column 15",
+                None,
+            ),
+            ("invalid value: string `x`, expected one of `a`", None),
+        ];
+        for (message, field) in named {
+            assert_eq!(field_named_by(message), field, "{message}");
+        }
     }
 }

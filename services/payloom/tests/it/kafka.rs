@@ -75,7 +75,7 @@ async fn services_in_two_processes_exchange_events_through_kafka() {
         )
         .await;
     assert_eq!(
-        private.status, 400,
+        private.status, 422,
         "serve refuses private targets unless allowed"
     );
 

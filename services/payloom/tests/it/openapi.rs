@@ -1,5 +1,7 @@
 //! The OpenAPI document is served without a signature and describes the API as built.
 
+use serde_json::{Value, json};
+
 use crate::support::{Backend, Platform};
 
 #[tokio::test]
@@ -41,8 +43,139 @@ async fn openapi_document_describes_the_merchant_api() {
         .collect();
     assert_eq!(required, ["order_no", "amount", "currency"]);
     assert_eq!(payment_in["properties"]["amount"]["format"], "int64");
+    assert_eq!(
+        payment_in["properties"]["amount"]["maximum"],
+        1_000_000_000_000_i64
+    );
+    // The operator's limit, not a constant.
+    assert_eq!(payment_in["properties"]["expires_in"]["maximum"], 604_800);
+    let currencies = payment_in["properties"]["currency"]["enum"]
+        .as_array()
+        .unwrap();
+    for (code, listed) in [
+        ("USD", true),
+        ("usd", true),
+        ("XCG", true),
+        ("Usd", false),
+        ("BGN", false),
+    ] {
+        assert_eq!(currencies.contains(&json!(code)), listed, "{code}");
+    }
     let statuses = &doc["components"]["schemas"]["PaymentStatus"]["enum"];
-    assert_eq!(statuses.as_array().unwrap().len(), 8, "{statuses}");
+    assert_eq!(statuses.as_array().unwrap().len(), 10, "{statuses}");
+    assert!(statuses.as_array().unwrap().contains(&json!("capturing")));
+    list_filters_are_optional_query_parameters(&doc["paths"]["/v1/payments"]["get"]);
+    every_signed_operation_requires_the_signature(&doc);
+    capture_and_notify_list_what_they_answer(&doc);
+}
+
+fn list_filters_are_optional_query_parameters(list: &Value) {
+    let parameters = list["parameters"].as_array().unwrap();
+    let names: Vec<&str> = parameters
+        .iter()
+        .map(|p| p["name"].as_str().unwrap())
+        .collect();
+    assert_eq!(names, ["order_no", "status", "limit", "starting_after"]);
+    for parameter in parameters {
+        assert_eq!(
+            (&parameter["in"], &parameter["required"]),
+            (&json!("query"), &json!(false)),
+            "{parameter}"
+        );
+    }
+    let limit = &parameters[2]["schema"];
+    assert_eq!(
+        (&limit["minimum"], &limit["maximum"], &limit["default"]),
+        (&json!(1), &json!(100), &json!(10))
+    );
+    assert_eq!(
+        parameters[1]["schema"]["$ref"],
+        "#/components/schemas/PaymentStatus"
+    );
+}
+
+/// The four signature headers are apiKey schemes, required together by one requirement
+/// on every operation but the PSP ingress, which the channel verifies.
+fn every_signed_operation_requires_the_signature(doc: &Value) {
+    let schemes = doc["components"]["securitySchemes"].as_object().unwrap();
+    let mut headers: Vec<&str> = schemes
+        .values()
+        .map(|s| {
+            assert_eq!(
+                (&s["type"], &s["in"]),
+                (&json!("apiKey"), &json!("header")),
+                "{s}"
+            );
+            s["name"].as_str().unwrap()
+        })
+        .collect();
+    headers.sort_unstable();
+    assert_eq!(
+        headers,
+        ["X-Api-Key", "X-Nonce", "X-Signature", "X-Timestamp"]
+    );
+    let signature = schemes
+        .values()
+        .find(|s| s["name"] == "X-Signature")
+        .unwrap();
+    assert!(
+        signature["description"]
+            .as_str()
+            .unwrap()
+            .contains("PATH_AND_QUERY"),
+        "the string to sign is described: {signature}"
+    );
+    for (path, item) in doc["paths"].as_object().unwrap() {
+        for (method, operation) in item.as_object().unwrap() {
+            let requirements = operation["security"].as_array();
+            if path == "/v1/notify/{channel}" {
+                assert!(requirements.is_none(), "{method} {path} is not signed");
+                continue;
+            }
+            let requirements = requirements.unwrap_or_else(|| panic!("{method} {path}"));
+            assert_eq!(requirements.len(), 1, "one requirement: {method} {path}");
+            assert_eq!(
+                requirements[0].as_object().unwrap().len(),
+                4,
+                "{method} {path}"
+            );
+            for status in ["401", "413", "429", "503"] {
+                assert!(
+                    operation["responses"].get(status).is_some(),
+                    "{method} {path} documents {status}"
+                );
+            }
+        }
+    }
+}
+
+fn capture_and_notify_list_what_they_answer(doc: &Value) {
+    let capture = &doc["paths"]["/v1/payments/{id}/capture"]["post"];
+    for status in ["200", "202", "400", "402", "404", "409", "502", "503"] {
+        assert!(
+            capture["responses"].get(status).is_some(),
+            "capture {status}"
+        );
+    }
+    assert_eq!(
+        capture["requestBody"]["required"], false,
+        "the body may be left out"
+    );
+    let cancel = &doc["paths"]["/v1/payments/{id}/cancel"]["post"];
+    for status in ["200", "202", "402", "409", "502", "503"] {
+        assert!(cancel["responses"].get(status).is_some(), "cancel {status}");
+    }
+    let notify = &doc["paths"]["/v1/notify/{channel}"]["post"];
+    for status in ["401", "404", "413", "429", "503"] {
+        assert!(notify["responses"].get(status).is_some(), "notify {status}");
+    }
+    let endpoints = &doc["paths"]["/v1/webhook_endpoints"]["post"];
+    for status in ["415", "422"] {
+        assert!(
+            endpoints["responses"].get(status).is_some(),
+            "endpoints {status}"
+        );
+    }
 }
 
 #[tokio::test]

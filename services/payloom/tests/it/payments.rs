@@ -119,16 +119,25 @@ async fn capture_and_cancel(backend: Backend) {
             json!({"amount": 1_001}),
         )
         .await;
+    // Well-formed, but more than this payment's authorization: a conflict with its state.
     assert_eq!(
         (over.status, over.error_code()),
-        (400, "parameter_invalid"),
+        (409, "amount_too_large"),
         "{}",
         over.text
     );
+    assert_eq!(over.json["error"]["param"], "amount");
+    for bad in [json!({"amount": 0}), json!({"amount": 10.5}), json!([null])] {
+        let refused = m
+            .post(&format!("/v1/payments/{id}/capture"), bad.clone())
+            .await;
+        assert_eq!(refused.status, 400, "{bad}: {}", refused.text);
+    }
+    // 600.0 is the integer 600, as JSON Schema counts it.
     let captured = m
         .post(
             &format!("/v1/payments/{id}/capture"),
-            json!({"amount": 600}),
+            json!({"amount": 600.0}),
         )
         .await;
     assert_eq!(captured.status, 200, "{}", captured.text);

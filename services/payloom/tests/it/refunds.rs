@@ -1,4 +1,5 @@
-//! Partial refunds, over-refunds and concurrent refunds.
+//! Partial refunds, over-refunds and concurrent refunds. A refund larger than what is left
+//! is well-formed but conflicts with the payment's state: 409 `amount_too_large`.
 
 use serde_json::json;
 
@@ -44,18 +45,24 @@ async fn partial_refunds_never_exceed_the_captured_amount(backend: Backend) {
         .await;
     assert_eq!(
         (over.status, over.error_code()),
-        (400, "amount_too_large"),
+        (409, "amount_too_large"),
         "{}",
         over.text
     );
-    assert_eq!(
-        m.post(
+    assert_eq!(over.json["error"]["param"], "amount");
+    // A whole-number float is the integer JSON Schema says it is; the reason counts
+    // characters, not bytes (500 "é" are 1000 bytes).
+    let rest = m
+        .post(
             &format!("/v1/payments/{id}/refunds"),
-            json!({"amount": 700})
+            json!({"amount": 700.0, "reason": "é".repeat(500)}),
         )
-        .await
-        .status,
-        201
+        .await;
+    assert_eq!(
+        (rest.status, rest.json["amount"].as_i64()),
+        (201, Some(700)),
+        "{}",
+        rest.text
     );
     let payment = m.get(&format!("/v1/payments/{id}")).await;
     assert_eq!(payment.json["amount_refunded"], 1_000);
@@ -63,12 +70,18 @@ async fn partial_refunds_never_exceed_the_captured_amount(backend: Backend) {
     let none_left = m
         .post(&format!("/v1/payments/{id}/refunds"), json!({"amount": 1}))
         .await;
-    assert_eq!(none_left.status, 400);
+    assert_eq!(
+        (none_left.status, none_left.error_code()),
+        (409, "amount_too_large")
+    );
     for bad in [
         json!({"amount": 0}),
         json!({"amount": -5}),
         json!({"amount": 1.5}),
         json!({"amount": "5"}),
+        json!({"amount": 1e13}),
+        json!({"amount": 1, "reason": ""}),
+        json!({"amount": 1, "reason": "é".repeat(501)}),
         json!({}),
     ] {
         let answer = m
@@ -101,7 +114,7 @@ async fn partial_refunds_never_exceed_the_captured_amount(backend: Backend) {
             json!({"amount": 401}),
         )
         .await;
-    assert_eq!(too_much.status, 400, "{}", too_much.text);
+    assert_eq!(too_much.status, 409, "{}", too_much.text);
     assert_eq!(
         m.post(
             &format!("/v1/payments/{manual_id}/refunds"),
@@ -178,7 +191,7 @@ async fn concurrent_refunds_stay_within_the_captured_amount(backend: Backend) {
         "{statuses:?}"
     );
     assert_eq!(
-        statuses.iter().filter(|s| **s == 400).count(),
+        statuses.iter().filter(|s| **s == 409).count(),
         4,
         "{statuses:?}"
     );

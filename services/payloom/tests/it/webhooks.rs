@@ -249,6 +249,21 @@ async fn webhook_endpoints_refuse_bad_and_private_targets(backend: Backend) {
         (json!({"url": "http://10.0.0.7/hook"}), "url"),
         (json!({"url": "http://169.254.169.254/latest"}), "url"),
         (json!({"url": "http://[fd00::1]/hook"}), "url"),
+        // IPv4 carried in IPv6 is the IPv4 it carries: NAT64, 6to4, compatible, mapped.
+        (json!({"url": "http://[64:ff9b::a00:5]/hook"}), "url"),
+        (json!({"url": "http://[64:ff9b:1::a00:5]/hook"}), "url"),
+        (json!({"url": "http://[2002:a00:5::1]/hook"}), "url"),
+        (json!({"url": "http://[::10.0.0.5]/hook"}), "url"),
+        (
+            json!({"url": "http://[::ffff:169.254.169.254]/hook"}),
+            "url",
+        ),
+        (json!({"url": "http://[fec0::1]/hook"}), "url"),
+        (json!({"url": "http://[fd00:ec2::254]/latest"}), "url"),
+        (json!({"url": "http://100.100.100.200/latest"}), "url"),
+        (json!({"url": "http://198.18.0.1/hook"}), "url"),
+        (json!({"url": "http://240.0.0.1/hook"}), "url"),
+        (json!({"url": "http://0.0.0.0:9/hook"}), "url"),
         (
             json!({"url": "http://127.0.0.1:9/hook", "events": ["payment.exploded"]}),
             "events",
@@ -259,7 +274,10 @@ async fn webhook_endpoints_refuse_bad_and_private_targets(backend: Backend) {
         ),
     ] {
         let refused = m.post("/v1/webhook_endpoints", body.clone()).await;
-        assert_eq!(refused.status, 400, "{body}: {}", refused.text);
+        // A well-formed http URL refused for where it leads is 422; a malformed one 400.
+        let well_formed = param == "url" && body["url"].as_str().unwrap().starts_with("http://");
+        let expected = if well_formed { 422 } else { 400 };
+        assert_eq!(refused.status, expected, "{body}: {}", refused.text);
         assert_eq!(refused.json["error"]["param"], param, "{body}");
     }
     let unknown_field = m
