@@ -9,7 +9,7 @@ use std::time::Duration;
 use anyhow::Context;
 use axum::Router;
 use payloom_accounting::{AccountingApi, AccountingHttp, Ledger};
-use payloom_admin_bff::{Admin, AdminClients};
+use payloom_admin_bff::{Admin, AdminClients, LoginConfig};
 use payloom_notification::email::{FileMailer, LogMailer, Mailer};
 use payloom_notification::{NotificationApi, NotificationConfig, NotificationHttp, Notifications};
 use payloom_platform::events::{
@@ -20,12 +20,12 @@ use payloom_platform::kafka;
 
 use payloom_channel_adapter::{ChannelAdapter, ChannelApi, ChannelHttp};
 use payloom_host::capabilities::HostServices;
-use payloom_host::capabilities::counters::MemoryCounters;
+use payloom_host::capabilities::counters::{Counters, MemoryCounters};
 use payloom_host::capabilities::http::HttpClient;
 use payloom_host::capabilities::lists::MemoryLists;
 use payloom_host::watch::Watcher;
 use payloom_host::{HostConfig, Registry, Runtime};
-use payloom_merchant_auth::{MerchantAuth, MerchantAuthApi, MerchantAuthHttp};
+use payloom_merchant_auth::{AuthConfig, MerchantAuth, MerchantAuthApi, MerchantAuthHttp};
 use payloom_merchant_policy::{MerchantPolicy, PolicyApi, PolicyConfig, PolicyHttp};
 use payloom_merchant_quota::{QuotaApi, QuotaConfig, QuotaHttp, Quotas, RedisUsage, UsageStore};
 use payloom_order::{OrderApi, OrderHttp, Orders};
@@ -38,7 +38,7 @@ use payloom_platform::db::{PoolOptions, sqlite_url};
 use payloom_platform::seal::MasterKey;
 use payloom_platform::server::ReadyCheck;
 use payloom_platform::{Db, SystemClock};
-use payloom_risk::{Risk, RiskApi, RiskConfig, RiskHttp};
+use payloom_risk::{RedisCounters, Risk, RiskApi, RiskConfig, RiskHttp};
 use prometheus_client::registry::Registry as Metrics;
 use serde::Deserialize;
 
@@ -316,7 +316,13 @@ pub async fn assemble(settings: &Settings, local: &[Role]) -> anyhow::Result<Ass
     let mut metrics = Metrics::default();
     let mut checks: Vec<(String, ReadyCheck)> = Vec::new();
     let (registry, counters, watcher) = if local.iter().any(|r| r.uses_plugins()) {
-        let (registry, counters, watcher) = plugin_host(settings, &mut metrics).await?;
+        // Velocity counters are shared through Redis when there is one, so every node
+        // counts every payment; otherwise each process keeps its own.
+        let counters: Arc<dyn Counters> = match &redis {
+            Some(conn) => Arc::new(RedisCounters::new(conn.clone(), "payloom:")),
+            None => Arc::new(MemoryCounters::default()),
+        };
+        let (registry, watcher) = plugin_host(settings, counters.clone(), &mut metrics).await?;
         let check_registry = registry.clone();
         checks.push((
             "plugins".into(),
@@ -341,9 +347,14 @@ pub async fn assemble(settings: &Settings, local: &[Role]) -> anyhow::Result<Ass
     };
 
     let auth: Arc<dyn MerchantAuthApi> = if is_local(Role::MerchantAuth) {
+        let config: AuthConfig = settings.config.section("auth")?;
+        config.validate()?;
         let nonces: Arc<dyn KeyStore> = match &redis {
             Some(conn) => Arc::new(RedisKeyStore::new(conn.clone(), "payloom:nonce:")),
-            None => Arc::new(MemoryKeyStore::new(clock.clone())),
+            None => Arc::new(MemoryKeyStore::with_limits(
+                clock.clone(),
+                config.memory_limits(),
+            )),
         };
         let service = MerchantAuth::new(
             dbs.for_service("merchant-auth").await?,
@@ -432,6 +443,7 @@ pub async fn assemble(settings: &Settings, local: &[Role]) -> anyhow::Result<Ass
             registry,
             master_key.clone(),
             clock.clone(),
+            payloom_channel_adapter::ChannelMetrics::register(&mut metrics),
         )
         .await?;
         routers.push((
@@ -504,6 +516,10 @@ pub async fn assemble(settings: &Settings, local: &[Role]) -> anyhow::Result<Ass
             channels: channels.clone(),
             accounting: accounting.clone(),
             notifications: notifications.clone(),
+            limits: match &redis {
+                Some(conn) => Arc::new(RedisKeyStore::new(conn.clone(), "payloom:limit:")),
+                None => Arc::new(MemoryKeyStore::new(clock.clone())),
+            },
         };
         let gateway = Gateway::new(
             dbs.for_service("payment-gateway").await?,
@@ -523,10 +539,17 @@ pub async fn assemble(settings: &Settings, local: &[Role]) -> anyhow::Result<Ass
         let secret = settings.secret("admin_jwt_secret", "admin-jwt.secret", || {
             payloom_platform::ids::random_hex(32)
         })?;
+        let login: LoginConfig = settings.config.section("admin")?;
+        let attempts: Arc<dyn KeyStore> = match &redis {
+            Some(conn) => Arc::new(RedisKeyStore::new(conn.clone(), "payloom:admin:")),
+            None => Arc::new(MemoryKeyStore::new(clock.clone())),
+        };
         let admin = Admin::new(
             dbs.for_service("admin-bff").await?,
             clock.clone(),
             secret.as_bytes(),
+            &login,
+            attempts,
             AdminClients {
                 auth: auth.clone(),
                 channels: channels.clone(),
@@ -537,12 +560,7 @@ pub async fn assemble(settings: &Settings, local: &[Role]) -> anyhow::Result<Ass
             },
         )
         .await?;
-        let bootstrap: AdminBootstrap = settings.config.section("admin")?;
-        if let Some(password) = bootstrap.bootstrap_password.filter(|p| !p.is_empty()) {
-            admin
-                .upsert_admin(&bootstrap.bootstrap_username, &password, "super_admin")
-                .await?;
-        }
+        bootstrap_admin(&admin, settings.config.section("admin")?).await?;
         routers.push((Role::AdminBff, payloom_admin_bff::router(admin.clone())));
         Some(admin)
     } else {
@@ -587,6 +605,26 @@ pub async fn assemble(settings: &Settings, local: &[Role]) -> anyhow::Result<Ass
         database_url,
         _watcher: watcher,
     })
+}
+
+/// Creates the first operator from `[admin] bootstrap_password`, once: only while there is
+/// no operator at all, so the password is never re-applied to an existing account.
+async fn bootstrap_admin(admin: &Admin, bootstrap: AdminBootstrap) -> anyhow::Result<()> {
+    let Some(password) = bootstrap.bootstrap_password.filter(|p| !p.is_empty()) else {
+        return Ok(());
+    };
+    let username = &bootstrap.bootstrap_username;
+    if admin.bootstrap_admin(username, &password).await? {
+        tracing::info!(
+            username,
+            "created the first operator from [admin] bootstrap_password"
+        );
+    } else {
+        tracing::warn!(
+            "operators exist, so [admin] bootstrap_password was not applied; remove it from the configuration"
+        );
+    }
+    Ok(())
 }
 
 /// Relays this process's outboxes and feeds its consumers: through Kafka when brokers are
@@ -641,11 +679,12 @@ async fn start_events(
 }
 
 /// The plugin runtime, the registry loaded from the plugins directory (seeded with the
-/// reference plugins) and watched for hot swaps, and the counters risk rules read.
+/// reference plugins) and watched for hot swaps; plugins read `counters`.
 async fn plugin_host(
     settings: &Settings,
+    counters: Arc<dyn Counters>,
     metrics: &mut Metrics,
-) -> anyhow::Result<(Arc<Registry>, Arc<MemoryCounters>, Watcher)> {
+) -> anyhow::Result<(Arc<Registry>, Watcher)> {
     let plugins: PluginsConfig = settings.config.section("plugins")?;
     let dir = plugins
         .dir
@@ -658,7 +697,6 @@ async fn plugin_host(
         ..HostConfig::default()
     };
     let http = HttpClient::from_config(&config)?;
-    let counters = Arc::new(MemoryCounters::default());
     let lists = Arc::new(MemoryLists::default());
     let risk: RiskConfig = settings.config.section("risk")?;
     for (name, values) in &risk.lists {
@@ -668,13 +706,13 @@ async fn plugin_host(
     }
     let services = HostServices {
         http: Arc::new(http),
-        counters: counters.clone(),
+        counters,
         lists,
     };
     let runtime = Runtime::new(config, services, metrics)?;
     let registry = Registry::new(runtime);
     let watcher = Watcher::start(registry.clone(), &dir).await?;
-    Ok((registry, counters, watcher))
+    Ok((registry, watcher))
 }
 
 /// Writes the reference plugins that are not there yet; an operator's edits stay.
@@ -715,6 +753,10 @@ mod tests {
         gateway.validate().unwrap();
         let quota: payloom_merchant_quota::QuotaConfig = config.section("quota").unwrap();
         quota.validate().unwrap();
+        let auth: payloom_merchant_auth::AuthConfig = config.section("auth").unwrap();
+        auth.validate().unwrap();
+        let login: payloom_admin_bff::LoginConfig = config.section("admin").unwrap();
+        login.validate().unwrap();
         let risk: payloom_risk::RiskConfig = config.section("risk").unwrap();
         assert_eq!(risk.rules.len(), 3);
         let _: payloom_merchant_policy::PolicyConfig = config.section("policy").unwrap();

@@ -29,7 +29,7 @@ pub struct DevArgs {
     /// Run on PostgreSQL instead of SQLite files (`postgres://…`).
     #[arg(long)]
     pub database_url: Option<String>,
-    /// Keep nonces and quota counters in Redis (`redis://…`).
+    /// Keep nonces, quota counters, velocity counters and rate limits in Redis (`redis://…`).
     #[arg(long)]
     pub redis_url: Option<String>,
     /// A config file layered over the embedded defaults.

@@ -22,7 +22,7 @@ pub struct ServeArgs {
     /// PostgreSQL URL; overrides `database.url`.
     #[arg(long)]
     pub database_url: Option<String>,
-    /// Redis URL for nonces and quota counters; overrides `redis.url`.
+    /// Redis URL for nonces, quota counters, velocity counters and rate limits; overrides `redis.url`.
     #[arg(long)]
     pub redis_url: Option<String>,
 }

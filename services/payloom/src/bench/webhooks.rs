@@ -34,6 +34,10 @@ pub struct WebhooksArgs {
     /// Deliveries the worker sends at once.
     #[arg(long, default_value_t = 32)]
     pub batch: i64,
+    /// Deliveries in flight to the one endpoint (and so to its merchant). Unset: the
+    /// shipped `notification.endpoint_in_flight_max`, the most one receiver gets.
+    #[arg(long)]
+    pub endpoint_in_flight: Option<i64>,
 }
 
 /// When each webhook id first reached the receiver, in Unix ms.
@@ -52,6 +56,10 @@ pub async fn run(args: WebhooksArgs) -> anyhow::Result<()> {
     let mut config: NotificationConfig =
         crate::app::load_config(None, None, None)?.section("notification")?;
     config.batch = args.batch;
+    if let Some(n) = args.endpoint_in_flight {
+        config.endpoint_in_flight_max = n;
+        config.merchant_in_flight_max = config.merchant_in_flight_max.max(n);
+    }
     config.targets.allow_loopback = true;
     let service = Notifications::new(
         db.clone(),

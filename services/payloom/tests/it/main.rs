@@ -4,19 +4,26 @@
 
 mod admin;
 mod auth;
+mod capture_cancel;
 mod crash;
 mod dev;
+mod fuzz;
 mod idempotency;
+mod ingress;
 mod kafka;
 mod money;
 mod multiprocess;
 mod openapi;
 mod payments;
+mod policy_fees;
 mod receiver;
 
 mod redis_backends;
 mod refunds;
+mod service_paths;
 mod support;
 mod tenancy;
 mod validation;
+mod velocity;
+mod webhook_limits;
 mod webhooks;
