@@ -8,39 +8,27 @@ use std::time::Duration;
 
 use anyhow::Context;
 use axum::Router;
-use payloom_accounting::{AccountingApi, AccountingHttp, Ledger};
-use payloom_admin_bff::{Admin, AdminClients, LoginConfig};
-use payloom_notification::email::{FileMailer, LogMailer, Mailer};
-use payloom_notification::{NotificationApi, NotificationConfig, NotificationHttp, Notifications};
-use payloom_platform::events::{
-    Bus, Consumer, DeadLetterApi, DeadLetterHttp, Outbox, Publisher, Relay, Subscription,
-    dead_letter_router,
-};
-use payloom_platform::kafka;
-
-use payloom_channel_adapter::{ChannelAdapter, ChannelApi, ChannelHttp};
+use payloom_admin_bff::{Admin, AdminClients};
+use payloom_channel_adapter::ChannelApi;
 use payloom_host::capabilities::HostServices;
-use payloom_host::capabilities::counters::{Counters, MemoryCounters};
+use payloom_host::capabilities::counters::Counters;
 use payloom_host::capabilities::http::HttpClient;
 use payloom_host::capabilities::lists::MemoryLists;
 use payloom_host::watch::Watcher;
 use payloom_host::{HostConfig, Registry, Runtime};
-use payloom_merchant_auth::{AuthConfig, MerchantAuth, MerchantAuthApi, MerchantAuthHttp};
-use payloom_merchant_policy::{MerchantPolicy, PolicyApi, PolicyConfig, PolicyHttp};
-use payloom_merchant_quota::{QuotaApi, QuotaConfig, QuotaHttp, Quotas, RedisUsage, UsageStore};
-use payloom_order::{OrderApi, OrderHttp, Orders};
-use payloom_payment_gateway::{Dependencies, Gateway, GatewayConfig};
-use payloom_platform::cache::{KeyStore, MemoryKeyStore, RedisKeyStore, redis_connect};
-use payloom_platform::client::ServiceClient;
-use payloom_platform::clock::SharedClock;
+use payloom_merchant_auth::MerchantAuthApi;
+use payloom_payment_gateway::Dependencies;
+use payloom_platform::Db;
 use payloom_platform::config::Config;
 use payloom_platform::db::{PoolOptions, sqlite_url};
-use payloom_platform::seal::MasterKey;
+use payloom_platform::events::{Bus, Consumer, Outbox, Publisher, Relay, Subscription};
+use payloom_platform::kafka;
 use payloom_platform::server::ReadyCheck;
-use payloom_platform::{Db, SystemClock};
-use payloom_risk::{RedisCounters, Risk, RiskApi, RiskConfig, RiskHttp};
+use payloom_risk::RiskConfig;
 use prometheus_client::registry::Registry as Metrics;
 use serde::Deserialize;
+
+use crate::wiring::Wiring;
 
 pub const DEFAULT_CONFIG: &str = include_str!("../config.default.toml");
 
@@ -89,7 +77,7 @@ impl Role {
         }
     }
 
-    fn uses_plugins(self) -> bool {
+    pub(crate) fn uses_plugins(self) -> bool {
         matches!(
             self,
             Role::ChannelAdapter | Role::Risk | Role::MerchantPolicy
@@ -112,13 +100,13 @@ struct DatabaseConfig {
 }
 
 #[derive(Debug, Clone, Default, Deserialize)]
-struct RedisConfig {
-    url: Option<String>,
+pub(crate) struct RedisConfig {
+    pub url: Option<String>,
 }
 
 /// `[admin]`: the first operator of a new deployment.
 #[derive(Debug, Clone, Deserialize)]
-struct AdminBootstrap {
+pub(crate) struct AdminBootstrap {
     bootstrap_username: String,
     bootstrap_password: Option<String>,
 }
@@ -133,8 +121,8 @@ struct EventsConfig {
 }
 
 #[derive(Debug, Clone, Default, Deserialize)]
-struct EmailConfig {
-    file: Option<PathBuf>,
+pub(crate) struct EmailConfig {
+    pub file: Option<PathBuf>,
 }
 
 #[derive(Debug, Clone, Default, Deserialize)]
@@ -185,7 +173,7 @@ impl Settings {
             .with_context(|| format!("no [services.{}] in the configuration", role.name()))
     }
 
-    fn secret(
+    pub(crate) fn secret(
         &self,
         key: &str,
         file: &str,
@@ -241,7 +229,7 @@ pub struct Assembly {
 
 /// Databases by URL: co-located services on PostgreSQL share one pool (one per service
 /// would multiply connections past the server's limit); on SQLite each service has a file.
-struct Databases {
+pub(crate) struct Databases {
     sqlite_dir: Option<PathBuf>,
     url: Option<String>,
     options: PoolOptions,
@@ -249,7 +237,28 @@ struct Databases {
 }
 
 impl Databases {
-    async fn for_service(&mut self, service: &str) -> anyhow::Result<Db> {
+    /// `[database]`: a URL, or SQLite files under the data directory (created here).
+    pub(crate) fn from_settings(settings: &Settings) -> anyhow::Result<Self> {
+        let db_config: DatabaseConfig = settings.config.section("database")?;
+        let sqlite_dir = db_config
+            .url
+            .is_none()
+            .then(|| settings.data_dir.join("db"));
+        if let Some(dir) = &sqlite_dir {
+            std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
+        }
+        Ok(Self {
+            sqlite_dir,
+            url: db_config.url,
+            options: PoolOptions {
+                max_connections: db_config.max_connections,
+                acquire_timeout: Duration::from_millis(db_config.acquire_timeout_ms),
+            },
+            open: HashMap::new(),
+        })
+    }
+
+    pub(crate) async fn for_service(&mut self, service: &str) -> anyhow::Result<Db> {
         let url = match (&self.url, &self.sqlite_dir) {
             (Some(url), _) => url.clone(),
             (None, Some(dir)) => sqlite_url(dir, service),
@@ -286,297 +295,50 @@ pub(crate) fn redact(url: &str) -> String {
     }
 }
 
+/// Builds this process: the local roles' services (in dependency order) and clients of
+/// the remote ones, the event relays and consumers, readiness checks and metrics.
 pub async fn assemble(settings: &Settings, local: &[Role]) -> anyhow::Result<Assembly> {
-    let clock: SharedClock = Arc::new(SystemClock);
-    let is_local = |r: Role| local.contains(&r);
-    let db_config: DatabaseConfig = settings.config.section("database")?;
-    let mut dbs = Databases {
-        sqlite_dir: db_config
-            .url
-            .is_none()
-            .then(|| settings.data_dir.join("db")),
-        url: db_config.url.clone(),
-        options: PoolOptions {
-            max_connections: db_config.max_connections,
-            acquire_timeout: Duration::from_millis(db_config.acquire_timeout_ms),
-        },
-        open: HashMap::new(),
-    };
-    if let Some(dir) = &dbs.sqlite_dir {
-        std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
-    }
-    let master_key = MasterKey::from_hex(&settings.secret("master_key", "master.key", || {
-        MasterKey::generate().to_hex()
-    })?)?;
-    let redis_config: RedisConfig = settings.config.section("redis")?;
-    let redis = match &redis_config.url {
-        Some(url) => Some(redis_connect(url).await.context("connecting to Redis")?),
-        None => None,
-    };
-    let mut metrics = Metrics::default();
-    let mut checks: Vec<(String, ReadyCheck)> = Vec::new();
-    let (registry, counters, watcher) = if local.iter().any(|r| r.uses_plugins()) {
-        // Velocity counters are shared through Redis when there is one, so every node
-        // counts every payment; otherwise each process keeps its own.
-        let counters: Arc<dyn Counters> = match &redis {
-            Some(conn) => Arc::new(RedisCounters::new(conn.clone(), "payloom:")),
-            None => Arc::new(MemoryCounters::default()),
-        };
-        let (registry, watcher) = plugin_host(settings, counters.clone(), &mut metrics).await?;
-        let check_registry = registry.clone();
-        checks.push((
-            "plugins".into(),
-            Arc::new(move || {
-                let empty = check_registry.list().is_empty();
-                Box::pin(async move {
-                    if empty {
-                        Err("no plugins loaded".to_owned())
-                    } else {
-                        Ok(())
-                    }
-                })
-            }),
-        ));
-        (Some(registry), Some(counters), Some(watcher))
-    } else {
-        (None, None, None)
-    };
-    let mut routers = Vec::new();
-    let client = |role: Role| -> anyhow::Result<ServiceClient> {
-        Ok(ServiceClient::new(&settings.endpoint(role)?.url))
-    };
-
-    let auth: Arc<dyn MerchantAuthApi> = if is_local(Role::MerchantAuth) {
-        let config: AuthConfig = settings.config.section("auth")?;
-        config.validate()?;
-        let nonces: Arc<dyn KeyStore> = match &redis {
-            Some(conn) => Arc::new(RedisKeyStore::new(conn.clone(), "payloom:nonce:")),
-            None => Arc::new(MemoryKeyStore::with_limits(
-                clock.clone(),
-                config.memory_limits(),
-            )),
-        };
-        let service = MerchantAuth::new(
-            dbs.for_service("merchant-auth").await?,
-            clock.clone(),
-            master_key.clone(),
-            nonces,
-        )
-        .await?;
-        routers.push((
-            Role::MerchantAuth,
-            payloom_merchant_auth::api::router(service.clone()),
-        ));
-        service
-    } else {
-        Arc::new(MerchantAuthHttp(client(Role::MerchantAuth)?))
-    };
-    // Outboxes this process relays, and the consumers it runs.
-    let mut outboxes: Vec<(Db, Outbox)> = Vec::new();
-    let mut consumers: Vec<(Db, Arc<dyn Consumer>)> = Vec::new();
-    let orders: Arc<dyn OrderApi> = if is_local(Role::Order) {
-        let service = Orders::new(dbs.for_service("order").await?, clock.clone()).await?;
-        routers.push((Role::Order, payloom_order::router(service.clone())));
-        outboxes.push((service.db().clone(), service.outbox().clone()));
-        service
-    } else {
-        Arc::new(OrderHttp(client(Role::Order)?))
-    };
-    let quota: Arc<dyn QuotaApi> = if is_local(Role::MerchantQuota) {
-        let usage: Option<Arc<dyn UsageStore>> = redis
-            .as_ref()
-            .map(|conn| Arc::new(RedisUsage::new(conn.clone(), "payloom:")) as Arc<dyn UsageStore>);
-        let config: QuotaConfig = settings.config.section("quota")?;
-        let service = Quotas::new(
-            dbs.for_service("merchant-quota").await?,
-            clock.clone(),
-            config,
-            usage,
-        )
-        .await?;
-        routers.push((
-            Role::MerchantQuota,
-            payloom_merchant_quota::router(service.clone()),
-        ));
-        service
-    } else {
-        Arc::new(QuotaHttp(client(Role::MerchantQuota)?))
-    };
-    let policy: Arc<dyn PolicyApi> = if is_local(Role::MerchantPolicy) {
-        let config: PolicyConfig = settings.config.section("policy")?;
-        let registry = registry.clone().expect("plugin host for policy");
-        let service = MerchantPolicy::new(
-            dbs.for_service("merchant-policy").await?,
-            registry,
-            config,
-            clock.clone(),
-        )
-        .await?;
-        routers.push((
-            Role::MerchantPolicy,
-            payloom_merchant_policy::router(service.clone()),
-        ));
-        service
-    } else {
-        Arc::new(PolicyHttp(client(Role::MerchantPolicy)?))
-    };
-    let risk: Arc<dyn RiskApi> = if is_local(Role::Risk) {
-        let config: RiskConfig = settings.config.section("risk")?;
-        let registry = registry.clone().expect("plugin host for risk");
-        let service = Risk::new(
-            dbs.for_service("risk").await?,
-            registry,
-            counters.clone().expect("counters"),
-            config,
-            clock.clone(),
-        )
-        .await?;
-        routers.push((Role::Risk, payloom_risk::router(service.clone())));
-        service
-    } else {
-        Arc::new(RiskHttp(client(Role::Risk)?))
-    };
-    let channels: Arc<dyn ChannelApi> = if is_local(Role::ChannelAdapter) {
-        let registry = registry.clone().expect("plugin host for channels");
-        let service = ChannelAdapter::new(
-            dbs.for_service("channel-adapter").await?,
-            registry,
-            master_key.clone(),
-            clock.clone(),
-            payloom_channel_adapter::ChannelMetrics::register(&mut metrics),
-        )
-        .await?;
-        routers.push((
-            Role::ChannelAdapter,
-            payloom_channel_adapter::router(service.clone()),
-        ));
-        service
-    } else {
-        Arc::new(ChannelHttp(client(Role::ChannelAdapter)?))
-    };
-    // Where operators find each consumer's dead letters.
-    let mut dead_letters: Vec<(String, Arc<dyn DeadLetterApi>)> = Vec::new();
-    let accounting: Arc<dyn AccountingApi> = if is_local(Role::Accounting) {
-        let ledger = Ledger::new(dbs.for_service("accounting").await?, clock.clone()).await?;
-        let parked = Arc::new(Subscription::new(ledger.db().clone(), ledger.clone()));
-        dead_letters.push(("accounting".into(), parked.clone()));
-        routers.push((
-            Role::Accounting,
-            payloom_accounting::router(ledger.clone()).merge(dead_letter_router(parked)),
-        ));
-        outboxes.push((ledger.db().clone(), ledger.outbox().clone()));
-        consumers.push((ledger.db().clone(), ledger.clone()));
-        ledger
-    } else {
-        dead_letters.push((
-            "accounting".into(),
-            Arc::new(DeadLetterHttp(client(Role::Accounting)?)),
-        ));
-        Arc::new(AccountingHttp(client(Role::Accounting)?))
-    };
-    let notifications: Arc<dyn NotificationApi> = if is_local(Role::Notification) {
-        let config: NotificationConfig = settings.config.section("notification")?;
-        let email: EmailConfig = settings.config.section("email")?;
-        let mailer: Arc<dyn Mailer> = match email.file {
-            Some(path) if !path.as_os_str().is_empty() => Arc::new(FileMailer::new(path)),
-            _ => Arc::new(LogMailer),
-        };
-        let service = Notifications::new(
-            dbs.for_service("notification").await?,
-            clock.clone(),
-            master_key.clone(),
-            config,
-            mailer,
-        )
-        .await?;
-        service.spawn_worker();
-        let parked = Arc::new(Subscription::new(service.db().clone(), service.clone()));
-        dead_letters.push(("notification".into(), parked.clone()));
-        routers.push((
-            Role::Notification,
-            payloom_notification::router(service.clone()).merge(dead_letter_router(parked)),
-        ));
-        consumers.push((service.db().clone(), service.clone()));
-        service
-    } else {
-        dead_letters.push((
-            "notification".into(),
-            Arc::new(DeadLetterHttp(client(Role::Notification)?)),
-        ));
-        Arc::new(NotificationHttp(client(Role::Notification)?))
-    };
-    if is_local(Role::PaymentGateway) {
-        let config: GatewayConfig = settings.config.section("gateway")?;
-        let deps = Dependencies {
-            auth: auth.clone(),
-            orders,
-            quota,
-            policy: policy.clone(),
-            risk,
-            channels: channels.clone(),
-            accounting: accounting.clone(),
-            notifications: notifications.clone(),
-            limits: match &redis {
-                Some(conn) => Arc::new(RedisKeyStore::new(conn.clone(), "payloom:limit:")),
-                None => Arc::new(MemoryKeyStore::new(clock.clone())),
-            },
-        };
-        let gateway = Gateway::new(
-            dbs.for_service("payment-gateway").await?,
-            clock.clone(),
-            config,
-            deps,
-        )
-        .await?;
-        gateway.spawn_sweeps();
-        outboxes.push((gateway.db().clone(), gateway.outbox().clone()));
-        routers.push((
-            Role::PaymentGateway,
-            payloom_payment_gateway::api::router(gateway),
-        ));
-    }
-    let admin = if is_local(Role::AdminBff) {
-        let secret = settings.secret("admin_jwt_secret", "admin-jwt.secret", || {
-            payloom_platform::ids::random_hex(32)
-        })?;
-        let login: LoginConfig = settings.config.section("admin")?;
-        let attempts: Arc<dyn KeyStore> = match &redis {
-            Some(conn) => Arc::new(RedisKeyStore::new(conn.clone(), "payloom:admin:")),
-            None => Arc::new(MemoryKeyStore::new(clock.clone())),
-        };
-        let admin = Admin::new(
-            dbs.for_service("admin-bff").await?,
-            clock.clone(),
-            secret.as_bytes(),
-            &login,
-            attempts,
-            AdminClients {
-                auth: auth.clone(),
-                channels: channels.clone(),
-                policy,
-                accounting,
-                notifications,
-                dead_letters,
-            },
-        )
-        .await?;
-        bootstrap_admin(&admin, settings.config.section("admin")?).await?;
-        routers.push((Role::AdminBff, payloom_admin_bff::router(admin.clone())));
-        Some(admin)
-    } else {
-        None
-    };
-    let events: EventsConfig = settings.config.section("events")?;
-    start_events(
-        &events,
-        outboxes,
-        consumers,
-        is_local(Role::Accounting) && is_local(Role::Notification),
-    )
+    let mut w = Wiring::open(settings, local).await?;
+    let auth = w.auth().await?;
+    let orders = w.orders().await?;
+    let quota = w.quota().await?;
+    let policy = w.policy().await?;
+    let risk = w.risk().await?;
+    let channels = w.channels().await?;
+    let accounting = w.accounting().await?;
+    let notifications = w.notifications().await?;
+    w.gateway(|limits| Dependencies {
+        auth: auth.clone(),
+        orders,
+        quota,
+        policy: policy.clone(),
+        risk,
+        channels: channels.clone(),
+        accounting: accounting.clone(),
+        notifications: notifications.clone(),
+        limits,
+    })
     .await?;
-    let database_url = dbs.describe();
-    for db in dbs.open.into_values() {
-        checks.push((
+    let admin = w
+        .admin(|dead_letters| AdminClients {
+            auth: auth.clone(),
+            channels: channels.clone(),
+            policy,
+            accounting,
+            notifications,
+            dead_letters,
+        })
+        .await?;
+    let events: EventsConfig = settings.config.section("events")?;
+    let both_consumers = w.is_local(Role::Accounting) && w.is_local(Role::Notification);
+    let (outboxes, consumers) = (
+        std::mem::take(&mut w.outboxes),
+        std::mem::take(&mut w.consumers),
+    );
+    start_events(&events, outboxes, consumers, both_consumers).await?;
+    let database_url = w.dbs.describe();
+    for db in w.dbs.open.into_values() {
+        w.checks.push((
             "database".into(),
             Arc::new(move || {
                 let db = db.clone();
@@ -584,32 +346,34 @@ pub async fn assemble(settings: &Settings, local: &[Role]) -> anyhow::Result<Ass
             }),
         ));
     }
-    let http_metrics = payloom_platform::server::HttpMetrics::register(&mut metrics);
-    let routers = routers
+    let http_metrics = payloom_platform::server::HttpMetrics::register(&mut w.metrics);
+    let routers = w
+        .routers
         .into_iter()
         .map(|(role, router)| {
-            (
-                role,
-                payloom_platform::server::instrument(router, http_metrics.clone()),
-            )
+            let router = payloom_platform::server::instrument(router, http_metrics.clone());
+            (role, router)
         })
         .collect();
     Ok(Assembly {
-        registry,
-        metrics: Arc::new(metrics),
-        checks,
+        registry: w.registry,
+        metrics: Arc::new(w.metrics),
+        checks: w.checks,
         routers,
         auth,
         channels,
         admin,
         database_url,
-        _watcher: watcher,
+        _watcher: w.watcher,
     })
 }
 
 /// Creates the first operator from `[admin] bootstrap_password`, once: only while there is
 /// no operator at all, so the password is never re-applied to an existing account.
-async fn bootstrap_admin(admin: &Admin, bootstrap: AdminBootstrap) -> anyhow::Result<()> {
+pub(crate) async fn bootstrap_admin(
+    admin: &Admin,
+    bootstrap: AdminBootstrap,
+) -> anyhow::Result<()> {
     let Some(password) = bootstrap.bootstrap_password.filter(|p| !p.is_empty()) else {
         return Ok(());
     };
@@ -680,7 +444,7 @@ async fn start_events(
 
 /// The plugin runtime, the registry loaded from the plugins directory (seeded with the
 /// reference plugins) and watched for hot swaps; plugins read `counters`.
-async fn plugin_host(
+pub(crate) async fn plugin_host(
     settings: &Settings,
     counters: Arc<dyn Counters>,
     metrics: &mut Metrics,

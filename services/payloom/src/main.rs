@@ -15,6 +15,7 @@
 //! ```
 
 mod app;
+mod wiring;
 mod bench;
 mod demo;
 mod dev;
