@@ -132,6 +132,23 @@ pub enum ChannelCall {
     ParseStatement(Vec<u8>),
 }
 
+impl ChannelCall {
+    /// The WIT name of the operation, as metrics and logs label it.
+    pub fn name(&self) -> &'static str {
+        match self {
+            Self::Describe => "describe",
+            Self::CreatePayment(_) => "create-payment",
+            Self::QueryPayment(_) => "query-payment",
+            Self::Capture(_) => "capture",
+            Self::Cancel(_) => "cancel",
+            Self::Refund(_) => "refund",
+            Self::QueryRefund(_) => "query-refund",
+            Self::HandleNotification(_) => "handle-notification",
+            Self::ParseStatement(_) => "parse-statement",
+        }
+    }
+}
+
 /// A call to a risk rule.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(tag = "call", content = "input", rename_all = "kebab-case")]

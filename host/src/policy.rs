@@ -47,30 +47,26 @@ impl CircuitBreaker {
         }
     }
 
-    /// Whether a call may go ahead now. While open, refuses; after the cool-down lets
-    /// exactly one trial call through.
-    pub fn admit(&self, now: Instant) -> bool {
+    /// Lets a call go ahead now, or not. While open, refuses; after the cool-down lets
+    /// exactly one trial call through. The admission records the call's result; dropped
+    /// unrecorded (the call never ran, or its caller gave up) it frees the trial it held.
+    pub fn admit(&self, now: Instant) -> Option<Admission<'_>> {
         let mut state = self.state.lock().expect("breaker lock");
-        match state.open_until {
-            None => true,
-            Some(until) if now < until => false,
-            Some(_) if state.trial_in_flight => false,
-            Some(_) => {
-                state.trial_in_flight = true;
-                true
-            }
-        }
+        let trial = match state.open_until {
+            None => false,
+            Some(until) if now < until => return None,
+            Some(_) if state.trial_in_flight => return None,
+            Some(_) => true,
+        };
+        state.trial_in_flight |= trial;
+        Some(Admission {
+            breaker: self,
+            trial,
+        })
     }
 
-    /// Forgets an admitted call that never ran: a trial it was stays available.
-    pub fn release_trial(&self) {
-        self.state.lock().expect("breaker lock").trial_in_flight = false;
-    }
-
-    /// Records a call's result.
-    pub fn record(&self, ok: bool, now: Instant) {
+    fn record(&self, ok: bool, now: Instant) {
         let mut state = self.state.lock().expect("breaker lock");
-        state.trial_in_flight = false;
         if ok {
             state.consecutive_failures = 0;
             state.open_until = None;
@@ -82,10 +78,36 @@ impl CircuitBreaker {
         }
     }
 
+    fn end_trial(&self) {
+        self.state.lock().expect("breaker lock").trial_in_flight = false;
+    }
+
     /// Whether the breaker is refusing calls at `now`.
     pub fn is_open(&self, now: Instant) -> bool {
         let state = self.state.lock().expect("breaker lock");
         state.open_until.is_some_and(|until| now < until)
+    }
+}
+
+/// A call the breaker let through.
+#[must_use = "an admission records the call's result"]
+pub struct Admission<'a> {
+    breaker: &'a CircuitBreaker,
+    trial: bool,
+}
+
+impl Admission<'_> {
+    /// The call ran: its result counts (and the trial, if it was one, is over).
+    pub fn record(self, ok: bool, now: Instant) {
+        self.breaker.record(ok, now);
+    }
+}
+
+impl Drop for Admission<'_> {
+    fn drop(&mut self) {
+        if self.trial {
+            self.breaker.end_trial();
+        }
     }
 }
 
@@ -98,29 +120,41 @@ mod tests {
         let breaker = CircuitBreaker::new(3, Duration::from_secs(1));
         let t0 = Instant::now();
         for _ in 0..2 {
-            assert!(breaker.admit(t0));
-            breaker.record(false, t0);
+            breaker.admit(t0).unwrap().record(false, t0);
         }
-        breaker.record(true, t0); // a success resets the count
+        breaker.admit(t0).unwrap().record(true, t0); // a success resets the count
         for _ in 0..3 {
-            breaker.record(false, t0);
+            breaker.admit(t0).unwrap().record(false, t0);
         }
-        assert!(!breaker.admit(t0 + Duration::from_millis(500)));
+        assert!(breaker.admit(t0 + Duration::from_millis(500)).is_none());
         let later = t0 + Duration::from_millis(1_500);
-        assert!(breaker.admit(later), "one trial after the cool-down");
-        assert!(!breaker.admit(later), "only one trial at a time");
-        breaker.record(true, later);
-        assert!(breaker.admit(later));
+        let trial = breaker.admit(later).expect("one trial after the cool-down");
+        assert!(breaker.admit(later).is_none(), "only one trial at a time");
+        trial.record(true, later);
+        assert!(breaker.admit(later).is_some());
     }
 
     #[test]
     fn failed_trial_reopens() {
         let breaker = CircuitBreaker::new(1, Duration::from_secs(1));
         let t0 = Instant::now();
-        breaker.record(false, t0);
+        breaker.admit(t0).unwrap().record(false, t0);
         let later = t0 + Duration::from_secs(2);
-        assert!(breaker.admit(later));
-        breaker.record(false, later);
+        breaker.admit(later).unwrap().record(false, later);
         assert!(breaker.is_open(later + Duration::from_millis(10)));
+    }
+
+    #[test]
+    fn a_trial_that_never_reports_frees_the_next_one() {
+        let breaker = CircuitBreaker::new(1, Duration::from_secs(1));
+        let t0 = Instant::now();
+        breaker.admit(t0).unwrap().record(false, t0);
+        let later = t0 + Duration::from_secs(2);
+        // The caller gave up (its future was dropped) before the call reported.
+        drop(breaker.admit(later).expect("the trial"));
+        assert!(
+            breaker.admit(later).is_some(),
+            "a dropped trial must not keep the breaker shut"
+        );
     }
 }

@@ -228,13 +228,13 @@ impl Registry {
             true => &plugin.notify_breaker,
             false => &plugin.breaker,
         };
-        if !breaker.admit(Instant::now()) {
+        let Some(admission) = breaker.admit(Instant::now()) else {
             return Err(CallError::refused("circuit breaker is open"));
-        }
+        };
         let result = self.runtime.call(plugin, ctx.clone(), call.clone()).await;
-        match &result {
-            Err(e) if e.kind == ErrorKind::Refused => breaker.release_trial(),
-            other => breaker.record(other.is_ok(), Instant::now()),
+        // A refusal by the host says nothing about the plugin: the admission just ends.
+        if !matches!(&result, Err(e) if e.kind == ErrorKind::Refused) {
+            admission.record(result.is_ok(), Instant::now());
         }
         result
     }
@@ -276,15 +276,19 @@ impl Registry {
             FailurePolicy::Fallback(other) if may_fall_back && other != id => {
                 match Box::pin(self.call_inner(other, ctx, call, false)).await {
                     Ok(report) => Ok(report),
-                    // A fallback that cannot answer leaves the original failure standing, closed.
+                    // A fallback that cannot answer leaves the original failure standing,
+                    // closed; when the fallback ran, its failure's kind is what happened.
                     Err(fallback) => {
                         let message = format!("{}; fallback: {fallback}", error.message);
+                        let kind = match &fallback {
+                            CallFailure::Closed { error, .. } | CallFailure::Open { error, .. } => {
+                                error.kind
+                            }
+                            CallFailure::NotFound { .. } => error.kind,
+                        };
                         Err(CallFailure::Closed {
                             id: id.to_owned(),
-                            error: CallError {
-                                kind: error.kind,
-                                message,
-                            },
+                            error: CallError { kind, message },
                         })
                     }
                 }

@@ -337,15 +337,28 @@ impl Runtime {
     /// start in time is refused by the host, which says nothing about the plugin.
     async fn slot(
         &self,
-        deadline: Duration,
+        until: tokio::time::Instant,
     ) -> Result<tokio::sync::SemaphorePermit<'_>, CallError> {
-        match tokio::time::timeout(deadline, self.permits.acquire()).await {
+        match tokio::time::timeout_at(until, self.permits.acquire()).await {
             Ok(Ok(permit)) => Ok(permit),
             Ok(Err(_)) => Err(CallError::refused("runtime shutting down")),
-            Err(_) => Err(CallError::refused(format!(
-                "no free call slot within {deadline:?}"
-            ))),
+            Err(_) => Err(CallError::refused("no free call slot before the deadline")),
         }
+    }
+
+    /// A call's deadline and memory cap: the plugin's own, never above the host's.
+    fn call_limits(&self, plugin: &Plugin) -> (Duration, u64) {
+        let limits = &plugin.info.manifest.limits;
+        let host_deadline = self.config.kind(plugin.kind()).deadline_ms;
+        let deadline = limits
+            .deadline_ms
+            .map_or(host_deadline, |ms| ms.min(host_deadline));
+        let memory_max = limits
+            .memory_bytes_max
+            .map_or(self.config.memory_bytes_max, |m| {
+                m.min(self.config.memory_bytes_max)
+            });
+        (Duration::from_millis(deadline), memory_max)
     }
 
     async fn call_unmetered(
@@ -371,20 +384,11 @@ impl Runtime {
                 "input of {input_bytes} bytes exceeds {input_max}"
             )));
         }
-        let limits = &plugin.info.manifest.limits;
-        let deadline = Duration::from_millis(
-            limits
-                .deadline_ms
-                .map_or(self.config.kind(plugin.kind()).deadline_ms, |ms| {
-                    ms.min(self.config.kind(plugin.kind()).deadline_ms)
-                }),
-        );
-        let memory_max = limits
-            .memory_bytes_max
-            .map_or(self.config.memory_bytes_max, |m| {
-                m.min(self.config.memory_bytes_max)
-            });
-        let _permit = self.slot(deadline).await?;
+        let (deadline, memory_max) = self.call_limits(plugin);
+        // One deadline from the call's start: waiting for a slot spends it too.
+        let until = tokio::time::Instant::now() + deadline;
+        let _permit = self.slot(until).await?;
+        let deadline = until.saturating_duration_since(tokio::time::Instant::now());
         let mut store = Store::new(
             &self.engine,
             CallState::new(
@@ -393,7 +397,7 @@ impl Runtime {
                 self.services.clone(),
                 memory_max as usize,
                 caps.log_max,
-                tokio::time::Instant::now() + deadline,
+                until,
             ),
         );
         store.limiter(|state| &mut state.limiter);

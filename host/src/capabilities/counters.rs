@@ -54,14 +54,6 @@ impl CounterKey {
         }
     }
 
-    pub fn merchant_id(&self) -> &str {
-        &self.merchant_id
-    }
-
-    pub fn name(&self) -> &str {
-        &self.name
-    }
-
     /// The normalised customer value.
     pub fn value(&self) -> &str {
         &self.value

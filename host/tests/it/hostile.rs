@@ -202,6 +202,55 @@ async fn host_refusals_never_open_a_breaker() {
     host.verdict("hostile", risk_ctx(100), &[]).await;
 }
 
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_call_that_finds_no_free_slot_is_refused_and_opens_no_breaker() {
+    let host = TestHost::builder()
+        .config(|c| {
+            c.concurrent_calls_max = 1;
+            c.breaker_failures_max = 1;
+            c.risk.deadline_ms = 400;
+            c.channel.deadline_ms = 50;
+        })
+        .build();
+    host.install(&HOSTILE).await;
+    host.install(&FETCHER).await;
+    // The only slot is held by a rule spinning to its deadline.
+    let registry = host.registry.clone();
+    let spinning = tokio::spawn(async move {
+        let call = payloom_host::RiskCall::Evaluate {
+            ctx: risk_ctx(100),
+            config: kvs(&[("mode", "loop")]),
+        };
+        registry
+            .call("hostile", CallContext::default(), Call::Risk(call))
+            .await
+    });
+    tokio::time::sleep(Duration::from_millis(50)).await;
+    let call = ChannelCall::CreatePayment(payloom_host::bindings::channel_types::CreateRequest {
+        payment: payment(100, "USD"),
+        method_data: kvs(&[("op", "sha256"), ("data", "00")]),
+        notify_url: String::new(),
+    });
+    let error = closed_error(
+        host.registry
+            .call(
+                "fetcher",
+                CallContext::default(),
+                Call::Channel(call.clone()),
+            )
+            .await,
+    );
+    assert_eq!(error.kind, ErrorKind::Refused, "{error}");
+    assert!(error.message.contains("no free call slot"), "{error}");
+    spinning.await.unwrap().unwrap_err();
+    let fetcher = host.registry.list().into_iter().find(|p| p.id == "fetcher");
+    assert!(!fetcher.unwrap().breaker_open, "a refusal is not a failure");
+    host.registry
+        .call("fetcher", CallContext::default(), Call::Channel(call))
+        .await
+        .unwrap();
+}
+
 #[tokio::test]
 async fn failing_notifications_open_their_own_breaker_not_the_payments_one() {
     let host = TestHost::builder()

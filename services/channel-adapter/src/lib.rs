@@ -85,27 +85,12 @@ impl ChannelMetrics {
         metrics
     }
 
-    fn count(&self, channel: &str, call: &ChannelCall) {
+    fn count(&self, channel: &str, operation: &'static str) {
         let labels = CallLabels {
             channel: channel.to_owned(),
-            operation: operation(call),
+            operation,
         };
         self.calls.get_or_create(&labels).inc();
-    }
-}
-
-/// The WIT name of a channel operation.
-fn operation(call: &ChannelCall) -> &'static str {
-    match call {
-        ChannelCall::Describe => "describe",
-        ChannelCall::CreatePayment(_) => "create-payment",
-        ChannelCall::QueryPayment(_) => "query-payment",
-        ChannelCall::Capture(_) => "capture",
-        ChannelCall::Cancel(_) => "cancel",
-        ChannelCall::Refund(_) => "refund",
-        ChannelCall::QueryRefund(_) => "query-refund",
-        ChannelCall::HandleNotification(_) => "handle-notification",
-        ChannelCall::ParseStatement(_) => "parse-statement",
     }
 }
 
@@ -122,6 +107,8 @@ pub struct ChannelAdapter {
 
 /// The error code of a call the host refused to run: the PSP was certainly not called.
 pub const CHANNEL_UNAVAILABLE: &str = "channel_unavailable";
+/// The error code of a call to a channel that is not loaded.
+pub const CHANNEL_UNKNOWN: &str = "channel_unknown";
 
 /// How long a node keeps opened credentials.
 const CREDENTIALS_CACHE_TTL_MS: i64 = 5_000;
@@ -221,7 +208,7 @@ fn unknown_channel(channel: &str) -> ApiError {
     ApiError::new(
         400,
         "invalid_request_error",
-        "channel_unknown",
+        CHANNEL_UNKNOWN,
         format!("no channel '{channel}' is available"),
     )
     .with_param("channel")
@@ -231,13 +218,13 @@ fn unknown_channel(channel: &str) -> ApiError {
 impl ChannelApi for ChannelAdapter {
     async fn call(&self, req: ChannelIn) -> ApiResult<ChannelOut> {
         let ctx = self.context(&req.merchant_id, &req.channel).await?;
-        let operation = req.call.clone();
+        let operation = req.call.name();
         let result = self
             .registry
             .call(&req.channel, ctx, Call::Channel(req.call))
             .await;
         if !matches!(&result, Err(f) if f.was_refused()) {
-            self.metrics.count(&req.channel, &operation);
+            self.metrics.count(&req.channel, operation);
         }
         match result {
             Ok(report) => match report.reply {

@@ -15,12 +15,12 @@
 //! ```
 
 mod app;
-mod wiring;
 mod bench;
 mod demo;
 mod dev;
 mod plugin;
 mod serve;
+mod wiring;
 
 use std::process::ExitCode;
 

@@ -6,7 +6,7 @@
 //! lease has passed.
 
 use axum::http::StatusCode;
-use payloom_channel_adapter::{CHANNEL_UNAVAILABLE, ChannelIn, ChannelOut};
+use payloom_channel_adapter::{CHANNEL_UNAVAILABLE, CHANNEL_UNKNOWN, ChannelIn, ChannelOut};
 use payloom_host::ChannelCall;
 use payloom_host::bindings::{channel_types as ch, types};
 use payloom_platform::{ApiError, ApiResult};
@@ -111,7 +111,7 @@ impl Gateway {
             .at_channel(&claimed, ChannelCall::Capture, amount)
             .await;
         let (settle, error) = capture_answer(answer);
-        self.settle_request(&claimed, Op::Capture, settle, error)
+        self.settle_request(&claimed, Op::Capture, settle, amount, error)
             .await
     }
 
@@ -131,13 +131,13 @@ impl Gateway {
         let amount = claimed.out.amount;
         let answer = self.at_channel(&claimed, ChannelCall::Cancel, amount).await;
         let (settle, error) = cancel_answer(answer);
-        self.settle_request(&claimed, Op::Cancel, settle, error)
+        self.settle_request(&claimed, Op::Cancel, settle, amount, error)
             .await
     }
 
     /// A retry that took over a key whose holder claimed the move answers with where the
-    /// claim stands, and never calls the channel again. A claim settled back (the PSP did
-    /// not move) lets the retry try afresh.
+    /// claim stands, and never calls the channel again: 202 while claimed, 200 once done,
+    /// and 409 when the PSP did not make the move (a new key may try again).
     async fn resume_claim(
         &self,
         merchant_id: &str,
@@ -149,11 +149,11 @@ impl Gateway {
             return Ok(None);
         }
         let payment = self.load(merchant_id, id).await?;
-        Ok(match payment.status {
-            s if s == op.claimed() => Some((StatusCode::ACCEPTED, payment)),
-            s if s == op.done() => Some((StatusCode::OK, payment)),
-            _ => None,
-        })
+        match payment.status {
+            s if s == op.claimed() => Ok(Some((StatusCode::ACCEPTED, payment))),
+            s if s == op.done() => Ok(Some((StatusCode::OK, payment))),
+            other => Err(op.refused(other)),
+        }
     }
 
     async fn claimable(&self, merchant_id: &str, id: &str, op: Op) -> ApiResult<PaymentRow> {
@@ -218,8 +218,8 @@ impl Gateway {
         }
     }
 
-    /// Capture or cancel at the channel, for `amount`.
-    async fn at_channel(
+    /// Capture, cancel or query at the channel, for `amount`.
+    pub(crate) async fn at_channel(
         &self,
         row: &PaymentRow,
         op: fn(ch::PaymentRef) -> ChannelCall,
@@ -251,13 +251,17 @@ impl Gateway {
         claimed: &PaymentRow,
         op: Op,
         settle: Settle,
+        amount: i64,
         error: Option<ApiError>,
     ) -> ApiResult<(StatusCode, PaymentOut)> {
-        self.settle(claimed, settle, 0).await?;
+        let written = self.settle(claimed, settle, amount, 0).await?;
         if let Some(error) = error {
             return Err(error);
         }
-        let payment = self.load(&claimed.merchant_id, &claimed.out.id).await?;
+        let payment = match written {
+            Some(payment) => payment,
+            None => self.load(&claimed.merchant_id, &claimed.out.id).await?,
+        };
         let status = match payment.status == op.claimed() {
             true => StatusCode::ACCEPTED,
             false => StatusCode::OK,
@@ -265,16 +269,19 @@ impl Gateway {
         Ok((status, payment))
     }
 
-    /// Ends a claim (or keeps it open for re-query `attempt`). Each step only acts on a
-    /// payment still holding the claim, so a notification that settled it first wins.
+    /// Ends a claim (or keeps it open for re-query `attempt`); `amount` is what a capture
+    /// moves. Returns the payment when the move was written. A move lands on the claim,
+    /// or on the state it came from when the janitor put it back meanwhile (a late
+    /// answer); a notification that settled it first wins.
     pub(crate) async fn settle(
         &self,
         claimed: &PaymentRow,
         settle: Settle,
+        amount: i64,
         attempt: i64,
-    ) -> ApiResult<()> {
+    ) -> ApiResult<Option<PaymentOut>> {
         let Some(op) = Op::holding(claimed.out.status) else {
-            return Ok(());
+            return Ok(None);
         };
         let now = self.clock.now_ms();
         match settle {
@@ -285,8 +292,15 @@ impl Gateway {
                     next_action: None,
                     failure: None,
                 };
-                self.apply_to_row(claimed, applied, Opening::Claimed)
-                    .await?;
+                let Some(order_id) = &claimed.order_id else {
+                    return Ok(None);
+                };
+                let reservation = claimed.quota_reservation_id.as_deref();
+                let opening = Opening::Claimed;
+                let id = &claimed.out.id;
+                return self
+                    .apply(id, order_id, reservation, amount, applied, opening)
+                    .await;
             }
             Settle::Back => {
                 // Back where it was, which the merchant never saw change: no event.
@@ -308,7 +322,7 @@ impl Gateway {
                     .await?;
             }
         }
-        Ok(())
+        Ok(None)
     }
 }
 
@@ -334,8 +348,11 @@ pub(crate) fn capture_answer(answer: ApiResult<ChannelOut>) -> (Settle, Option<A
                 "the channel says the payment is still authorized; it stays authorized",
             )),
         ),
-        // Pending, unknown, or something the janitor's query must sort out.
-        _ => (Settle::Open, None),
+        // Accepted for later, unknown, or an answer only the janitor's query can sort out.
+        ch::Outcome::Pending
+        | ch::Outcome::Unknown(_)
+        | ch::Outcome::Canceled
+        | ch::Outcome::RequiresAction(_) => (Settle::Open, None),
     }
 }
 
@@ -351,7 +368,7 @@ pub(crate) fn cancel_answer(answer: ApiResult<ChannelOut>) -> (Settle, Option<Ap
             Settle::Back,
             Some(ApiError::new(402, "channel_error", &d.code, d.message)),
         ),
-        ch::Outcome::Authorized | ch::Outcome::Pending | ch::Outcome::RequiresAction(_) => (
+        ch::Outcome::Authorized | ch::Outcome::RequiresAction(_) => (
             Settle::Back,
             Some(ApiError::new(
                 502,
@@ -360,7 +377,10 @@ pub(crate) fn cancel_answer(answer: ApiResult<ChannelOut>) -> (Settle, Option<Ap
                 "the channel did not cancel the payment; it stays as it was",
             )),
         ),
-        _ => (Settle::Open, None),
+        // Accepted for later (`pending`), unknown, or settled otherwise: the janitor asks.
+        ch::Outcome::Pending | ch::Outcome::Unknown(_) | ch::Outcome::Succeeded => {
+            (Settle::Open, None)
+        }
     }
 }
 
@@ -378,7 +398,7 @@ fn unanswered(answer: ApiResult<ChannelOut>) -> (Settle, Option<ApiError>) {
                 format!("{e:?}"),
             )),
         ),
-        Err(e) if e.code == CHANNEL_UNAVAILABLE || e.code == "channel_unknown" => {
+        Err(e) if e.code == CHANNEL_UNAVAILABLE || e.code == CHANNEL_UNKNOWN => {
             (Settle::Back, Some(e))
         }
         Ok(_) | Err(_) => (Settle::Open, None),
@@ -394,9 +414,11 @@ pub(crate) fn settle_from_query(op: Op, answer: ApiResult<ChannelOut>) -> Settle
     match (op, response.outcome) {
         (_, Succeeded) => Settle::To(PaymentStatus::Succeeded),
         (_, Canceled) => Settle::To(PaymentStatus::Canceled),
+        // Past the claim's lease the PSP still shows no capture: it did not make one.
         (Op::Capture, Authorized) => Settle::Back,
         (Op::Cancel, Authorized | Pending | RequiresAction(_)) => Settle::Back,
         (Op::Cancel, Declined(_)) => Settle::To(PaymentStatus::Failed),
-        _ => Settle::Open,
+        (Op::Capture, Pending | RequiresAction(_) | Declined(_) | Unknown(_))
+        | (Op::Cancel, Unknown(_)) => Settle::Open,
     }
 }

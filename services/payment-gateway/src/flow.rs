@@ -3,7 +3,7 @@
 //! when a step refuses; after it exists, the row tells the truth and the API answers with it.
 
 use axum::http::StatusCode;
-use payloom_channel_adapter::{CHANNEL_UNAVAILABLE, ChannelIn, ChannelOut};
+use payloom_channel_adapter::{CHANNEL_UNAVAILABLE, CHANNEL_UNKNOWN, ChannelIn, ChannelOut};
 use payloom_host::ChannelCall;
 use payloom_host::bindings::{channel_types as ch, types};
 use payloom_merchant_policy::DecideIn;
@@ -40,7 +40,11 @@ impl Opening {
         use PaymentStatus::*;
         match (self, to) {
             (Opening::Created, _) => &[Processing],
-            (Opening::Claimed, Succeeded | Canceled | Failed) => &[Capturing, Canceling],
+            // A late answer after the janitor put the claim back lands all the same.
+            (Opening::Claimed, Succeeded) => &[Capturing, Canceling, Authorized],
+            (Opening::Claimed, Canceled | Failed) => {
+                &[Capturing, Canceling, Pending, RequiresAction, Authorized]
+            }
             (Opening::Claimed, _) => &[],
             (_, Succeeded | Canceled) => &[
                 Processing,
@@ -234,13 +238,31 @@ impl Gateway {
             .await;
         match inserted {
             Ok(()) => Ok((plan, order.id)),
-            Err(e) => {
+            Err(e) => Err(self
+                .not_inserted(e, &who.merchant_id, &wire.id, &order.id)
+                .await),
+        }
+    }
+
+    /// A payment row that could not be written fails its order, unless its id is taken:
+    /// the id is the Idempotency-Key's, so another holder of the key (whose lease ran out
+    /// while it worked) made this payment, and the order is that payment's.
+    async fn not_inserted(
+        &self,
+        e: ApiError,
+        merchant_id: &str,
+        id: &str,
+        order_id: &str,
+    ) -> ApiError {
+        match self.find_row(merchant_id, id).await {
+            Ok(Some(_)) => crate::idempotency::in_progress(),
+            _ => {
                 let _ = self
                     .deps
                     .orders
-                    .transition(&order.id, OrderStatus::Failed)
+                    .transition(order_id, OrderStatus::Failed)
                     .await;
-                Err(e)
+                e
             }
         }
     }
@@ -638,7 +660,7 @@ pub(crate) fn applied_from(answer: ApiResult<ChannelOut>) -> Applied {
             return unknown("channel answered a payment call with another kind of answer".into());
         }
         // The component never ran: the PSP was not asked, so the payment has failed.
-        Err(e) if e.code == "channel_unknown" || e.code == CHANNEL_UNAVAILABLE => {
+        Err(e) if e.code == CHANNEL_UNKNOWN || e.code == CHANNEL_UNAVAILABLE => {
             return Applied {
                 status: PaymentStatus::Failed,
                 reference: None,

@@ -58,18 +58,23 @@ pub(crate) const CLAIMED: &str = "claimed";
 
 impl KeyScope {
     /// Records a recovery point, in the caller's transaction with the change it stands for.
+    /// A request whose lease ran out and whose key was taken over no longer holds it: the
+    /// error rolls its change back, so only the key's holder acts.
     pub(crate) async fn record(
         &self,
         tx: &mut sqlx::Transaction<'_, sqlx::Any>,
         point: &str,
     ) -> Result<(), ApiError> {
-        sqlx::query("UPDATE idempotency_keys SET recovery_point = $1 WHERE merchant_id = $2 AND idempotency_key = $3 AND lease = $4")
+        let held = sqlx::query("UPDATE idempotency_keys SET recovery_point = $1 WHERE merchant_id = $2 AND idempotency_key = $3 AND lease = $4")
             .bind(point)
             .bind(&self.merchant)
             .bind(&self.key)
             .bind(&self.lease)
             .execute(&mut **tx)
             .await?;
+        if held.rows_affected() == 0 {
+            return Err(in_progress());
+        }
         Ok(())
     }
 
@@ -151,14 +156,7 @@ async fn wait_for_key(
                 tokio::time::sleep(pause).await;
                 pause = (pause * 2).min(POLL_MAX);
             }
-            Claim::Busy => {
-                return Err(ApiError::new(
-                    409,
-                    "idempotency_error",
-                    "idempotency_in_progress",
-                    "a request with this Idempotency-Key is still being processed; retry later",
-                ));
-            }
+            Claim::Busy => return Err(in_progress()),
         }
     }
 }
@@ -290,6 +288,16 @@ async fn take_over(
         resumed: true,
         ..scope
     }))
+}
+
+/// 409: another request holds the key.
+pub(crate) fn in_progress() -> ApiError {
+    ApiError::new(
+        409,
+        "idempotency_error",
+        "idempotency_in_progress",
+        "a request with this Idempotency-Key is still being processed; retry later",
+    )
 }
 
 fn stored(status: u16, body: String) -> Response {

@@ -11,7 +11,7 @@ use payloom_platform::ApiResult;
 use sqlx::Row;
 
 use crate::Gateway;
-use crate::claims::{Op, settle_from_query};
+use crate::claims::{Op, Settle, settle_from_query};
 use crate::db::{PAYMENT_COLUMNS, REFUND_COLUMNS, payment_from_row, refund_from_row};
 use crate::flow::{Opening, applied_from};
 
@@ -115,36 +115,26 @@ impl Gateway {
         Ok(())
     }
 
-    /// Asks the PSP where the payment stands; `None` for a payment with no channel.
-    async fn query_payment(&self, row: &crate::db::PaymentRow) -> Option<ApiResult<ChannelOut>> {
-        let p = &row.out;
-        let channel = p.channel.clone()?;
-        let reference = ch::PaymentRef {
-            payment_id: p.id.clone(),
-            reference: p.channel_reference.clone(),
-            amount: types::Money {
-                amount_minor: p.amount,
-                currency: p.currency.clone(),
-            },
-        };
-        let call = ChannelIn {
-            merchant_id: row.merchant_id.clone(),
-            channel,
-            call: ChannelCall::QueryPayment(reference),
-        };
-        Some(self.deps.channels.call(call).await)
-    }
-
     async fn requery(&self, row: crate::db::PaymentRow, attempt: i64) -> ApiResult<()> {
         let p = &row.out;
         let now = self.clock.now_ms();
-        let Some(answer) = self.query_payment(&row).await else {
+        if p.channel.is_none() {
             return Ok(());
-        };
+        }
+        let answer = self
+            .at_channel(&row, ChannelCall::QueryPayment, p.amount)
+            .await;
         if let Some(op) = Op::holding(p.status) {
             let settle = settle_from_query(op, answer);
             tracing::info!(payment_id = p.id, attempt, ?settle, "claim re-queried");
-            return self.settle(&row, settle, attempt).await;
+            if matches!(settle, Settle::Open) && self.requery_at(attempt, now).is_none() {
+                tracing::warn!(
+                    payment_id = p.id,
+                    "claim still open with no re-query left: an operator must settle it"
+                );
+            }
+            self.settle(&row, settle, p.amount, attempt).await?;
+            return Ok(());
         }
         let mut applied = applied_from(answer);
         // A PSP that cannot find or read the payment has not settled it: keep asking.

@@ -9,8 +9,7 @@ use sqlx::Row;
 
 use crate::Gateway;
 use crate::api::model::{
-    PaymentList, PaymentOut, PaymentStatus, RefundIn, RefundOut, RefundStatus, check_amount,
-    is_order_no,
+    PaymentList, PaymentOut, PaymentStatus, RefundIn, RefundOut, RefundStatus, is_order_no,
 };
 use crate::db::{PAYMENT_COLUMNS, REFUND_COLUMNS, payment_from_row, refund_from_row};
 use crate::idempotency::KeyScope;
@@ -114,6 +113,7 @@ impl Gateway {
     /// Refunds part or all of a payment. Under an Idempotency-Key the refund's id is the
     /// key's and is written with the reservation, so a retry that resumes a failed or
     /// crashed request answers with that refund instead of asking the channel again.
+    /// `input` has passed [`RefundIn::validate`].
     pub(crate) async fn create_refund(
         &self,
         merchant_id: &str,
@@ -126,7 +126,6 @@ impl Gateway {
             Ok(made) => return Ok(made),
             Err(id) => id.unwrap_or_else(|| ids::new_id("re", now)),
         };
-        check_refund(&input)?;
         let row = self.load_row(merchant_id, payment_id).await?;
         let p = row.out;
         if p.status != PaymentStatus::Succeeded {
@@ -412,19 +411,4 @@ impl Gateway {
         }
         Ok(rows.len())
     }
-}
-
-fn check_refund(input: &RefundIn) -> ApiResult<()> {
-    check_amount("amount", input.amount)?;
-    if input
-        .reason
-        .as_ref()
-        .is_some_and(|r| r.is_empty() || r.chars().count() > 500)
-    {
-        return Err(ApiError::invalid(
-            "reason",
-            "reason must be 1 to 500 characters",
-        ));
-    }
-    Ok(())
 }

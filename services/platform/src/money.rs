@@ -175,6 +175,11 @@ const CURRENCIES: &[(&str, u8)] = &[
     ("ZWG", 2),
 ];
 
+/// Every code Payloom knows, in order.
+pub fn codes() -> impl Iterator<Item = &'static str> {
+    CURRENCIES.iter().map(|(code, _)| *code)
+}
+
 /// The currency for an upper-case ISO 4217 code, if Payloom knows it.
 pub fn currency(code: &str) -> Option<Currency> {
     CURRENCIES

@@ -115,29 +115,49 @@ async fn captures_racing_cancels_make_one_move(backend: Backend) {
     }
 }
 
+/// Polls a payment until it leaves `capturing`; its status then.
+async fn settled(m: &Merchant, id: &str) -> String {
+    let mut status = String::new();
+    for _ in 0..100 {
+        let now = m.get(&format!("/v1/payments/{id}")).await;
+        status = now.json["status"].as_str().unwrap_or_default().to_owned();
+        if status != "capturing" {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    status
+}
+
 /// The PSP captured, but the capture could not be recorded (a database fault): the
-/// request fails, the payment holds its claim, and the retry with the same key answers
-/// where the claim stands instead of capturing again. Once the claim's lease has
-/// passed the janitor settles it with the PSP's word.
+/// request fails and the payment holds its claim. A retry with the same key answers
+/// where the claim stands instead of capturing again: 202 while it is claimed, and
+/// once the janitor has settled it with the PSP's word (after the claim's lease), 409.
+/// The key's capture reaches the PSP once, whatever its retries do.
 async fn a_capture_whose_answer_was_lost_is_not_sent_again(backend: Backend) {
     let config = "[gateway]\nlease_secs = 2\nrequery_schedule_secs = [1, 1, 1]\nexpiry_sweep_interval_ms = 200\n";
     let Some(p) = Platform::start_with(backend, config).await else {
         return;
     };
     let m = &p.merchant;
-    let id = authorized(m, 1_000).await;
-    let path = format!("/v1/payments/{id}/capture");
-    let key = [("idempotency-key", "capture-once")];
+    let (early, late) = (authorized(m, 1_000).await, authorized(m, 1_001).await);
+    let path = |id: &str| format!("/v1/payments/{id}/capture");
+    let (early_key, late_key) = (
+        [("idempotency-key", "capture-early")],
+        [("idempotency-key", "capture-late")],
+    );
     let before = p.channel_calls("capture").await;
 
     p.break_updates("payment-gateway", "payments", "NEW.status = 'succeeded'")
         .await;
-    let failed = m.send("POST", &path, "", &key).await;
-    assert_eq!(failed.status, 500, "{}", failed.text);
-    let retried = m.send("POST", &path, "", &key).await;
+    for (id, key) in [(&early, &early_key), (&late, &late_key)] {
+        let failed = m.send("POST", &path(id), "", key).await;
+        assert_eq!(failed.status, 500, "{}", failed.text);
+    }
+    let retried = m.send("POST", &path(&early), "", &early_key).await;
     assert_eq!(retried.status, 202, "{}", retried.text);
     assert_eq!(retried.json["status"], "capturing");
-    let other = m.send("POST", &path, "", &[]).await;
+    let other = m.send("POST", &path(&early), "", &[]).await;
     assert_eq!(
         (other.status, other.error_code()),
         (409, "payment_not_capturable"),
@@ -145,23 +165,24 @@ async fn a_capture_whose_answer_was_lost_is_not_sent_again(backend: Backend) {
         other.text
     );
     p.mend("payment-gateway", "payments").await;
-    assert_eq!(p.channel_calls("capture").await, before + 1);
+    assert_eq!(p.channel_calls("capture").await, before + 2);
 
     // The janitor asks the PSP (the stateless sandbox answers `authorized`) and settles.
-    let mut settled = String::new();
-    for _ in 0..100 {
-        let now = m.get(&format!("/v1/payments/{id}")).await;
-        settled = now.json["status"].as_str().unwrap_or_default().to_owned();
-        if settled != "capturing" {
-            break;
-        }
-        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
-    }
-    assert_eq!(settled, "authorized");
-    assert!(p.channel_calls("query-payment").await >= 1);
+    assert_eq!(settled(m, &early).await, "authorized");
+    assert_eq!(settled(m, &late).await, "authorized");
+    assert!(p.channel_calls("query-payment").await >= 2);
+    let late_retry = m.send("POST", &path(&late), "", &late_key).await;
+    assert_eq!(
+        (late_retry.status, late_retry.error_code()),
+        (409, "payment_not_capturable"),
+        "the key's capture is over; a new key may try again: {}",
+        late_retry.text
+    );
+    let replayed = m.send("POST", &path(&early), "", &early_key).await;
+    assert_eq!((replayed.status, replayed.replayed), (202, true));
     assert_eq!(
         p.channel_calls("capture").await,
-        before + 1,
+        before + 2,
         "nothing captured twice"
     );
 }

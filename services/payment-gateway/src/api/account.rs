@@ -7,6 +7,7 @@ use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use axum::{Extension, Json};
 use payloom_accounting::Balance;
+use payloom_channel_adapter::CHANNEL_UNKNOWN;
 use payloom_host::bindings::{channel_types as ch, types};
 use payloom_notification::{EndpointIn, EndpointOut};
 use payloom_platform::{ApiError, ApiJson, ApiResult};
@@ -192,13 +193,13 @@ pub(super) async fn notify(
 /// The channel in the path names the resource this route posts to: one that does not
 /// exist is a 404 here, not a bad parameter.
 fn unknown_channel_is_missing(error: ApiError, channel: &str) -> ApiError {
-    if error.code != "channel_unknown" {
+    if error.code != CHANNEL_UNKNOWN {
         return error;
     }
     ApiError::new(
         404,
         "invalid_request_error",
-        "channel_unknown",
+        CHANNEL_UNKNOWN,
         format!("no channel '{channel}' is available"),
     )
     .with_param("channel")

@@ -64,6 +64,17 @@ pub fn router(gateway: Arc<Gateway>) -> Router {
             delete(account::delete_webhook_endpoint),
         )
         .route_layer(from_fn_with_state(gateway.clone(), authenticate));
+    // The document depends on configuration only: built once, served as bytes.
+    let openapi = axum::body::Bytes::from(document(gateway.config.expires_in_max_secs).to_string());
+    let openapi_json = move || {
+        let body = openapi.clone();
+        async move {
+            (
+                [(axum::http::header::CONTENT_TYPE, "application/json")],
+                body,
+            )
+        }
+    };
     Router::new()
         .route("/v1/openapi.json", get(openapi_json))
         .route("/v1/notify/{channel}", post(account::notify))
@@ -248,10 +259,6 @@ pub fn document(expires_in_max_secs: i64) -> Value {
         expires_in.insert("maximum".into(), expires_in_max_secs.into());
     }
     doc
-}
-
-async fn openapi_json(State(g): State<Arc<Gateway>>) -> Json<Value> {
-    Json(document(g.config.expires_in_max_secs))
 }
 
 /// The optional `Idempotency-Key` header of the `POST` routes that act.

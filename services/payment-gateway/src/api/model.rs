@@ -617,17 +617,9 @@ pub(crate) fn schema(literal: Value) -> Schema {
 
 /// Every code of the money table, upper case then lower case (either is accepted).
 static CURRENCY_CODES: LazyLock<Vec<String>> = LazyLock::new(|| {
-    // ISO 4217 codes are three letters; asking the table about each keeps it the one list.
-    let letters = b'A'..=b'Z';
-    let upper: Vec<String> = letters
-        .clone()
-        .flat_map(|a| letters.clone().map(move |b| [a, b]))
-        .flat_map(|[a, b]| (b'A'..=b'Z').map(move |c| [a, b, c]))
-        .map(|code| String::from_utf8_lossy(&code).into_owned())
-        .filter(|code| money::currency(code).is_some())
-        .collect();
-    let lower = upper.iter().map(|code| code.to_ascii_lowercase());
-    upper.iter().cloned().chain(lower).collect()
+    let upper = money::codes().map(str::to_owned);
+    let lower = money::codes().map(str::to_ascii_lowercase);
+    upper.chain(lower).collect()
 });
 
 fn currency_schema() -> Schema {
