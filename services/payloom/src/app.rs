@@ -77,6 +77,38 @@ impl Role {
         }
     }
 
+    /// The services this one calls over HTTP when they run in another process. Each
+    /// accepts internal calls only from the services that list it here.
+    pub fn calls(self) -> &'static [Role] {
+        match self {
+            Role::PaymentGateway => &[
+                Role::MerchantAuth,
+                Role::Order,
+                Role::MerchantQuota,
+                Role::MerchantPolicy,
+                Role::Risk,
+                Role::ChannelAdapter,
+                Role::Accounting,
+                Role::Notification,
+            ],
+            Role::AdminBff => &[
+                Role::MerchantAuth,
+                Role::ChannelAdapter,
+                Role::MerchantPolicy,
+                Role::Accounting,
+                Role::Notification,
+            ],
+            _ => &[],
+        }
+    }
+
+    /// The services allowed to call this one's internal routes.
+    pub fn callers(self) -> impl Iterator<Item = Role> {
+        Role::ALL
+            .into_iter()
+            .filter(move |caller| caller.calls().contains(&self))
+    }
+
     pub(crate) fn uses_plugins(self) -> bool {
         matches!(
             self,
@@ -88,7 +120,12 @@ impl Role {
 /// `[services.<name>]`.
 #[derive(Debug, Clone, Deserialize)]
 pub struct Endpoint {
+    /// Public routes (merchant API, PSP notifications, admin) and `/health`, `/ready`,
+    /// `/metrics`: plain HTTP, for a gateway such as Kong to front.
     pub listen: std::net::SocketAddr,
+    /// Internal routes, over mutual TLS, for the services allowed to call this one.
+    pub internal_listen: std::net::SocketAddr,
+    /// Where the other services reach the internal listener (`https://…`).
     pub url: String,
 }
 
@@ -163,6 +200,9 @@ pub struct Settings {
     pub data_dir: PathBuf,
     /// `dev`: secrets are generated into the data directory when not configured.
     pub generate_secrets: bool,
+    /// `serve`: the folder of `payloom certs init`, whose certificates every call between
+    /// processes presents and verifies. `None` only when every service is in this process.
+    pub certs: Option<PathBuf>,
 }
 
 impl Settings {

@@ -100,6 +100,7 @@ async fn serve(args: DevArgs) -> anyhow::Result<()> {
         config,
         data_dir: args.data_dir.clone(),
         generate_secrets: true,
+        certs: None,
     };
     let assembly = app::assemble(&settings, &Role::ALL).await?;
     let credentials = ensure_demo(&assembly, &args.data_dir, &base_url).await?;

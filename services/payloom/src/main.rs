@@ -2,7 +2,8 @@
 //!
 //! ```text
 //! payloom dev                                        every service in one process, embedded defaults
-//! payloom serve <service>...                         chosen services against PostgreSQL
+//! payloom serve <service>...                         chosen services against PostgreSQL, mTLS between
+//! payloom certs init                                 a CA and a certificate per service for `serve`
 //! payloom demo pay                                   a signed sample payment against `dev`
 //! payloom bench payments                             load generator with a database baseline
 //! payloom plugin new <channel|risk|policy> <name>   scaffold a plugin crate
@@ -16,6 +17,7 @@
 
 mod app;
 mod bench;
+mod certs;
 mod demo;
 mod dev;
 mod plugin;
@@ -40,6 +42,9 @@ enum Command {
     Dev(dev::DevArgs),
     /// Run the chosen services against PostgreSQL, reaching the others over HTTP.
     Serve(serve::ServeArgs),
+    /// Certificates for the mutual TLS between the processes of `serve`.
+    #[command(subcommand)]
+    Certs(certs::CertsCommand),
     /// Try the running platform.
     #[command(subcommand)]
     Demo(demo::DemoCommand),
@@ -60,6 +65,7 @@ fn main() -> ExitCode {
     let result = match cli.command {
         Command::Dev(args) => dev::run(args).map(|()| ExitCode::SUCCESS),
         Command::Serve(args) => serve::run(args).map(|()| ExitCode::SUCCESS),
+        Command::Certs(command) => certs::run(command).map(|()| ExitCode::SUCCESS),
         Command::Demo(command) => demo::run(command).map(|()| ExitCode::SUCCESS),
         Command::Bench(command) => bench::run(command).map(|()| ExitCode::SUCCESS),
         Command::Plugin(command) => plugin::run(command),

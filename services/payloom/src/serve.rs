@@ -1,10 +1,16 @@
 //! `payloom serve <service>…`: the production topology. The chosen services run in this
-//! process against PostgreSQL, each on its own listener (the seed ports by default); the
-//! services not chosen are reached over HTTP at their configured URLs.
+//! process against PostgreSQL, each on two listeners: its public routes and `/health`,
+//! `/ready`, `/metrics` over plain HTTP, its internal routes over mutual TLS for the
+//! services allowed to call it. The services not chosen are reached at their configured
+//! URLs, presenting a local service's certificate.
 
 use std::path::PathBuf;
 
+use std::sync::Arc;
+
 use anyhow::Context;
+use payloom_platform::server;
+use payloom_platform::tls::{MtlsListener, ServiceIdentity};
 
 use crate::app::{self, Role, Settings};
 
@@ -25,6 +31,9 @@ pub struct ServeArgs {
     /// Redis URL for nonces, quota counters, velocity counters and rate limits; overrides `redis.url`.
     #[arg(long)]
     pub redis_url: Option<String>,
+    /// The CA and service certificates from `payloom certs init`.
+    #[arg(long, default_value = "certs")]
+    pub certs: PathBuf,
 }
 
 pub fn run(args: ServeArgs) -> anyhow::Result<()> {
@@ -47,25 +56,48 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
         config,
         data_dir: args.data_dir.clone(),
         generate_secrets: false,
+        certs: Some(args.certs.clone()),
     };
+    // Every local service needs its identity before anything starts.
+    let identities = args
+        .services
+        .iter()
+        .map(|role| ServiceIdentity::load(&args.certs, role.name()))
+        .collect::<anyhow::Result<Vec<_>>>()?;
     let assembly = app::assemble(&settings, &args.services).await?;
-    let ops = payloom_platform::server::ops_router(app::ops(&assembly));
+    let ops = server::ops_router(app::ops(&assembly));
     let mut servers = tokio::task::JoinSet::new();
     for (role, routes) in &assembly.routers {
         let endpoint = settings.endpoint(*role)?;
-        let listener = tokio::net::TcpListener::bind(endpoint.listen)
-            .await
-            .with_context(|| format!("{}: binding {}", role.name(), endpoint.listen))?;
+        let identity = identities
+            .iter()
+            .find(|identity| identity.service == role.name())
+            .expect("an identity per local service");
+        let internal = MtlsListener::new(
+            bind(*role, endpoint.internal_listen).await?,
+            identity.server_config()?,
+        )?;
+        let callers: Arc<[String]> = role.callers().map(|r| r.name().to_owned()).collect();
+        let internal_routes = server::internal_only(routes.clone(), callers);
+        servers.spawn(server::serve_internal(internal, internal_routes));
+        let public = bind(*role, endpoint.listen).await?;
         println!(
-            "payloom serve: {} listening on http://{}",
+            "payloom serve: {} listening on http://{} (internal: https://{})",
             role.name(),
-            listener.local_addr()?
+            public.local_addr()?,
+            endpoint.internal_listen,
         );
-        let router = routes.clone().merge(ops.clone());
-        servers.spawn(payloom_platform::server::serve(listener, router));
+        let router = server::public_only(routes.clone()).merge(ops.clone());
+        servers.spawn(server::serve(public, router));
     }
     while let Some(done) = servers.join_next().await {
         done??;
     }
     Ok(())
+}
+
+async fn bind(role: Role, addr: std::net::SocketAddr) -> anyhow::Result<tokio::net::TcpListener> {
+    tokio::net::TcpListener::bind(addr)
+        .await
+        .with_context(|| format!("{}: binding {addr}", role.name()))
 }

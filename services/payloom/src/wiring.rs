@@ -26,6 +26,7 @@ use payloom_platform::events::{
 };
 use payloom_platform::seal::MasterKey;
 use payloom_platform::server::ReadyCheck;
+use payloom_platform::tls::ServiceIdentity;
 use payloom_platform::{Db, SystemClock};
 use payloom_risk::{RedisCounters, Risk, RiskApi, RiskConfig, RiskHttp};
 use prometheus_client::registry::Registry as Metrics;
@@ -122,8 +123,21 @@ impl<'a> Wiring<'a> {
         self.local.contains(&role)
     }
 
+    /// A client of `role` in another process. Under mutual TLS it presents the certificate
+    /// of a local service that `role` accepts calls from; with none here, it presents
+    /// nothing and `role` will refuse it, as it should.
     fn client(&self, role: Role) -> anyhow::Result<ServiceClient> {
-        Ok(ServiceClient::new(&self.settings.endpoint(role)?.url))
+        let url = self.settings.endpoint(role)?.url;
+        let Some(certs) = &self.settings.certs else {
+            return Ok(ServiceClient::new(&url));
+        };
+        match role.callers().find(|caller| self.is_local(*caller)) {
+            Some(caller) => {
+                let identity = ServiceIdentity::load(certs, caller.name())?;
+                ServiceClient::with_identity(&url, &identity)
+            }
+            None => Ok(ServiceClient::new(&url)),
+        }
     }
 
     /// Short-lived keys under `prefix`: in Redis, shared by every node, or in this process.

@@ -101,20 +101,33 @@ pub const SERVICE_CALL_TIMEOUT: Duration = Duration::from_secs(30);
 
 impl ServiceClient {
     pub fn new(base_url: &str) -> Self {
-        let http = reqwest::Client::builder()
+        Self::from_builder(base_url, reqwest::Client::builder())
+            .expect("an HTTP client with default TLS settings")
+    }
+
+    /// The service at `base_url` over mutual TLS: this side presents `identity` and
+    /// trusts only its deployment's CA.
+    pub fn with_identity(
+        base_url: &str,
+        identity: &crate::tls::ServiceIdentity,
+    ) -> anyhow::Result<Self> {
+        Ok(Self::from_builder(base_url, identity.client_builder()?)?)
+    }
+
+    fn from_builder(base_url: &str, builder: reqwest::ClientBuilder) -> reqwest::Result<Self> {
+        let http = builder
             .timeout(SERVICE_CALL_TIMEOUT)
             .pool_max_idle_per_host(64)
-            .build()
-            .expect("an HTTP client with default TLS settings");
+            .build()?;
         let base_url = base_url.trim_end_matches('/').to_owned();
         let base_path = reqwest::Url::parse(&base_url)
             .map(|url| url.path().trim_end_matches('/').to_owned())
             .unwrap_or_default();
-        Self {
+        Ok(Self {
             base_url,
             base_path,
             http,
-        }
+        })
     }
 
     /// `POST path` with a JSON body. `path` is a fixed path or a [`ServicePath`].

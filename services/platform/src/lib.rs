@@ -18,6 +18,7 @@ pub mod kafka;
 pub mod money;
 pub mod seal;
 pub mod server;
+pub mod tls;
 
 pub use clock::{Clock, ManualClock, SystemClock};
 pub use db::Db;

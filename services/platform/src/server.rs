@@ -183,6 +183,78 @@ pub async fn serve(listener: tokio::net::TcpListener, router: Router) -> anyhow:
     Ok(())
 }
 
+/// Where the routes only other services may call live.
+pub const INTERNAL_PREFIX: &str = "/internal/";
+
+/// The routes of `router` a merchant, PSP or operator may reach: everything but the
+/// internal ones, which answer 404 here as if they did not exist.
+pub fn public_only(router: Router) -> Router {
+    router.layer(axum::middleware::from_fn(
+        |req: Request, next: Next| async move {
+            match req.uri().path().starts_with(INTERNAL_PREFIX) {
+                true => no_route(),
+                false => next.run(req).await,
+            }
+        },
+    ))
+}
+
+/// The internal routes of `router`, for the services in `callers` only: the caller is the
+/// service its verified client certificate names (see [`crate::tls::MtlsListener`]).
+pub fn internal_only(router: Router, callers: Arc<[String]>) -> Router {
+    router.layer(axum::middleware::from_fn(
+        move |req: Request, next: Next| {
+            let callers = callers.clone();
+            async move {
+                let caller = req
+                    .extensions()
+                    .get::<axum::extract::ConnectInfo<crate::tls::Peer>>()
+                    .and_then(|info| info.0.service.clone());
+                if !req.uri().path().starts_with(INTERNAL_PREFIX) {
+                    return no_route();
+                }
+                match caller {
+                    Some(service) if callers.contains(&service) => next.run(req).await,
+                    caller => {
+                        tracing::warn!(?caller, path = %req.uri().path(), "internal call refused");
+                        crate::error::ApiError::new(
+                            403,
+                            "permission_error",
+                            "caller_not_allowed",
+                            "this service does not accept calls from the caller's identity",
+                        )
+                        .into_response()
+                    }
+                }
+            }
+        },
+    ))
+}
+
+fn no_route() -> Response {
+    crate::error::ApiError::new(
+        404,
+        "invalid_request_error",
+        "resource_missing",
+        "no such route",
+    )
+    .into_response()
+}
+
+/// Serves internal routes over mutual TLS until Ctrl-C or SIGTERM.
+pub async fn serve_internal(
+    listener: crate::tls::MtlsListener,
+    router: Router,
+) -> anyhow::Result<()> {
+    axum::serve(
+        listener,
+        router.into_make_service_with_connect_info::<crate::tls::Peer>(),
+    )
+    .with_graceful_shutdown(shutdown_signal())
+    .await?;
+    Ok(())
+}
+
 /// The address a request came from, when the server recorded it (see [`serve`]).
 pub fn peer_ip(req: &axum::http::request::Parts) -> Option<std::net::IpAddr> {
     req.extensions

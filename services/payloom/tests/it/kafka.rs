@@ -98,13 +98,13 @@ async fn services_in_two_processes_exchange_events_through_kafka() {
         .await;
     assert_verified(&secret, &got);
 
-    let http = reqwest::Client::new();
+    let http = urls.client_as("admin-bff");
     let mut kinds = Vec::new();
     for _ in 0..100 {
         let entries: Value = http
             .get(format!(
                 "{}/internal/v1/ledger/entries?payment_id={id}",
-                urls["accounting"]
+                urls.internal("accounting")
             ))
             .send()
             .await

@@ -12,6 +12,7 @@ mod idempotency;
 mod ingress;
 mod kafka;
 mod money;
+mod mtls;
 mod multiprocess;
 mod openapi;
 mod payments;

@@ -1,6 +1,8 @@
 //! The production topology: the gateway in one process, risk and channel-adapter in
 //! another, on PostgreSQL, talking HTTP. The merchant must not be able to tell.
 
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
 use std::process::Command;
 
 use serde_json::{Value, json};
@@ -25,9 +27,12 @@ pub(crate) fn serve(
     last: &str,
 ) -> crate::support::Process {
     let mut command = Command::new(env!("CARGO_BIN_EXE_payloom"));
+    let certs = config.parent().expect("a config in a folder").join("certs");
     command
         .arg("serve")
         .args(services)
+        .arg("--certs")
+        .arg(certs)
         .arg("--config")
         .arg(config)
         .arg("--data-dir")
@@ -62,18 +67,63 @@ pub(crate) fn notification_apart(
     ([notification, gateway], urls)
 }
 
-/// Every service's URL by name.
-pub(crate) type Urls = std::collections::HashMap<&'static str, String>;
+/// Where each service of a `serve` topology answers: `urls[service]` is its public
+/// listener, [`Urls::internal`] its mutual-TLS one.
+pub(crate) struct Urls {
+    public: HashMap<&'static str, String>,
+    internal: HashMap<&'static str, String>,
+    pub certs: PathBuf,
+}
 
-/// A `serve` configuration in `dir`: fresh secrets, a free port for every service, and
-/// `extra` (TOML) at the end.
-pub(crate) fn serve_config(dir: &std::path::Path, extra: &str) -> (std::path::PathBuf, Urls) {
+impl std::ops::Index<&str> for Urls {
+    type Output = String;
+
+    fn index(&self, service: &str) -> &String {
+        &self.public[service]
+    }
+}
+
+impl Urls {
+    pub(crate) fn internal(&self, service: &str) -> &str {
+        &self.internal[service]
+    }
+
+    /// An HTTP client that presents `service`'s certificate, as that service would.
+    pub(crate) fn client_as(&self, service: &str) -> reqwest::Client {
+        payloom_platform::tls::ServiceIdentity::load(&self.certs, service)
+            .unwrap()
+            .client_builder()
+            .unwrap()
+            .build()
+            .unwrap()
+    }
+}
+
+/// Issues a CA and every service's certificate into `dir` with `payloom certs init`.
+pub(crate) fn certs_init(dir: &Path) {
+    let status = Command::new(env!("CARGO_BIN_EXE_payloom"))
+        .args(["certs", "init", "--dir"])
+        .arg(dir)
+        .stdout(std::process::Stdio::null())
+        .status()
+        .unwrap();
+    assert!(status.success(), "payloom certs init: {status}");
+}
+
+/// A `serve` configuration in `dir`: fresh secrets and certificates, two free ports for
+/// every service, and `extra` (TOML) at the end.
+pub(crate) fn serve_config(dir: &Path, extra: &str) -> (PathBuf, Urls) {
     let mut config = format!(
         "[plugins]\nallow_unsigned = true\n[security]\nmaster_key = \"{}\"\nadmin_jwt_secret = \"{}\"\n",
         payloom_platform::ids::random_hex(32),
         payloom_platform::ids::random_hex(32)
     );
-    let mut urls = Urls::new();
+    let mut urls = Urls {
+        public: HashMap::new(),
+        internal: HashMap::new(),
+        certs: dir.join("certs"),
+    };
+    certs_init(&urls.certs);
     for service in [
         "admin-bff",
         "payment-gateway",
@@ -86,9 +136,15 @@ pub(crate) fn serve_config(dir: &std::path::Path, extra: &str) -> (std::path::Pa
         "accounting",
         "notification",
     ] {
-        let port = free_port();
-        config.push_str(&format!("[services.{service}]\nlisten = \"127.0.0.1:{port}\"\nurl = \"http://127.0.0.1:{port}\"\n"));
-        urls.insert(service, format!("http://127.0.0.1:{port}"));
+        let (port, internal) = (free_port(), free_port());
+        config.push_str(&format!(
+            "[services.{service}]\nlisten = \"127.0.0.1:{port}\"\n\
+             internal_listen = \"127.0.0.1:{internal}\"\nurl = \"https://127.0.0.1:{internal}\"\n"
+        ));
+        urls.public
+            .insert(service, format!("http://127.0.0.1:{port}"));
+        urls.internal
+            .insert(service, format!("https://127.0.0.1:{internal}"));
     }
     config.push_str(extra);
     let path = dir.join("serve.toml");
@@ -97,9 +153,10 @@ pub(crate) fn serve_config(dir: &std::path::Path, extra: &str) -> (std::path::Pa
 }
 
 /// A merchant with an API key and sandbox credentials (notify secret `k`), made through
-/// the services' own internal APIs, as an operator's tooling would.
+/// the services' own internal APIs with the admin console's certificate, as an
+/// operator's tooling would.
 pub(crate) async fn bootstrap_merchant(urls: &Urls) -> Merchant {
-    let http = reqwest::Client::new();
+    let http = urls.client_as("admin-bff");
     let post = |url: String, body: Value| {
         let http = http.clone();
         async move {
@@ -109,7 +166,7 @@ pub(crate) async fn bootstrap_merchant(urls: &Urls) -> Merchant {
         }
     };
     let merchant = post(
-        format!("{}/internal/v1/merchants", urls["merchant-auth"]),
+        format!("{}/internal/v1/merchants", urls.internal("merchant-auth")),
         json!({"name": "Split Shop"}),
     )
     .await;
@@ -117,7 +174,7 @@ pub(crate) async fn bootstrap_merchant(urls: &Urls) -> Merchant {
     let key = post(
         format!(
             "{}/internal/v1/merchants/{id}/api-keys",
-            urls["merchant-auth"]
+            urls.internal("merchant-auth")
         ),
         json!({}),
     )
@@ -125,7 +182,7 @@ pub(crate) async fn bootstrap_merchant(urls: &Urls) -> Merchant {
     post(
         format!(
             "{}/internal/v1/merchants/{id}/channels/sandbox/credentials",
-            urls["channel-adapter"]
+            urls.internal("channel-adapter")
         ),
         json!({"notify_secret": "k"}),
     )
@@ -160,10 +217,11 @@ async fn gateway_reaches_risk_and_channels_in_another_process() {
         .pay(1_000, json!({"customer": {"email": "blocked@example.com"}}))
         .await;
     let decision_id = blocked.json["risk_decision_id"].as_str().unwrap();
-    let decision: Value = http
+    let decision: Value = urls
+        .client_as("payment-gateway")
         .get(format!(
             "{}/internal/v1/risk/decisions/{decision_id}",
-            urls["risk"]
+            urls.internal("risk")
         ))
         .send()
         .await
