@@ -18,13 +18,22 @@ pub enum Dialect {
     Postgres,
 }
 
-/// One migration of one service. Versions only ever grow; applied ones never change.
+/// One migration of one service. Versions only ever grow; applied ones never change:
+/// each is recorded with the SHA-256 of its SQL, and a start that finds an applied
+/// migration's SQL changed refuses to run rather than leave the schema in doubt.
 #[derive(Debug, Clone, Copy)]
 pub struct Migration {
     pub version: i64,
     pub name: &'static str,
     /// Statements separated by `;` (no `;` inside literals).
     pub sql: &'static str,
+}
+
+impl Migration {
+    /// The hex SHA-256 of the SQL as written.
+    pub fn checksum(&self) -> String {
+        hex::encode(<sha2::Sha256 as sha2::Digest>::digest(self.sql.as_bytes()))
+    }
 }
 
 /// A service's database handle.
@@ -130,18 +139,29 @@ impl Db {
         service: &str,
         migrations: &[Migration],
     ) -> anyhow::Result<()> {
-        conn.execute(
-            "CREATE TABLE IF NOT EXISTS payloom_migrations (
-                service TEXT NOT NULL, version BIGINT NOT NULL, name TEXT NOT NULL,
-                applied_at_ms BIGINT NOT NULL, PRIMARY KEY (service, version))",
-        )
-        .await?;
-        let applied: Vec<i64> =
-            sqlx::query_scalar("SELECT version FROM payloom_migrations WHERE service = $1")
-                .bind(service)
-                .fetch_all(&mut *conn)
-                .await?;
-        for migration in migrations.iter().filter(|m| !applied.contains(&m.version)) {
+        let applied = applied_checksums(conn, service).await?;
+        for migration in migrations {
+            match applied.get(&migration.version) {
+                None => {}
+                Some(Some(recorded)) if *recorded == migration.checksum() => continue,
+                Some(Some(recorded)) => anyhow::bail!(
+                    "{service} migration {} ({}) changed after it was applied: its SQL hashes \
+                     to {}, the database recorded {recorded}; add a new migration instead",
+                    migration.version,
+                    migration.name,
+                    migration.checksum()
+                ),
+                // Applied before checksums were kept: adopt the SQL as it is now.
+                Some(None) => {
+                    sqlx::query("UPDATE payloom_migrations SET checksum = $1 WHERE service = $2 AND version = $3")
+                        .bind(migration.checksum())
+                        .bind(service)
+                        .bind(migration.version)
+                        .execute(&mut *conn)
+                        .await?;
+                    continue;
+                }
+            }
             let mut tx = sqlx::Connection::begin(&mut *conn).await?;
             for statement in migration
                 .sql
@@ -157,12 +177,14 @@ impl Db {
                 })?;
             }
             sqlx::query(
-                "INSERT INTO payloom_migrations (service, version, name, applied_at_ms) VALUES ($1, $2, $3, $4)",
+                "INSERT INTO payloom_migrations (service, version, name, applied_at_ms, checksum) \
+                 VALUES ($1, $2, $3, $4, $5)",
             )
             .bind(service)
             .bind(migration.version)
             .bind(migration.name)
             .bind(crate::clock::Clock::now_ms(&crate::SystemClock))
+            .bind(migration.checksum())
             .execute(&mut *tx)
             .await?;
             tx.commit().await?;
@@ -175,6 +197,32 @@ impl Db {
         sqlx::query("SELECT 1").execute(&self.pool).await?;
         Ok(())
     }
+}
+
+/// The versions of `service` applied in this database, each with its recorded checksum
+/// (`None` for one applied before checksums were kept).
+async fn applied_checksums(
+    conn: &mut sqlx::AnyConnection,
+    service: &str,
+) -> anyhow::Result<std::collections::HashMap<i64, Option<String>>> {
+    conn.execute(
+        "CREATE TABLE IF NOT EXISTS payloom_migrations (
+            service TEXT NOT NULL, version BIGINT NOT NULL, name TEXT NOT NULL,
+            applied_at_ms BIGINT NOT NULL, checksum TEXT, PRIMARY KEY (service, version))",
+    )
+    .await?;
+    // A table from before checksums has no such column yet.
+    let probe = sqlx::query("SELECT checksum FROM payloom_migrations WHERE 1 = 0");
+    if probe.execute(&mut *conn).await.is_err() {
+        conn.execute("ALTER TABLE payloom_migrations ADD COLUMN checksum TEXT")
+            .await?;
+    }
+    let rows: Vec<(i64, Option<String>)> =
+        sqlx::query_as("SELECT version, checksum FROM payloom_migrations WHERE service = $1")
+            .bind(service)
+            .fetch_all(&mut *conn)
+            .await?;
+    Ok(rows.into_iter().collect())
 }
 
 /// Whether `err` is a unique-constraint violation (a duplicate insert).
@@ -196,4 +244,99 @@ pub fn sqlite_url(dir: &std::path::Path, service: &str) -> String {
         "sqlite://{}?mode=rwc",
         dir.join(format!("{service}.sqlite")).display()
     )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const V1: Migration = Migration {
+        version: 1,
+        name: "widgets",
+        sql: "CREATE TABLE widgets (id TEXT PRIMARY KEY)",
+    };
+    const V1_EDITED: Migration = Migration {
+        sql: "CREATE TABLE widgets (id TEXT PRIMARY KEY, colour TEXT)",
+        ..V1
+    };
+
+    /// A fresh database of each dialect this machine has: SQLite always, PostgreSQL when
+    /// it answers (a new database, dropped afterwards).
+    async fn databases(dir: &std::path::Path) -> Vec<(Db, Option<String>)> {
+        let options = PoolOptions::default();
+        let mut dbs = vec![(
+            Db::connect(&sqlite_url(dir, "m"), &options).await.unwrap(),
+            None,
+        )];
+        if let Ok(admin) = Db::connect(ADMIN_URL, &options).await {
+            let name = format!("payloom_mig_{}", crate::ids::random_hex(6));
+            let create = format!("CREATE DATABASE {name}");
+            admin.pool.execute(&*create).await.unwrap();
+            let url = format!("postgres://postgres@127.0.0.1:5432/{name}");
+            dbs.push((Db::connect(&url, &options).await.unwrap(), Some(name)));
+        }
+        dbs
+    }
+
+    const ADMIN_URL: &str = "postgres://postgres@127.0.0.1:5432/test";
+
+    async fn drop_database(name: Option<String>) {
+        let Some(name) = name else { return };
+        let admin = Db::connect(ADMIN_URL, &PoolOptions::default())
+            .await
+            .unwrap();
+        let drop = format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)");
+        admin.pool.execute(&*drop).await.unwrap();
+    }
+
+    #[tokio::test]
+    async fn an_applied_migration_whose_sql_changed_stops_the_start() {
+        let dir = tempfile::tempdir().unwrap();
+        for (db, name) in databases(dir.path()).await {
+            db.migrate("shop", &[V1]).await.unwrap();
+            db.migrate("shop", &[V1]).await.unwrap();
+            let err = db
+                .migrate("shop", &[V1_EDITED])
+                .await
+                .unwrap_err()
+                .to_string();
+            assert!(err.contains("shop migration 1 (widgets) changed"), "{err}");
+            // Nothing ran: the table still has its first shape.
+            let probe = db.pool.execute("SELECT colour FROM widgets").await;
+            assert!(probe.is_err());
+            db.pool.close().await;
+            drop_database(name).await;
+        }
+    }
+
+    #[tokio::test]
+    async fn a_migration_applied_before_checksums_is_adopted_then_guarded() {
+        let dir = tempfile::tempdir().unwrap();
+        for (db, name) in databases(dir.path()).await {
+            // The bookkeeping table as it was before checksums.
+            db.pool
+                .execute(
+                    "CREATE TABLE payloom_migrations (service TEXT NOT NULL, version BIGINT \
+                     NOT NULL, name TEXT NOT NULL, applied_at_ms BIGINT NOT NULL, \
+                     PRIMARY KEY (service, version))",
+                )
+                .await
+                .unwrap();
+            db.pool.execute(V1.sql).await.unwrap();
+            db.pool
+                .execute("INSERT INTO payloom_migrations VALUES ('shop', 1, 'widgets', 0)")
+                .await
+                .unwrap();
+            db.migrate("shop", &[V1]).await.unwrap();
+            let recorded: Option<String> =
+                sqlx::query_scalar("SELECT checksum FROM payloom_migrations")
+                    .fetch_one(&db.pool)
+                    .await
+                    .unwrap();
+            assert_eq!(recorded, Some(V1.checksum()));
+            assert!(db.migrate("shop", &[V1_EDITED]).await.is_err());
+            db.pool.close().await;
+            drop_database(name).await;
+        }
+    }
 }
