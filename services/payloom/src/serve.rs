@@ -5,7 +5,6 @@
 //! URLs, presenting a local service's certificate.
 
 use std::path::PathBuf;
-
 use std::sync::Arc;
 
 use anyhow::Context;
