@@ -22,12 +22,39 @@ fn anonymous(urls: &Urls) -> reqwest::Client {
         .unwrap()
 }
 
-/// merchant-auth and order in one `serve` process on `db`, for as long as the guard lives.
-fn auth_and_order(dir: &std::path::Path, db: &str) -> (crate::support::Process, Urls) {
-    let (config, urls) = serve_config(dir, "");
-    let data = dir.join("a");
-    let process = serve(&config, &data, db, &["merchant-auth", "order"], "order");
-    (process, urls)
+/// merchant-auth and order in one `serve` process on a fresh PostgreSQL database, for as
+/// long as this lives; `None` where PostgreSQL is not reachable.
+struct AuthAndOrder {
+    db: TestDatabase,
+    urls: Urls,
+    /// merchant-auth's internal route that creates a merchant.
+    merchants: String,
+    _process: crate::support::Process,
+    _dir: tempfile::TempDir,
+}
+
+impl AuthAndOrder {
+    async fn start() -> Option<Self> {
+        let db = TestDatabase::create().await?;
+        let dir = tempfile::tempdir().unwrap();
+        let (config, urls) = serve_config(dir.path(), "");
+        let data = dir.path().join("a");
+        let process = serve(
+            &config,
+            &data,
+            &db.url,
+            &["merchant-auth", "order"],
+            "order",
+        );
+        let merchants = format!("{}/internal/v1/merchants", urls.internal("merchant-auth"));
+        Some(Self {
+            db,
+            urls,
+            merchants,
+            _process: process,
+            _dir: dir,
+        })
+    }
 }
 
 async fn merchant_count(db: &str) -> i64 {
@@ -40,22 +67,21 @@ async fn merchant_count(db: &str) -> i64 {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn internal_routes_answer_only_the_services_allowed_to_call_them() {
-    let Some(db) = TestDatabase::create().await else {
+    // Bound whole: the process and its folder live until the test ends.
+    let Some(topology) = AuthAndOrder::start().await else {
         return;
     };
-    let dir = tempfile::tempdir().unwrap();
-    let (_process, urls) = auth_and_order(dir.path(), &db.url);
-    let merchants = format!("{}/internal/v1/merchants", urls.internal("merchant-auth"));
+    let (db, urls, merchants) = (&topology.db, &topology.urls, topology.merchants.as_str());
     let shop = json!({"name": "Mutual Shop"});
 
     // The admin console may create merchants.
-    let created = urls.client_as("admin-bff").post(&merchants).json(&shop);
+    let created = urls.client_as("admin-bff").post(merchants).json(&shop);
     let (status, merchant) = status_of(created.send().await.unwrap()).await;
     assert_eq!(status, 200, "{merchant}");
     let id = merchant["id"].as_str().unwrap();
 
     // Risk holds a valid certificate from the same CA, but does not call merchant-auth.
-    let as_risk = urls.client_as("risk").post(&merchants).json(&shop);
+    let as_risk = urls.client_as("risk").post(merchants).json(&shop);
     let (status, body) = status_of(as_risk.send().await.unwrap()).await;
     assert_eq!(status, 403, "{body}");
     assert_eq!(body["error"]["code"], "caller_not_allowed", "{body}");
@@ -88,16 +114,15 @@ async fn internal_routes_answer_only_the_services_allowed_to_call_them() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_caller_without_the_deployments_certificate_is_not_answered() {
-    let Some(db) = TestDatabase::create().await else {
+    // Bound whole: the process and its folder live until the test ends.
+    let Some(topology) = AuthAndOrder::start().await else {
         return;
     };
-    let dir = tempfile::tempdir().unwrap();
-    let (_process, urls) = auth_and_order(dir.path(), &db.url);
-    let merchants = format!("{}/internal/v1/merchants", urls.internal("merchant-auth"));
+    let (db, urls, merchants) = (&topology.db, &topology.urls, topology.merchants.as_str());
     let shop = json!({"name": "Mutual Shop"});
 
     // No certificate at all: the handshake fails and nothing is answered.
-    let refused = anonymous(&urls).post(&merchants).json(&shop).send().await;
+    let refused = anonymous(urls).post(merchants).json(&shop).send().await;
     assert!(refused.is_err(), "{refused:?}");
     // Plain HTTP to the internal port is not spoken there.
     let plain = merchants.replacen("https://", "http://", 1);
@@ -107,7 +132,8 @@ async fn a_caller_without_the_deployments_certificate_is_not_answered() {
         "{refused:?}"
     );
     // A certificate naming the admin console, from another CA, is refused at the handshake.
-    let other = dir.path().join("other-ca");
+    let other_dir = tempfile::tempdir().unwrap();
+    let other = other_dir.path().join("other-ca");
     certs_init(&other);
     let forged = payloom_platform::tls::ServiceIdentity::load(&other, "admin-bff").unwrap();
     let ca = std::fs::read(urls.certs.join("ca.pem")).unwrap();
@@ -117,6 +143,6 @@ async fn a_caller_without_the_deployments_certificate_is_not_answered() {
         .add_root_certificate(reqwest::Certificate::from_pem(&ca).unwrap())
         .build()
         .unwrap();
-    assert!(forger.post(&merchants).json(&shop).send().await.is_err());
+    assert!(forger.post(merchants).json(&shop).send().await.is_err());
     assert_eq!(merchant_count(&db.url).await, 0);
 }
