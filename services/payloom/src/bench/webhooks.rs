@@ -52,33 +52,13 @@ pub async fn run(args: WebhooksArgs) -> anyhow::Result<()> {
     let db = Db::connect(&url, &PoolOptions::default()).await?;
     let arrivals: Arrivals = Arc::default();
     let receiver = receiver(arrivals.clone()).await?;
-    // The shipped defaults, with the receiver on loopback allowed as under `dev`.
-    let mut config: NotificationConfig =
-        crate::app::load_config(None, None, None)?.section("notification")?;
-    config.batch = args.batch;
-    if let Some(n) = args.endpoint_in_flight {
-        config.endpoint_in_flight_max = n;
-        config.merchant_in_flight_max = config.merchant_in_flight_max.max(n);
-    }
-    config.targets.allow_loopback = true;
-    let service = Notifications::new(
-        db.clone(),
-        Arc::new(SystemClock),
-        MasterKey::generate(),
-        config,
-        Arc::new(LogMailer),
-    )
-    .await?;
+    let service = notifications(&args, &db).await?;
     let merchant = format!("mch_bench{}", payloom_platform::ids::random_hex(4));
-    service
-        .create_endpoint(
-            &merchant,
-            EndpointIn {
-                url: receiver,
-                ..EndpointIn::default()
-            },
-        )
-        .await?;
+    let endpoint = EndpointIn {
+        url: receiver,
+        ..EndpointIn::default()
+    };
+    service.create_endpoint(&merchant, endpoint).await?;
     let subscription = Subscription::new(db.clone(), service.clone());
     println!(
         "payloom bench webhooks: {}, backlog of {}, then {}s paced, {} sent at once",
@@ -91,12 +71,7 @@ pub async fn run(args: WebhooksArgs) -> anyhow::Result<()> {
     // A backlog: the consumer fans every event out while no worker runs, then the worker
     // starts and sends them all.
     let started = Instant::now();
-    let mut backlog = Vec::with_capacity(args.events);
-    for n in 0..args.events {
-        let event = event(&merchant, n);
-        subscription.process(&event).await?;
-        backlog.push(event);
-    }
+    let backlog = fan_out(&subscription, &merchant, 0..args.events).await?;
     let fan_out_rate = args.events as f64 / started.elapsed().as_secs_f64();
     let started = Instant::now();
     service.spawn_worker();
@@ -105,19 +80,14 @@ pub async fn run(args: WebhooksArgs) -> anyhow::Result<()> {
 
     // The paced stream, at half the slower of the two.
     let rate = (fan_out_rate.min(delivery_rate) / 2.0).max(1.0);
-    let gap = Duration::from_secs_f64(1.0 / rate);
-    let started = Instant::now();
-    let mut paced = Vec::new();
-    let mut next = Instant::now();
-    while started.elapsed() < Duration::from_secs(args.duration_secs) {
-        let event = event(&merchant, args.events + paced.len());
-        subscription.process(&event).await?;
-        paced.push(event);
-        next += gap;
-        tokio::time::sleep_until(next.into()).await;
-    }
-    wait_for(&arrivals, &paced).await?;
-    let mut paced_run = latencies(&arrivals, &paced, started.elapsed());
+    let stream = Paced {
+        subscription: &subscription,
+        merchant: &merchant,
+        first: args.events,
+        rate,
+        duration: Duration::from_secs(args.duration_secs),
+    };
+    let mut paced_run = stream.run(&arrivals).await?;
 
     let mut raw = baseline(&url, 1, Duration::from_secs(args.duration_secs), 1).await?;
     header();
@@ -140,6 +110,64 @@ pub async fn run(args: WebhooksArgs) -> anyhow::Result<()> {
         fan_out_rate / raw.rate().max(f64::MIN_POSITIVE)
     );
     Ok(())
+}
+
+/// The notification service on `db`: the shipped defaults, with the receiver on loopback
+/// allowed as under `dev`, and the bench's batch and per-endpoint cap.
+async fn notifications(args: &WebhooksArgs, db: &Db) -> anyhow::Result<Arc<Notifications>> {
+    let mut config: NotificationConfig =
+        crate::app::load_config(None, None, None)?.section("notification")?;
+    config.batch = args.batch;
+    if let Some(n) = args.endpoint_in_flight {
+        config.endpoint_in_flight_max = n;
+        config.merchant_in_flight_max = config.merchant_in_flight_max.max(n);
+    }
+    config.targets.allow_loopback = true;
+    let (clock, key) = (Arc::new(SystemClock), MasterKey::generate());
+    Notifications::new(db.clone(), clock, key, config, Arc::new(LogMailer)).await
+}
+
+/// Hands the events numbered `range` to the consumer, as the relay would.
+async fn fan_out(
+    subscription: &Subscription,
+    merchant: &str,
+    range: std::ops::Range<usize>,
+) -> anyhow::Result<Vec<Envelope>> {
+    let mut events = Vec::with_capacity(range.len());
+    for n in range {
+        let event = event(merchant, n);
+        subscription.process(&event).await?;
+        events.push(event);
+    }
+    Ok(events)
+}
+
+/// Events at a steady `rate` for `duration`, numbered from `first`.
+struct Paced<'a> {
+    subscription: &'a Subscription,
+    merchant: &'a str,
+    first: usize,
+    rate: f64,
+    duration: Duration,
+}
+
+impl Paced<'_> {
+    /// Sends the stream, waits for every webhook, and times each event to its delivery.
+    async fn run(&self, arrivals: &Arrivals) -> anyhow::Result<Run> {
+        let gap = Duration::from_secs_f64(1.0 / self.rate);
+        let started = Instant::now();
+        let mut paced = Vec::new();
+        let mut next = Instant::now();
+        while started.elapsed() < self.duration {
+            let event = event(self.merchant, self.first + paced.len());
+            self.subscription.process(&event).await?;
+            paced.push(event);
+            next += gap;
+            tokio::time::sleep_until(next.into()).await;
+        }
+        wait_for(arrivals, &paced).await?;
+        Ok(latencies(arrivals, &paced, started.elapsed()))
+    }
 }
 
 fn event(merchant: &str, n: usize) -> Envelope {
