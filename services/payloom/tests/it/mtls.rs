@@ -135,6 +135,21 @@ async fn a_caller_without_the_deployments_certificate_is_not_answered() {
     let other_dir = tempfile::tempdir().unwrap();
     let other = other_dir.path().join("other-ca");
     certs_init(&other);
+    // Keys are for their owner's eyes only, and a second init does not replace the CA.
+    let key = std::fs::metadata(other.join("admin-bff.key")).unwrap();
+    assert_eq!(
+        std::os::unix::fs::PermissionsExt::mode(&key.permissions()) & 0o777,
+        0o600
+    );
+    let again = std::process::Command::new(env!("CARGO_BIN_EXE_payloom"))
+        .args(["certs", "init", "--dir"])
+        .arg(&other)
+        .output()
+        .unwrap();
+    assert!(
+        !again.status.success(),
+        "an existing CA was replaced without --force"
+    );
     let forged = payloom_platform::tls::ServiceIdentity::load(&other, "admin-bff").unwrap();
     let ca = std::fs::read(urls.certs.join("ca.pem")).unwrap();
     let forger = forged
