@@ -23,7 +23,9 @@ use payloom_platform::config::Config;
 use payloom_platform::db::{PoolOptions, sqlite_url};
 use payloom_platform::events::{Bus, Consumer, Outbox, Publisher, Relay, Subscription};
 use payloom_platform::kafka;
+use payloom_platform::provenance::EventVerifier;
 use payloom_platform::server::ReadyCheck;
+use payloom_platform::tls::ServiceIdentity;
 use payloom_risk::RiskConfig;
 use prometheus_client::registry::Registry as Metrics;
 use serde::Deserialize;
@@ -100,6 +102,34 @@ impl Role {
             ],
             _ => &[],
         }
+    }
+
+    /// The topics this service's outbox publishes. Under Kafka a consumer believes an
+    /// event only when the service declared here for its topic signed it.
+    pub fn produces(self) -> &'static [&'static str] {
+        match self {
+            Role::PaymentGateway => &["payment.events", "refund.events"],
+            Role::Order => &["order.events"],
+            Role::Accounting => &["ledger.events"],
+            _ => &[],
+        }
+    }
+
+    /// The topics this service consumes.
+    pub fn consumes(self) -> &'static [&'static str] {
+        match self {
+            Role::Accounting | Role::Notification => &["payment.events", "refund.events"],
+            _ => &[],
+        }
+    }
+
+    /// Every (topic, producing service) pair.
+    pub fn producers() -> impl Iterator<Item = (&'static str, &'static str)> {
+        Role::ALL.into_iter().flat_map(|role| {
+            role.produces()
+                .iter()
+                .map(move |topic| (*topic, role.name()))
+        })
     }
 
     /// The services allowed to call this one's internal routes.
@@ -369,13 +399,7 @@ pub async fn assemble(settings: &Settings, local: &[Role]) -> anyhow::Result<Ass
             dead_letters,
         })
         .await?;
-    let events: EventsConfig = settings.config.section("events")?;
-    let both_consumers = w.is_local(Role::Accounting) && w.is_local(Role::Notification);
-    let (outboxes, consumers) = (
-        std::mem::take(&mut w.outboxes),
-        std::mem::take(&mut w.consumers),
-    );
-    start_events(&events, outboxes, consumers, both_consumers).await?;
+    start_events(&mut w).await?;
     let database_url = w.dbs.describe();
     for db in w.dbs.open.into_values() {
         w.checks.push((
@@ -435,51 +459,79 @@ pub(crate) async fn bootstrap_admin(
 /// configured, else through the in-process bus. The bus can only reach consumers in this
 /// process, so without them its outboxes wait (for a node that can deliver) rather than
 /// drop events nobody received.
-async fn start_events(
-    config: &EventsConfig,
-    outboxes: Vec<(Db, Outbox)>,
-    consumers: Vec<(Db, Arc<dyn Consumer>)>,
-    all_consumers_here: bool,
-) -> anyhow::Result<()> {
-    let publisher: Arc<dyn Publisher> = match config
-        .kafka_brokers
-        .as_deref()
-        .filter(|b| !b.is_empty())
-    {
-        Some(brokers) => {
-            for (db, consumer) in consumers {
-                let group = format!("{}.{}", config.consumer_group, consumer.name());
-                kafka::spawn_consumer(brokers, &group, Subscription::new(db, consumer))?;
-            }
-            Arc::new(kafka::KafkaPublisher::new(brokers)?)
-        }
-        None if all_consumers_here => {
-            let mut bus = Bus::default();
-            for (db, consumer) in consumers {
-                bus.subscribe(Subscription::new(db, consumer));
-            }
-            Arc::new(bus)
-        }
-        None => {
-            if !outboxes.is_empty() {
-                tracing::warn!(
-                    "no [events] kafka_brokers and accounting/notification run elsewhere: events wait in the outbox"
-                );
-            }
-            return Ok(());
-        }
-    };
-    for (db, outbox) in outboxes {
+async fn start_events(w: &mut Wiring<'_>) -> anyhow::Result<()> {
+    let config: EventsConfig = w.settings.config.section("events")?;
+    let all_consumers_here = Role::ALL
+        .into_iter()
+        .filter(|role| !role.consumes().is_empty())
+        .all(|role| w.is_local(role));
+    let (outboxes, consumers) = (
+        std::mem::take(&mut w.outboxes),
+        std::mem::take(&mut w.consumers),
+    );
+    let relay = |db: Db, outbox: Outbox, publisher: Arc<dyn Publisher>| {
         Relay {
             db,
             outbox,
-            publisher: publisher.clone(),
+            publisher,
             batch: config.relay_batch,
             poll: Duration::from_millis(config.relay_poll_ms),
         }
         .spawn();
+    };
+    if let Some(brokers) = config.kafka_brokers.as_deref().filter(|b| !b.is_empty()) {
+        let certs = w.settings.certs.as_deref().context(
+            "events over Kafka are signed with the service certificates: run them under `serve` with --certs",
+        )?;
+        for (db, outbox, publisher) in start_kafka(&config, brokers, certs, outboxes, consumers)? {
+            relay(db, outbox, publisher);
+        }
+    } else if all_consumers_here {
+        let mut bus = Bus::default();
+        for (db, consumer) in consumers {
+            bus.subscribe(Subscription::new(db, consumer));
+        }
+        let bus: Arc<dyn Publisher> = Arc::new(bus);
+        for (db, outbox) in outboxes {
+            relay(db, outbox, bus.clone());
+        }
+    } else if !outboxes.is_empty() {
+        tracing::warn!(
+            "no [events] kafka_brokers and some consumers run elsewhere: events wait in the outbox"
+        );
     }
     Ok(())
+}
+
+/// An outbox and where its relay publishes.
+type Relayed = (Db, Outbox, Arc<dyn Publisher>);
+
+/// Kafka consumers that believe only the declared producer of each topic, and a publisher
+/// per outbox that signs as the service the outbox belongs to.
+fn start_kafka(
+    config: &EventsConfig,
+    brokers: &str,
+    certs: &Path,
+    outboxes: Vec<(Db, Outbox)>,
+    consumers: Vec<(Db, Arc<dyn Consumer>)>,
+) -> anyhow::Result<Vec<Relayed>> {
+    let ca_path = certs.join("ca.pem");
+    let ca = std::fs::read(&ca_path).with_context(|| format!("reading {}", ca_path.display()))?;
+    let verifier = Arc::new(EventVerifier::new(&ca, Role::producers())?);
+    for (db, consumer) in consumers {
+        let group = format!("{}.{}", config.consumer_group, consumer.name());
+        let subscription = Subscription::new(db, consumer);
+        kafka::spawn_consumer(brokers, &group, subscription, verifier.clone())?;
+    }
+    outboxes
+        .into_iter()
+        .map(|(db, outbox)| {
+            let signer = ServiceIdentity::load(certs, outbox.service())?.event_signer()?;
+            let publisher: Arc<dyn Publisher> =
+                Arc::new(kafka::KafkaPublisher::new(brokers, signer)?);
+            Ok((db, outbox, publisher))
+        })
+        .collect()
 }
 
 /// The plugin runtime, the registry loaded from the plugins directory (seeded with the
@@ -546,6 +598,16 @@ mod tests {
             "postgres://u@h:5432/db"
         );
         assert_eq!(super::redact("postgres://h/db"), "postgres://h/db");
+    }
+
+    #[test]
+    fn every_consumed_topic_has_one_producer() {
+        for role in super::Role::ALL {
+            for topic in role.consumes() {
+                let producers = super::Role::producers().filter(|(t, _)| t == topic).count();
+                assert_eq!(producers, 1, "{topic}, consumed by {}", role.name());
+            }
+        }
     }
 
     #[test]

@@ -4,26 +4,32 @@
 //! broker acknowledged it. A consumer commits a message's offset only after its
 //! [`Subscription`] handled (or dead-lettered) the event, so a crash redelivers, and the
 //! subscription's event-id record makes the redelivery change nothing.
+//!
+//! Every message is signed by the service that produced it and verified before it is
+//! handled ([`crate::provenance`]); one that fails is skipped, never acted on.
 
 use std::time::Duration;
 
 use async_trait::async_trait;
 use rdkafka::ClientConfig;
 use rdkafka::consumer::{CommitMode, Consumer as _, StreamConsumer};
-use rdkafka::message::{Header, Message, OwnedHeaders};
+use rdkafka::message::{Header, Headers as _, Message, OwnedHeaders};
 use rdkafka::producer::{FutureProducer, FutureRecord};
 
 use crate::events::{Envelope, Outgoing, Publisher, Subscription};
+use crate::provenance::{CERT_HEADER, EventSigner, EventVerifier, SIGNATURE_HEADER};
 
 /// How long a produce may wait in the client's queue before the batch fails.
 const PRODUCE_TIMEOUT: Duration = Duration::from_secs(10);
 
+/// Publishes one service's outbox, signed as that service.
 pub struct KafkaPublisher {
     producer: FutureProducer,
+    signer: EventSigner,
 }
 
 impl KafkaPublisher {
-    pub fn new(brokers: &str) -> anyhow::Result<Self> {
+    pub fn new(brokers: &str, signer: EventSigner) -> anyhow::Result<Self> {
         let producer = ClientConfig::new()
             .set("bootstrap.servers", brokers)
             // Retries never duplicate or reorder within a partition.
@@ -32,18 +38,25 @@ impl KafkaPublisher {
             .set("message.timeout.ms", "10000")
             .set("linger.ms", "1")
             .create()?;
-        Ok(Self { producer })
+        Ok(Self { producer, signer })
     }
 }
 
 #[async_trait]
 impl Publisher for KafkaPublisher {
     async fn publish(&self, batch: &[Outgoing]) -> anyhow::Result<()> {
-        let sends = batch.iter().map(|out| {
-            let headers = OwnedHeaders::new().insert(Header {
-                key: "event-id",
-                value: Some(out.envelope.id.as_str()),
-            });
+        let headers = batch
+            .iter()
+            .map(|out| {
+                let signed =
+                    signed_headers(&self.signer, &out.topic, &out.key, out.json.as_bytes())?;
+                Ok(signed.insert(Header {
+                    key: "event-id",
+                    value: Some(out.envelope.id.as_str()),
+                }))
+            })
+            .collect::<anyhow::Result<Vec<_>>>()?;
+        let sends = batch.iter().zip(headers).map(|(out, headers)| {
             self.producer.send(
                 FutureRecord::to(&out.topic)
                     .key(&out.key)
@@ -75,13 +88,70 @@ pub fn consumer(
     Ok(consumer)
 }
 
-/// Handles one received message: parse, process (retrying while even the dead letter
-/// cannot be written), then commit its offset.
+/// The headers that let a consumer check who produced a message.
+pub fn signed_headers(
+    signer: &EventSigner,
+    topic: &str,
+    key: &str,
+    payload: &[u8],
+) -> anyhow::Result<OwnedHeaders> {
+    let signature = signer.sign(topic, key, payload)?;
+    Ok(OwnedHeaders::new()
+        .insert(Header {
+            key: CERT_HEADER,
+            value: Some(signer.certificate()),
+        })
+        .insert(Header {
+            key: SIGNATURE_HEADER,
+            value: Some(signature.as_slice()),
+        }))
+}
+
+/// The value of a message's header.
+pub fn header<'m>(message: &'m impl Message, key: &str) -> Option<&'m [u8]> {
+    let headers = message.headers()?;
+    headers
+        .iter()
+        .find(|header| header.key == key)
+        .and_then(|header| header.value)
+}
+
+/// Checks who produced a message; logs and returns `false` for one nobody can vouch for.
+pub fn verified(message: &impl Message, verifier: &EventVerifier) -> bool {
+    let key = message
+        .key()
+        .and_then(|k| std::str::from_utf8(k).ok())
+        .unwrap_or("");
+    let origin = verifier.verify(
+        message.topic(),
+        key,
+        message.payload().unwrap_or_default(),
+        header(message, CERT_HEADER),
+        header(message, SIGNATURE_HEADER),
+    );
+    if let Err(refused) = &origin {
+        tracing::error!(
+            topic = message.topic(),
+            partition = message.partition(),
+            offset = message.offset(),
+            "event refused: {refused}"
+        );
+    }
+    origin.is_ok()
+}
+
+/// Handles one received message: verify its origin, parse, process (retrying while even
+/// the dead letter cannot be written), then commit its offset.
 pub async fn handle_message(
     consumer: &StreamConsumer,
     message: &rdkafka::message::BorrowedMessage<'_>,
     subscription: &Subscription,
+    verifier: &EventVerifier,
 ) -> anyhow::Result<()> {
+    if !verified(message, verifier) {
+        consumer.commit_message(message, CommitMode::Async)?;
+        return Ok(());
+    }
     let parsed = message
         .payload()
         .map(serde_json::from_slice::<Envelope>)
@@ -111,13 +181,16 @@ pub fn spawn_consumer(
     brokers: &str,
     group: &str,
     subscription: Subscription,
+    verifier: std::sync::Arc<EventVerifier>,
 ) -> anyhow::Result<tokio::task::JoinHandle<()>> {
     let consumer = consumer(brokers, group, &subscription)?;
     Ok(tokio::spawn(async move {
         loop {
             match consumer.recv().await {
                 Ok(message) => {
-                    if let Err(e) = handle_message(&consumer, &message, &subscription).await {
+                    if let Err(e) =
+                        handle_message(&consumer, &message, &subscription, &verifier).await
+                    {
                         tracing::warn!("committing a Kafka offset: {e:#}");
                     }
                 }

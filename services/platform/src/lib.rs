@@ -4,7 +4,8 @@
 //! SQLite or PostgreSQL behind one query layer, the [`server`] bootstrap, one API [`error`]
 //! shape, prefixed sortable [`ids`], [`money`] in minor units, a [`clock`] tests can move,
 //! [`seal`] for secrets at rest, a short-lived key [`cache`], the inter-service [`client`] and
-//! [`events`]: the transactional outbox, its relay and idempotent consumers.
+//! [`events`]: the transactional outbox, its relay and idempotent consumers, and the
+//! [`provenance`] of events that cross processes.
 
 pub mod cache;
 pub mod client;
@@ -16,6 +17,7 @@ pub mod events;
 pub mod ids;
 pub mod kafka;
 pub mod money;
+pub mod provenance;
 pub mod seal;
 pub mod server;
 pub mod tls;

@@ -80,6 +80,16 @@ impl ServiceIdentity {
         Ok(identity)
     }
 
+    /// The deployment's CA certificate (PEM).
+    pub fn ca_pem(&self) -> &[u8] {
+        &self.ca_pem
+    }
+
+    /// Signs the events this service produces with its certificate's key.
+    pub fn event_signer(&self) -> anyhow::Result<crate::provenance::EventSigner> {
+        crate::provenance::EventSigner::from_pem(&self.service, &self.cert_pem, &self.key_pem)
+    }
+
     fn cert(&self) -> anyhow::Result<Vec<CertificateDer<'static>>> {
         CertificateDer::pem_slice_iter(&self.cert_pem)
             .collect::<Result<Vec<_>, _>>()

@@ -1,7 +1,10 @@
 //! The event machinery against real databases and librdkafka's mock cluster: the relay
 //! drains the outbox into Kafka, a separate consumer reads it back, and redelivery (the
 //! same events produced again, and a second group re-reading the topic) changes nothing;
-//! a poison event is dead-lettered after its retries.
+//! a poison event is dead-lettered after its retries; a message its producer did not sign
+//! is skipped.
+
+mod deployment;
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -12,6 +15,7 @@ use payloom_platform::events::{
     self, Consumer, Envelope, Outbox, Outgoing, Processed, Publisher, Relay, Subscription,
 };
 use payloom_platform::kafka::{self, KafkaPublisher};
+use payloom_platform::provenance::{EventSigner, EventVerifier};
 use payloom_platform::{Db, db::sqlite_url};
 use rdkafka::consumer::StreamConsumer;
 use rdkafka::mocking::MockCluster;
@@ -73,14 +77,49 @@ async fn effects(db: &Db) -> (i64, i64) {
         .unwrap()
 }
 
+/// A signer for each of `services`, and a verifier that believes the gateway on
+/// `payment.events`.
+fn signers(services: &[&str]) -> (EventVerifier, Vec<EventSigner>) {
+    let (ca, signers) = deployment::deployment(services);
+    let verifier =
+        EventVerifier::new(ca.as_bytes(), [("payment.events", "payment-gateway")]).unwrap();
+    (verifier, signers)
+}
+
+/// Writes `events` to `outbox` in one transaction, keyed by their payments.
+async fn append(db: &Db, outbox: &Outbox, events: &[Envelope]) {
+    let mut tx = db.pool().begin().await.unwrap();
+    for event in events {
+        let key = &event.aggregate_id;
+        outbox.append(&mut tx, event, key).await.unwrap();
+    }
+    tx.commit().await.unwrap();
+}
+
+/// Relays until the outbox is empty; how many events left it.
+async fn drain(relay: &Relay) -> usize {
+    let mut relayed = 0;
+    loop {
+        match relay.relay_once().await.unwrap() {
+            0 => return relayed,
+            n => relayed += n,
+        }
+    }
+}
+
 /// Reads until `want` more messages were handled.
-async fn consume(consumer: &StreamConsumer, subscription: &Subscription, want: usize) {
+async fn consume(
+    consumer: &StreamConsumer,
+    subscription: &Subscription,
+    verifier: &EventVerifier,
+    want: usize,
+) {
     for handled in 0..want {
         let message = tokio::time::timeout(Duration::from_secs(30), consumer.recv())
             .await
             .unwrap_or_else(|_| panic!("got only {handled} of {want} messages"))
             .unwrap();
-        kafka::handle_message(consumer, &message, subscription)
+        kafka::handle_message(consumer, &message, subscription, verifier)
             .await
             .unwrap();
     }
@@ -98,14 +137,7 @@ async fn the_relay_publishes_to_kafka_and_redelivery_changes_nothing() {
     // A service commits 25 state changes with their events.
     let outbox = Outbox::new("payment-gateway");
     let sent: Vec<Envelope> = (1..=25).map(payment_event).collect();
-    let mut tx = producer_db.pool().begin().await.unwrap();
-    for event in &sent {
-        outbox
-            .append(&mut tx, event, &event.aggregate_id)
-            .await
-            .unwrap();
-    }
-    tx.commit().await.unwrap();
+    append(&producer_db, &outbox, &sent).await;
     assert_eq!(
         events::pending(&producer_db, "payment-gateway")
             .await
@@ -113,7 +145,8 @@ async fn the_relay_publishes_to_kafka_and_redelivery_changes_nothing() {
         25
     );
 
-    let publisher = Arc::new(KafkaPublisher::new(&brokers).unwrap());
+    let (verifier, mut signers) = signers(&["payment-gateway"]);
+    let publisher = Arc::new(KafkaPublisher::new(&brokers, signers.remove(0)).unwrap());
     let relay = Relay {
         db: producer_db.clone(),
         outbox: outbox.clone(),
@@ -121,15 +154,7 @@ async fn the_relay_publishes_to_kafka_and_redelivery_changes_nothing() {
         batch: 10,
         poll: Duration::from_millis(100),
     };
-    let mut relayed = 0;
-    loop {
-        let n = relay.relay_once().await.unwrap();
-        if n == 0 {
-            break;
-        }
-        relayed += n;
-    }
-    assert_eq!(relayed, 25);
+    assert_eq!(drain(&relay).await, 25);
     assert_eq!(
         events::pending(&producer_db, "payment-gateway")
             .await
@@ -141,7 +166,7 @@ async fn the_relay_publishes_to_kafka_and_redelivery_changes_nothing() {
     // A separate consumer reads every event once.
     let subscription = Subscription::new(consumer_db.clone(), Arc::new(Counter));
     let ledger = kafka::consumer(&brokers, "ledger", &subscription).unwrap();
-    consume(&ledger, &subscription, 25).await;
+    consume(&ledger, &subscription, &verifier, 25).await;
     assert_eq!(effects(&consumer_db).await, (25, 25));
 
     // The same events produced again (a relay that crashed before deleting its batch) are
@@ -158,12 +183,12 @@ async fn the_relay_publishes_to_kafka_and_redelivery_changes_nothing() {
         })
         .collect();
     publisher.publish(&again).await.unwrap();
-    consume(&ledger, &subscription, 25).await;
+    consume(&ledger, &subscription, &verifier, 25).await;
     assert_eq!(effects(&consumer_db).await, (25, 25));
 
     // A new group re-reads the whole topic (50 messages): still nothing new.
     let replay = kafka::consumer(&brokers, "replay", &subscription).unwrap();
-    consume(&replay, &subscription, 50).await;
+    consume(&replay, &subscription, &verifier, 50).await;
     assert_eq!(effects(&consumer_db).await, (25, 25));
 }
 
@@ -208,4 +233,61 @@ async fn a_poison_event_is_dead_lettered_once_and_the_rest_flow() {
         Processed::DeadLettered
     );
     assert_eq!(effects(&db).await, (1, 1));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_message_its_producer_did_not_sign_is_skipped() {
+    use rdkafka::ClientConfig;
+    use rdkafka::producer::{FutureProducer, FutureRecord};
+
+    let cluster = MockCluster::new(1).unwrap();
+    cluster.create_topic("payment.events", 1, 1).unwrap();
+    let brokers = cluster.bootstrap_servers();
+    let dir = tempfile::tempdir().unwrap();
+    let db = database(&dir, "consumer").await;
+    let (verifier, mut signers) = signers(&["payment-gateway", "notification"]);
+    let (intruder, gateway) = (signers.pop().unwrap(), signers.pop().unwrap());
+
+    // Unsigned, then signed by a service that does not produce payment events.
+    let raw: FutureProducer = ClientConfig::new()
+        .set("bootstrap.servers", &brokers)
+        .create()
+        .unwrap();
+    for n in [1, 2] {
+        let json = serde_json::to_string(&payment_event(n)).unwrap();
+        let key = format!("pay_{n}");
+        let mut record = FutureRecord::to("payment.events").key(&key).payload(&json);
+        if n == 2 {
+            let signed = kafka::signed_headers(&intruder, "payment.events", &key, json.as_bytes());
+            record = record.headers(signed.unwrap());
+        }
+        raw.send(record, Duration::from_secs(10)).await.unwrap();
+    }
+    // Then the genuine producer.
+    let genuine = payment_event(3);
+    let publisher = KafkaPublisher::new(&brokers, gateway).unwrap();
+    publisher
+        .publish(&[Outgoing {
+            seq: 1,
+            topic: genuine.topic(),
+            key: genuine.aggregate_id.clone(),
+            json: serde_json::to_string(&genuine).unwrap(),
+            envelope: genuine.clone(),
+        }])
+        .await
+        .unwrap();
+
+    let subscription = Subscription::new(db.clone(), Arc::new(Counter));
+    let consumer = kafka::consumer(&brokers, "ledger", &subscription).unwrap();
+    consume(&consumer, &subscription, &verifier, 3).await;
+    assert_eq!(
+        effects(&db).await,
+        (1, 1),
+        "only the signed event took effect"
+    );
+    let took: String = sqlx::query_scalar("SELECT event_id FROM effects")
+        .fetch_one(db.pool())
+        .await
+        .unwrap();
+    assert_eq!(took, genuine.id);
 }

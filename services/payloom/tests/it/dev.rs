@@ -103,6 +103,26 @@ fn dev_refuses_an_address_it_cannot_bind() {
     );
 }
 
+/// Kafka messages are signed with the service certificates, which only `serve` has: `dev`
+/// does not send unsigned events to a broker.
+#[test]
+fn dev_refuses_kafka_without_certificates() {
+    let data = tempfile::tempdir().unwrap();
+    let addr = format!("127.0.0.1:{}", crate::support::free_port());
+    let output = Command::new(env!("CARGO_BIN_EXE_payloom"))
+        .args(["dev", "--listen", &addr, "--data-dir"])
+        .arg(data.path())
+        .env("PAYLOOM_EVENTS__KAFKA_BROKERS", "127.0.0.1:9")
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(!output.status.success());
+    assert!(
+        stderr.contains("signed with the service certificates"),
+        "{stderr}"
+    );
+}
+
 #[tokio::test]
 async fn demo_pay_makes_a_signed_payment_against_dev() {
     let Some(p) = crate::support::Platform::start(crate::support::Backend::Sqlite).await else {
