@@ -12,6 +12,7 @@ use async_trait::async_trait;
 use axum::extract::{Path, Query, State};
 use axum::routing::{get, post};
 use axum::{Json, Router};
+use payloom_gateway_contract::{PaymentEvent, RefundEvent, RefundOut};
 use payloom_platform::client::{ServiceClient, ServicePath};
 use payloom_platform::clock::SharedClock;
 use payloom_platform::db::{Migration, is_unique_violation};
@@ -122,26 +123,6 @@ pub struct Ledger {
     outbox: Outbox,
 }
 
-/// What the ledger reads from a payment event.
-#[derive(Debug, Deserialize)]
-struct PaymentFacts {
-    id: String,
-    amount: i64,
-    currency: String,
-    channel: Option<String>,
-    amount_captured: i64,
-    fee: i64,
-}
-
-/// What the ledger reads from a refund event.
-#[derive(Debug, Deserialize)]
-struct RefundFacts {
-    id: String,
-    payment_id: String,
-    amount: i64,
-    currency: String,
-}
-
 impl Ledger {
     pub async fn new(db: Db, clock: SharedClock) -> anyhow::Result<Arc<Self>> {
         db.migrate(SERVICE, MIGRATIONS).await?;
@@ -163,84 +144,106 @@ impl Ledger {
 
     /// Books what `event` means for the ledger, if anything.
     async fn book_event(&self, tx: &mut AnyConnection, event: &Envelope) -> anyhow::Result<()> {
-        match event.kind.as_str() {
-            "payment.authorized" | "payment.succeeded" | "payment.canceled" => {
-                let p: PaymentFacts = serde_json::from_value(event.data.clone())?;
-                let merchant_id = event
-                    .merchant_id
-                    .clone()
-                    .ok_or_else(|| anyhow::anyhow!("payment event without a merchant"))?;
-                let Some(channel) = p.channel.clone() else {
-                    anyhow::bail!("payment {} has no channel", p.id);
-                };
-                let mut book = load_book(tx, &p.id).await?.unwrap_or(PaymentBook {
-                    payment_id: p.id.clone(),
-                    merchant_id: merchant_id.clone(),
-                    currency: p.currency.clone(),
-                    channel,
-                    ..Default::default()
-                });
-                let (kind, postings) = match event.kind.as_str() {
-                    "payment.authorized"
-                        if book.authorized_minor == 0 && book.captured_minor == 0 =>
-                    {
-                        ("authorization", book::authorize(&mut book, p.amount))
-                    }
-                    "payment.succeeded" if book.captured_minor == 0 => (
-                        "capture",
-                        book::capture(&mut book, p.amount, p.amount_captured, p.fee),
-                    ),
-                    "payment.canceled" if book.authorized_minor > 0 => {
-                        ("release", book::release(&mut book))
-                    }
-                    // Already booked by an earlier state of the same payment.
-                    _ => return Ok(()),
-                };
-                let description = format!("{kind} of {}", p.id);
-                self.post(
-                    tx,
-                    &event.id,
-                    kind,
-                    Some(&merchant_id),
-                    Some(&p.id),
-                    None,
-                    &description,
-                    &postings,
-                )
-                .await?;
-                if kind == "capture" {
-                    self.book_parked_refunds(tx, &mut book).await?;
-                }
-                save_book(tx, &book).await
-            }
-            "refund.succeeded" => {
-                let r: RefundFacts = serde_json::from_value(event.data.clone())?;
-                match load_book(tx, &r.payment_id).await? {
-                    Some(mut book) if book.captured_minor > 0 => {
-                        self.book_refund(tx, &event.id, &r, &mut book).await?;
-                        save_book(tx, &book).await
-                    }
-                    // Refunds and payments travel on different topics: this one came
-                    // first. It waits for the capture, which books it.
-                    _ => {
-                        tracing::info!(
-                            refund_id = r.id,
-                            "refund parked until its capture is booked"
-                        );
-                        sqlx::query(
-                            "INSERT INTO ledger_parked (event_id, payment_id, envelope, parked_at_ms) VALUES ($1, $2, $3, $4)",
-                        )
-                        .bind(&event.id)
-                        .bind(&r.payment_id)
-                        .bind(serde_json::to_string(event)?)
-                        .bind(self.clock.now_ms())
-                        .execute(&mut *tx)
-                        .await?;
-                        Ok(())
-                    }
-                }
+        if let Some(payment) = PaymentEvent::read(event)? {
+            let merchant_id = event
+                .merchant_id
+                .as_deref()
+                .ok_or_else(|| anyhow::anyhow!("payment event without a merchant"))?;
+            return self
+                .book_payment(tx, &event.id, merchant_id, &payment)
+                .await;
+        }
+        match RefundEvent::read(event)? {
+            Some(RefundEvent::Succeeded(refund)) => {
+                self.book_refund_event(tx, event, &refund).await
             }
             _ => Ok(()),
+        }
+    }
+
+    /// An authorization, a capture or a release, each once per payment.
+    async fn book_payment(
+        &self,
+        tx: &mut AnyConnection,
+        source: &str,
+        merchant_id: &str,
+        event: &PaymentEvent,
+    ) -> anyhow::Result<()> {
+        let p = event.payment();
+        let Some(channel) = p.channel.clone() else {
+            anyhow::bail!("payment {} has no channel", p.id);
+        };
+        let mut book = load_book(tx, &p.id).await?.unwrap_or(PaymentBook {
+            payment_id: p.id.clone(),
+            merchant_id: merchant_id.to_owned(),
+            currency: p.currency.clone(),
+            channel,
+            ..Default::default()
+        });
+        let (kind, postings) = match event {
+            PaymentEvent::Authorized(_)
+                if book.authorized_minor == 0 && book.captured_minor == 0 =>
+            {
+                ("authorization", book::authorize(&mut book, p.amount))
+            }
+            PaymentEvent::Succeeded(_) if book.captured_minor == 0 => (
+                "capture",
+                book::capture(&mut book, p.amount, p.amount_captured, p.fee),
+            ),
+            PaymentEvent::Canceled(_) if book.authorized_minor > 0 => {
+                ("release", book::release(&mut book))
+            }
+            // Nothing to book, or booked already by an earlier state of the same payment.
+            _ => return Ok(()),
+        };
+        let description = format!("{kind} of {}", p.id);
+        self.post(
+            tx,
+            source,
+            kind,
+            Some(merchant_id),
+            Some(&p.id),
+            None,
+            &description,
+            &postings,
+        )
+        .await?;
+        if kind == "capture" {
+            self.book_parked_refunds(tx, &mut book).await?;
+        }
+        save_book(tx, &book).await
+    }
+
+    /// A refund is booked against its payment's capture, or parked until the capture is.
+    async fn book_refund_event(
+        &self,
+        tx: &mut AnyConnection,
+        event: &Envelope,
+        r: &RefundOut,
+    ) -> anyhow::Result<()> {
+        match load_book(tx, &r.payment_id).await? {
+            Some(mut book) if book.captured_minor > 0 => {
+                self.book_refund(tx, &event.id, r, &mut book).await?;
+                save_book(tx, &book).await
+            }
+            // Refunds and payments travel on different topics: this one came first. It
+            // waits for the capture, which books it.
+            _ => {
+                tracing::info!(
+                    refund_id = r.id,
+                    "refund parked until its capture is booked"
+                );
+                sqlx::query(
+                    "INSERT INTO ledger_parked (event_id, payment_id, envelope, parked_at_ms) VALUES ($1, $2, $3, $4)",
+                )
+                .bind(&event.id)
+                .bind(&r.payment_id)
+                .bind(serde_json::to_string(event)?)
+                .bind(self.clock.now_ms())
+                .execute(&mut *tx)
+                .await?;
+                Ok(())
+            }
         }
     }
 
@@ -248,7 +251,7 @@ impl Ledger {
         &self,
         tx: &mut AnyConnection,
         source: &str,
-        r: &RefundFacts,
+        r: &RefundOut,
         book: &mut PaymentBook,
     ) -> anyhow::Result<()> {
         anyhow::ensure!(
@@ -290,8 +293,9 @@ impl Ledger {
             .collect::<Result<_, _>>()?;
         parked.sort_by(|a, b| (a.occurred_at_ms, &a.id).cmp(&(b.occurred_at_ms, &b.id)));
         for event in parked {
-            let r: RefundFacts = serde_json::from_value(event.data.clone())?;
-            self.book_refund(tx, &event.id, &r, book).await?;
+            if let Some(RefundEvent::Succeeded(r)) = RefundEvent::read(&event)? {
+                self.book_refund(tx, &event.id, &r, book).await?;
+            }
         }
         Ok(())
     }

@@ -7,11 +7,13 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 
 use payloom_accounting::{AccountingApi, Ledger};
+use payloom_gateway_contract::{
+    PaymentEvent, PaymentOut, PaymentStatus, RefundEvent, RefundOut, RefundStatus,
+};
 use payloom_platform::db::{PoolOptions, sqlite_url};
 use payloom_platform::events::{Envelope, Subscription};
 use payloom_platform::{Db, SystemClock};
 use proptest::prelude::*;
-use serde_json::json;
 
 #[derive(Debug, Clone)]
 enum Op {
@@ -64,16 +66,35 @@ struct Payment {
 }
 
 impl Payment {
-    fn event(&self, kind: &str, at: i64) -> Envelope {
-        Envelope::new(
-            kind,
-            "payment",
-            &self.id,
-            at,
-            json!({"id": self.id, "amount": self.amount, "currency": self.currency, "channel": "sandbox",
-                   "amount_captured": self.captured, "fee": self.fee, "status": self.status}),
-        )
-        .for_merchant(&self.merchant)
+    /// The event of its current status, as the gateway emits it.
+    fn event(&self, at: i64) -> Envelope {
+        let payment = PaymentOut {
+            id: self.id.clone(),
+            amount: self.amount,
+            currency: self.currency.to_owned(),
+            status: PaymentStatus::parse(self.status).unwrap(),
+            channel: Some("sandbox".into()),
+            amount_captured: self.captured,
+            fee: self.fee,
+            updated_at_ms: at,
+            ..PaymentOut::default()
+        };
+        let event = PaymentEvent::of(payment).unwrap();
+        event.envelope(&self.merchant)
+    }
+
+    /// A refund of `amount` that succeeded.
+    fn refund(&self, id: String, amount: i64, at: i64) -> Envelope {
+        let refund = RefundOut {
+            id,
+            payment_id: self.id.clone(),
+            amount,
+            currency: self.currency.to_owned(),
+            status: RefundStatus::Succeeded,
+            updated_at_ms: at,
+            ..RefundOut::default()
+        };
+        RefundEvent::of(refund).envelope(&self.merchant)
     }
 }
 
@@ -106,7 +127,7 @@ fn events_of(ops: &[Op]) -> Vec<Envelope> {
                     p.status = "succeeded";
                     p.captured = amount;
                 }
-                events.push(p.event(&format!("payment.{}", p.status), at));
+                events.push(p.event(at));
                 payments.push(p);
             }
             Op::Capture { payment, percent } if !payments.is_empty() => {
@@ -115,7 +136,7 @@ fn events_of(ops: &[Op]) -> Vec<Envelope> {
                 if p.status == "authorized" {
                     p.status = "succeeded";
                     p.captured = (p.amount * percent / 100).max(1);
-                    events.push(p.event("payment.succeeded", at));
+                    events.push(p.event(at));
                 }
             }
             Op::Cancel { payment } if !payments.is_empty() => {
@@ -123,7 +144,7 @@ fn events_of(ops: &[Op]) -> Vec<Envelope> {
                 let p = &mut payments[i];
                 if p.status == "authorized" {
                     p.status = "canceled";
-                    events.push(p.event("payment.canceled", at));
+                    events.push(p.event(at));
                 }
             }
             Op::Refund { payment, percent } if !payments.is_empty() => {
@@ -133,16 +154,7 @@ fn events_of(ops: &[Op]) -> Vec<Envelope> {
                 if p.status == "succeeded" && left > 0 {
                     let amount = (left * percent / 100).max(1);
                     p.refunded += amount;
-                    events.push(
-                        Envelope::new(
-                            "refund.succeeded",
-                            "refund",
-                            format!("re_{n}"),
-                            at,
-                            json!({"id": format!("re_{n}"), "payment_id": p.id, "amount": amount, "currency": p.currency, "status": "succeeded"}),
-                        )
-                        .for_merchant(&p.merchant),
-                    );
+                    events.push(p.refund(format!("re_{n}"), amount, at));
                 }
             }
             Op::Redeliver { event } if !events.is_empty() => {

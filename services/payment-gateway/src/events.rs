@@ -1,12 +1,12 @@
 //! The gateway's events: every payment and refund state change writes one into the
-//! outbox in the transaction that makes the change.
+//! outbox in the transaction that makes the change. Their types are the contract's.
 
-use payloom_platform::events::Envelope;
-use payloom_platform::{ApiError, ApiResult};
+use payloom_gateway_contract::{PaymentEvent, RefundEvent};
+use payloom_platform::ApiResult;
 use sqlx::AnyConnection;
 
 use crate::Gateway;
-use crate::api::model::{PaymentStatus, RefundOut};
+use crate::api::model::RefundOut;
 use crate::db::PaymentRow;
 
 impl Gateway {
@@ -16,19 +16,11 @@ impl Gateway {
         tx: &mut AnyConnection,
         row: &PaymentRow,
     ) -> ApiResult<()> {
-        let payment = &row.out;
-        if payment.status == PaymentStatus::Processing {
+        let Some(event) = PaymentEvent::of(row.out.clone()) else {
             return Ok(());
-        }
-        let event = Envelope::new(
-            format!("payment.{}", payment.status.as_str()),
-            "payment",
-            &payment.id,
-            payment.updated_at_ms,
-            serde_json::to_value(payment).map_err(ApiError::internal)?,
-        )
-        .for_merchant(&row.merchant_id);
-        self.outbox.append(tx, &event, &payment.id).await?;
+        };
+        let envelope = event.envelope(&row.merchant_id);
+        self.outbox.append(tx, &envelope, event.key()).await?;
         Ok(())
     }
 
@@ -39,15 +31,10 @@ impl Gateway {
         merchant_id: &str,
         refund: &RefundOut,
     ) -> ApiResult<()> {
-        let event = Envelope::new(
-            format!("refund.{}", refund.status.as_str()),
-            "refund",
-            &refund.id,
-            refund.updated_at_ms,
-            serde_json::to_value(refund).map_err(ApiError::internal)?,
-        )
-        .for_merchant(merchant_id);
-        self.outbox.append(tx, &event, &refund.payment_id).await?;
+        let event = RefundEvent::of(refund.clone());
+        self.outbox
+            .append(tx, &event.envelope(merchant_id), event.key())
+            .await?;
         Ok(())
     }
 }

@@ -7,6 +7,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use payloom_accounting::Ledger;
+use payloom_gateway_contract::{PaymentEvent, PaymentOut, PaymentStatus};
 use payloom_platform::db::{PoolOptions, sqlite_url};
 use payloom_platform::events::{Envelope, Processed, Subscription};
 use payloom_platform::{Clock, Db, SystemClock};
@@ -126,13 +127,17 @@ pub async fn run(args: LedgerArgs) -> anyhow::Result<()> {
 fn succeeded(run_id: &str, worker: usize, n: u64, merchants: usize) -> Envelope {
     let id = format!("pay_bench{run_id}w{worker}n{n}");
     let amount = 1_000 + (n % 50) as i64 * 100;
-    Envelope::new(
-        "payment.succeeded",
-        "payment",
-        &id,
-        SystemClock.now_ms(),
-        serde_json::json!({"id": id, "amount": amount, "currency": "USD", "channel": "sandbox",
-                           "amount_captured": amount, "fee": amount * 29 / 1_000 + 30, "status": "succeeded"}),
-    )
-    .for_merchant(format!("mch_bench{}", (n as usize + worker) % merchants))
+    let payment = PaymentOut {
+        id,
+        amount,
+        currency: "USD".into(),
+        status: PaymentStatus::Succeeded,
+        channel: Some("sandbox".into()),
+        amount_captured: amount,
+        fee: amount * 29 / 1_000 + 30,
+        updated_at_ms: SystemClock.now_ms(),
+        ..PaymentOut::default()
+    };
+    PaymentEvent::Succeeded(payment)
+        .envelope(&format!("mch_bench{}", (n as usize + worker) % merchants))
 }

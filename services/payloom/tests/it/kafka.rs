@@ -11,6 +11,7 @@
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+use payloom_gateway_contract::{PaymentEvent, PaymentOut};
 use payloom_platform::Db;
 use payloom_platform::db::PoolOptions;
 use payloom_platform::events::Envelope;
@@ -243,8 +244,8 @@ impl ThirdConsumer {
     }
 }
 
-/// Writes forged `payment.succeeded` events for `m` straight to Kafka, then an event the
-/// gateway's key really signed behind them on the same partition. Once both consumers
+/// Writes forged `payment.succeeded` events for `m` straight to Kafka, then a pending
+/// payment the gateway's key really signed behind them on the same partition. Once both consumers
 /// took that in, they had read the forgeries: none of them is recorded, booked or told.
 async fn forgeries_change_nothing(
     brokers: &str,
@@ -277,8 +278,12 @@ async fn forgeries_change_nothing(
         let event = forged(&mut forged_ids);
         produce(&producer, &event, signed_by.as_ref()).await;
     }
-    let mut sentinel = Envelope::new("payment.sentinel", "payment", "pay_forged", 1, json!({}));
-    sentinel.id = "evt_sentinel".into();
+    let sentinel = PaymentEvent::Pending(PaymentOut {
+        id: "pay_sentinel".into(),
+        channel: Some("sandbox".into()),
+        ..PaymentOut::default()
+    })
+    .envelope(&m.key.merchant_id);
     produce(
         &producer,
         &sentinel,
@@ -327,10 +332,11 @@ fn forged_payment(merchant: &str) -> impl Fn(&mut Vec<String>) -> Envelope + '_ 
     }
 }
 
-/// Writes `event` to its topic keyed by its payment, signed when a signer is given.
+/// Writes `event` to its topic, signed when a signer is given, on the partition of the
+/// forgeries (so once a consumer read it, it had read them).
 async fn produce(producer: &FutureProducer, event: &Envelope, signer: Option<&EventSigner>) {
     let (topic, json) = (event.topic(), serde_json::to_string(event).unwrap());
-    let key = event.aggregate_id.as_str();
+    let key = "pay_forged";
     let mut record = FutureRecord::to(&topic).key(key).payload(&json);
     if let Some(signer) = signer {
         record =

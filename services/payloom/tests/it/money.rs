@@ -8,9 +8,9 @@ use hmac::{Hmac, Mac};
 use serde_json::{Value, json};
 use sha2::Sha256;
 
+use payloom_gateway_contract::{PaymentEvent, PaymentOut, PaymentStatus};
 use payloom_platform::Db;
 use payloom_platform::db::PoolOptions;
-use payloom_platform::events::Envelope;
 
 use crate::on_both_databases;
 use crate::receiver::{Receiver, assert_refused, assert_verified};
@@ -29,15 +29,18 @@ async fn a_dead_lettered_event_is_listed_and_replayed(backend: Backend) {
     };
     let mid = &p.merchant.key.merchant_id;
     let now = payloom_platform::Clock::now_ms(&payloom_platform::SystemClock);
-    let event = Envelope::new(
-        "payment.succeeded",
-        "payment",
-        "pay_replayed",
-        now,
-        json!({"id": "pay_replayed", "amount": 700, "currency": "USD", "channel": "sandbox",
-               "amount_captured": 700, "fee": 30, "status": "succeeded"}),
-    )
-    .for_merchant(mid);
+    let event = PaymentEvent::Succeeded(PaymentOut {
+        id: "pay_replayed".into(),
+        amount: 700,
+        currency: "USD".into(),
+        status: PaymentStatus::Succeeded,
+        channel: Some("sandbox".into()),
+        amount_captured: 700,
+        fee: 30,
+        updated_at_ms: now,
+        ..PaymentOut::default()
+    })
+    .envelope(mid);
     // What the ledger's consumer leaves behind when it gives up on an event.
     let db = Db::connect(&p.database_of("accounting"), &PoolOptions::default())
         .await
