@@ -15,46 +15,7 @@
 
 use std::collections::BTreeMap;
 
-use serde::{Deserialize, Serialize};
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum Side {
-    Debit,
-    Credit,
-}
-
-impl Side {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Self::Debit => "debit",
-            Self::Credit => "credit",
-        }
-    }
-
-    pub fn parse(s: &str) -> Option<Self> {
-        match s {
-            "debit" => Some(Self::Debit),
-            "credit" => Some(Self::Credit),
-            _ => None,
-        }
-    }
-
-    pub fn opposite(self) -> Self {
-        match self {
-            Self::Debit => Self::Credit,
-            Self::Credit => Self::Debit,
-        }
-    }
-}
-
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct Posting {
-    pub account: String,
-    pub currency: String,
-    pub side: Side,
-    pub amount_minor: i64,
-}
+pub use payloom_accounting_contract::{Posting, Side};
 
 /// The kinds of account, stored beside each so balances can be grouped.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

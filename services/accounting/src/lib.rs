@@ -13,15 +13,18 @@ use axum::extract::{Path, Query, State};
 use axum::routing::{get, post};
 use axum::{Json, Router};
 use payloom_gateway_contract::{PaymentEvent, RefundEvent, RefundOut};
-use payloom_platform::client::{ServiceClient, ServicePath};
 use payloom_platform::clock::SharedClock;
 use payloom_platform::db::{Migration, is_unique_violation};
 use payloom_platform::events::{self, Consumer, Envelope, Outbox};
 use payloom_platform::{ApiError, ApiJson, ApiResult, Db, ids};
-use serde::{Deserialize, Serialize};
 use sqlx::{AnyConnection, Row};
 
-use crate::book::{AccountKind, PaymentBook, Posting, Side};
+use crate::book::{AccountKind, PaymentBook};
+
+pub use payloom_accounting_contract::{
+    AccountOut, AccountingApi, AccountingHttp, Accounts, Balance, CurrencyBalance, EntryOut,
+    EntryQuery, LedgerEvent, Posting, ReverseIn, Side, TrialBalance,
+};
 
 pub const SERVICE: &str = "accounting";
 
@@ -37,85 +40,6 @@ pub const MIGRATIONS: &[Migration] = &[
         sql: include_str!("../migrations/0002_parked_refunds.sql"),
     },
 ];
-
-/// A merchant's balances in one currency, in minor units.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
-pub struct CurrencyBalance {
-    pub currency: String,
-    pub available: i64,
-    pub pending: i64,
-    pub reserve: i64,
-}
-
-/// What the ledger owes a merchant, per currency.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
-pub struct Balance {
-    pub object: String,
-    pub merchant_id: String,
-    pub balances: Vec<CurrencyBalance>,
-}
-
-/// One account as the admin view shows it.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct AccountOut {
-    pub account: String,
-    pub currency: String,
-    pub kind: String,
-    pub merchant_id: Option<String>,
-    pub debits: i64,
-    pub credits: i64,
-    /// Credits − debits for credit-normal accounts, debits − credits for clearing.
-    pub balance: i64,
-}
-
-/// Debits and credits over every account of one currency: equal, always.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct TrialBalance {
-    pub currency: String,
-    pub debits: i64,
-    pub credits: i64,
-}
-
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct Accounts {
-    pub accounts: Vec<AccountOut>,
-    pub totals: Vec<TrialBalance>,
-}
-
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct EntryOut {
-    pub id: String,
-    /// The event (or reversal) that made it; unique.
-    pub source: String,
-    pub kind: String,
-    pub merchant_id: Option<String>,
-    pub payment_id: Option<String>,
-    pub reverses_entry_id: Option<String>,
-    pub description: String,
-    pub created_at_ms: i64,
-    pub postings: Vec<Posting>,
-}
-
-#[derive(Debug, Clone, Default, Deserialize, Serialize)]
-#[serde(deny_unknown_fields)]
-pub struct EntryQuery {
-    pub payment_id: Option<String>,
-    pub merchant_id: Option<String>,
-}
-
-#[derive(Debug, Clone, Deserialize, Serialize)]
-#[serde(deny_unknown_fields)]
-pub struct ReverseIn {
-    pub reason: String,
-}
-
-#[async_trait]
-pub trait AccountingApi: Send + Sync {
-    async fn balance(&self, merchant_id: &str) -> ApiResult<Balance>;
-    async fn accounts(&self) -> ApiResult<Accounts>;
-    async fn entries(&self, query: EntryQuery) -> ApiResult<Vec<EntryOut>>;
-    async fn reverse(&self, entry_id: &str, input: ReverseIn) -> ApiResult<EntryOut>;
-}
 
 pub struct Ledger {
     db: Db,
@@ -365,19 +289,11 @@ impl Ledger {
             created_at_ms: now,
             postings: postings.to_vec(),
         };
-        let mut event = Envelope::new(
-            "ledger.entry_booked",
-            "journal_entry",
-            &entry_id,
-            now,
-            serde_json::to_value(&entry)?,
-        );
-        if let Some(m) = merchant_id {
-            event = event.for_merchant(m);
-        }
+        let event = LedgerEvent::EntryBooked(entry);
         self.outbox
-            .append(tx, &event, payment_id.unwrap_or(&entry_id))
+            .append(tx, &event.envelope(), event.key())
             .await?;
+        let LedgerEvent::EntryBooked(entry) = event;
         Ok(entry)
     }
 }
@@ -740,39 +656,6 @@ impl AccountingApi for Ledger {
         tx.commit().await?;
         self.outbox.wake();
         Ok(entry)
-    }
-}
-
-/// [`AccountingApi`] over HTTP.
-pub struct AccountingHttp(pub ServiceClient);
-
-#[async_trait]
-impl AccountingApi for AccountingHttp {
-    async fn balance(&self, merchant_id: &str) -> ApiResult<Balance> {
-        self.0
-            .get(ServicePath::new([
-                "internal",
-                "v1",
-                "balances",
-                merchant_id,
-            ]))
-            .await
-    }
-    async fn accounts(&self) -> ApiResult<Accounts> {
-        self.0.get("/internal/v1/ledger/accounts").await
-    }
-    async fn entries(&self, query: EntryQuery) -> ApiResult<Vec<EntryOut>> {
-        let (key, value) = match (&query.payment_id, &query.merchant_id) {
-            (Some(p), _) => ("payment_id", p.as_str()),
-            (None, Some(m)) => ("merchant_id", m.as_str()),
-            (None, None) => ("payment_id", ""),
-        };
-        let path = ServicePath::new(["internal", "v1", "ledger", "entries"]).query(key, value);
-        self.0.get(path).await
-    }
-    async fn reverse(&self, entry_id: &str, input: ReverseIn) -> ApiResult<EntryOut> {
-        let path = ServicePath::new(["internal", "v1", "ledger", "entries", entry_id, "reversals"]);
-        self.0.post(path, &input).await
     }
 }
 

@@ -7,13 +7,15 @@ use async_trait::async_trait;
 use axum::extract::{Path, State};
 use axum::routing::{get, post};
 use axum::{Json, Router};
-use payloom_platform::client::{ServiceClient, ServicePath};
 use payloom_platform::clock::SharedClock;
 use payloom_platform::db::{Dialect, Migration, is_unique_violation};
-use payloom_platform::events::{self, Envelope, Outbox};
+use payloom_platform::events::{self, Outbox};
 use payloom_platform::{ApiError, ApiJson, ApiResult, Db, ids};
-use serde::{Deserialize, Serialize};
 use sqlx::Row;
+
+pub use payloom_order_contract::{
+    MoveIn, Order, OrderApi, OrderEvent, OrderHttp, OrderIn, OrderStatus, TOPIC,
+};
 
 /// The service's name in migrations and the outbox.
 pub const SERVICE: &str = "order";
@@ -23,97 +25,6 @@ pub const MIGRATIONS: &[Migration] = &[Migration {
     name: "orders",
     sql: include_str!("../migrations/0001_orders.sql"),
 }];
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum OrderStatus {
-    Created,
-    Authorized,
-    Paid,
-    PartiallyRefunded,
-    Refunded,
-    Failed,
-    Canceled,
-    Expired,
-}
-
-impl OrderStatus {
-    pub const ALL: [OrderStatus; 8] = [
-        Self::Created,
-        Self::Authorized,
-        Self::Paid,
-        Self::PartiallyRefunded,
-        Self::Refunded,
-        Self::Failed,
-        Self::Canceled,
-        Self::Expired,
-    ];
-
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Self::Created => "created",
-            Self::Authorized => "authorized",
-            Self::Paid => "paid",
-            Self::PartiallyRefunded => "partially_refunded",
-            Self::Refunded => "refunded",
-            Self::Failed => "failed",
-            Self::Canceled => "canceled",
-            Self::Expired => "expired",
-        }
-    }
-
-    pub fn parse(s: &str) -> Option<Self> {
-        serde_json::from_value(serde_json::Value::String(s.to_owned())).ok()
-    }
-
-    /// The state machine. Exhaustive on purpose: a new state must say where it goes.
-    pub fn can_move_to(self, to: Self) -> bool {
-        use OrderStatus::*;
-        match self {
-            Created => matches!(to, Authorized | Paid | Failed | Canceled | Expired),
-            Authorized => matches!(to, Paid | Canceled | Expired),
-            Paid => matches!(to, PartiallyRefunded | Refunded),
-            PartiallyRefunded => matches!(to, PartiallyRefunded | Refunded),
-            Refunded | Failed | Canceled | Expired => false,
-        }
-    }
-}
-
-#[derive(Debug, Clone, Serialize, Deserialize)]
-pub struct Order {
-    pub id: String,
-    pub merchant_id: String,
-    pub order_no: String,
-    pub amount_minor: i64,
-    pub currency: String,
-    pub status: OrderStatus,
-    pub payment_id: String,
-    pub created_at_ms: i64,
-    pub updated_at_ms: i64,
-}
-
-#[derive(Debug, Clone, Serialize, Deserialize)]
-pub struct OrderIn {
-    pub merchant_id: String,
-    pub order_no: String,
-    pub amount_minor: i64,
-    pub currency: String,
-    pub payment_id: String,
-}
-
-#[derive(Debug, Clone, Serialize, Deserialize)]
-pub struct MoveIn {
-    pub to: OrderStatus,
-}
-
-#[async_trait]
-pub trait OrderApi: Send + Sync {
-    /// A new order in `created`. 409 `order_no_taken` when the merchant already has it.
-    async fn create(&self, req: OrderIn) -> ApiResult<Order>;
-    async fn get(&self, id: &str) -> ApiResult<Order>;
-    /// Moves the order; 409 `order_transition_invalid` when the machine does not allow it.
-    async fn transition(&self, id: &str, to: OrderStatus) -> ApiResult<Order>;
-}
 
 pub struct Orders {
     db: Db,
@@ -248,6 +159,43 @@ impl OrderApi for Orders {
     }
 }
 
+/// The columns an order event's `data` carries: every field of [`Order`], by name.
+const EVENT_FIELDS: [&str; 9] = [
+    "id",
+    "merchant_id",
+    "order_no",
+    "amount_minor",
+    "currency",
+    "status",
+    "payment_id",
+    "created_at_ms",
+    "updated_at_ms",
+];
+
+/// The statement that writes `order.<status>` for the order rows of `source` into the
+/// outbox, its envelope built in SQL (so PostgreSQL needs no second round trip). The one
+/// definition of the event for both databases; `$event_param` binds its id.
+fn event_insert(dialect: Dialect, source: &str, event_param: usize) -> String {
+    let (object, id, as_text) = match dialect {
+        Dialect::Postgres => (
+            "json_build_object",
+            format!("${event_param}::text"),
+            "::text",
+        ),
+        Dialect::Sqlite => ("json_object", format!("${event_param}"), ""),
+    };
+    let data: Vec<String> = EVENT_FIELDS.iter().map(|f| format!("'{f}', {f}")).collect();
+    format!(
+        "INSERT INTO payloom_outbox (service, event_id, topic, partition_key, envelope, created_at_ms)
+         SELECT '{SERVICE}', {id}, '{TOPIC}', id, {object}(
+           'id', {id}, 'type', 'order.' || status, 'aggregate_type', 'order', 'aggregate_id', id,
+           'merchant_id', merchant_id, 'version', {version}, 'occurred_at_ms', updated_at_ms,
+           'data', {object}({data})){as_text}, updated_at_ms FROM {source}",
+        data = data.join(", "),
+        version = events::ENVELOPE_VERSION,
+    )
+}
+
 impl Orders {
     /// Moves the order if it is in one of `from`, and logs the move with it. `None` when
     /// it was not in any of them.
@@ -272,22 +220,16 @@ impl Orders {
         );
         // The one dialect switch: PostgreSQL moves, logs and writes the event in one
         // statement (one round trip); SQLite, without data-modifying WITH, in a
-        // transaction of three.
+        // transaction of three. Both build the event with the same `event_insert`.
         let event_id = ids::new_id("evt", now);
-        let event_at = from.len() + 4;
-        let sql = match self.db.dialect() {
+        let dialect = self.db.dialect();
+        let sql = match dialect {
             Dialect::Postgres => format!(
                 "WITH moved AS ({update}), logged AS (INSERT INTO order_transitions (order_id, from_status, to_status, at_ms)
                  SELECT id, previous_status, status, updated_at_ms FROM moved),
-                 evented AS (INSERT INTO payloom_outbox (service, event_id, topic, partition_key, envelope, created_at_ms)
-                 SELECT '{SERVICE}', ${event_at}, 'order.events', id, json_build_object(
-                   'id', ${event_at}::text, 'type', 'order.' || status, 'aggregate_type', 'order', 'aggregate_id', id,
-                   'merchant_id', merchant_id, 'version', {version}, 'occurred_at_ms', updated_at_ms,
-                   'data', json_build_object('id', id, 'merchant_id', merchant_id, 'order_no', order_no,
-                     'amount_minor', amount_minor, 'currency', currency, 'status', status, 'payment_id', payment_id,
-                     'created_at_ms', created_at_ms, 'updated_at_ms', updated_at_ms))::text, updated_at_ms FROM moved)
+                 evented AS ({event})
                  SELECT * FROM moved",
-                version = events::ENVELOPE_VERSION,
+                event = event_insert(dialect, "moved", from.len() + 4),
             ),
             Dialect::Sqlite => update,
         };
@@ -295,35 +237,25 @@ impl Orders {
         for state in from {
             query = query.bind(*state);
         }
-        if self.db.dialect() == Dialect::Postgres {
+        if dialect == Dialect::Postgres {
             query = query.bind(&event_id);
         }
-        let row = match self.db.dialect() {
+        let row = match dialect {
             // A single statement commits on its own.
             Dialect::Postgres => query.fetch_optional(self.db.pool()).await?,
             Dialect::Sqlite => {
                 let mut tx = self.db.pool().begin().await?;
                 let row = query.fetch_optional(&mut *tx).await?;
-                if let Some(row) = &row {
-                    let previous: String = row.try_get("previous_status")?;
-                    sqlx::query("INSERT INTO order_transitions (order_id, from_status, to_status, at_ms) VALUES ($1, $2, $3, $4)")
+                if row.is_some() {
+                    sqlx::query("INSERT INTO order_transitions (order_id, from_status, to_status, at_ms) SELECT id, previous_status, status, updated_at_ms FROM orders WHERE id = $1")
                         .bind(id)
-                        .bind(previous)
-                        .bind(to.as_str())
-                        .bind(now)
                         .execute(&mut *tx)
                         .await?;
-                    let order = order_from_row(row)?;
-                    let mut event = Envelope::new(
-                        format!("order.{}", order.status.as_str()),
-                        "order",
-                        &order.id,
-                        now,
-                        serde_json::to_value(&order).map_err(ApiError::internal)?,
-                    )
-                    .for_merchant(&order.merchant_id);
-                    event.id = event_id;
-                    self.outbox.append(&mut tx, &event, &order.id).await?;
+                    sqlx::query(&event_insert(dialect, "orders WHERE id = $2", 1))
+                        .bind(&event_id)
+                        .bind(id)
+                        .execute(&mut *tx)
+                        .await?;
                 }
                 tx.commit().await?;
                 row
@@ -333,24 +265,6 @@ impl Orders {
             self.outbox.wake();
         }
         row.map(|row| order_from_row(&row)).transpose()
-    }
-}
-
-/// [`OrderApi`] over HTTP.
-pub struct OrderHttp(pub ServiceClient);
-
-#[async_trait]
-impl OrderApi for OrderHttp {
-    async fn create(&self, req: OrderIn) -> ApiResult<Order> {
-        self.0.post("/internal/v1/orders", &req).await
-    }
-    async fn get(&self, id: &str) -> ApiResult<Order> {
-        let path = ServicePath::new(["internal", "v1", "orders", id]);
-        self.0.get(path).await
-    }
-    async fn transition(&self, id: &str, to: OrderStatus) -> ApiResult<Order> {
-        let path = ServicePath::new(["internal", "v1", "orders", id, "transitions"]);
-        self.0.post(path, &MoveIn { to }).await
     }
 }
 
@@ -379,22 +293,4 @@ async fn transition(
     ApiJson(req): ApiJson<MoveIn>,
 ) -> ApiResult<Json<Order>> {
     s.transition(&id, req.to).await.map(Json)
-}
-
-#[cfg(test)]
-mod tests {
-    use super::OrderStatus::{self, *};
-
-    #[test]
-    fn terminal_states_never_move_and_refunds_follow_payment() {
-        for terminal in [Refunded, Failed, Canceled, Expired] {
-            for to in OrderStatus::ALL {
-                assert!(!terminal.can_move_to(to), "{terminal:?} -> {to:?}");
-            }
-        }
-        assert!(Created.can_move_to(Paid));
-        assert!(!Created.can_move_to(Refunded));
-        assert!(Paid.can_move_to(PartiallyRefunded));
-        assert!(!Paid.can_move_to(Created));
-    }
 }

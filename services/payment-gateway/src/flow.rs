@@ -8,7 +8,7 @@ use payloom_host::ChannelCall;
 use payloom_host::bindings::{channel_types as ch, types};
 use payloom_merchant_policy::DecideIn;
 use payloom_merchant_quota::ReserveIn;
-use payloom_order::{OrderIn, OrderStatus};
+use payloom_order_contract::{OrderIn, OrderStatus};
 use payloom_platform::{ApiError, ApiResult, ids};
 use payloom_risk::{Action, EvaluateIn, RiskDecision};
 

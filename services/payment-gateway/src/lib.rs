@@ -14,14 +14,14 @@ mod operations;
 use std::sync::Arc;
 use std::time::Duration;
 
-use payloom_accounting::AccountingApi;
+use payloom_accounting_contract::AccountingApi;
 use payloom_channel_adapter::ChannelApi;
 use payloom_notification::NotificationApi;
 
 use payloom_merchant_auth::MerchantAuthApi;
 use payloom_merchant_policy::PolicyApi;
 use payloom_merchant_quota::QuotaApi;
-use payloom_order::OrderApi;
+use payloom_order_contract::OrderApi;
 use payloom_platform::Db;
 use payloom_platform::cache::KeyStore;
 use payloom_platform::clock::SharedClock;

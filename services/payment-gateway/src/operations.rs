@@ -3,7 +3,7 @@
 use payloom_channel_adapter::{ChannelIn, ChannelOut};
 use payloom_host::ChannelCall;
 use payloom_host::bindings::{channel_types as ch, types};
-use payloom_order::OrderStatus;
+use payloom_order_contract::OrderStatus;
 use payloom_platform::{ApiError, ApiResult, ids};
 use sqlx::Row;
 

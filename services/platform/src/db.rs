@@ -246,6 +246,65 @@ pub fn sqlite_url(dir: &std::path::Path, service: &str) -> String {
     )
 }
 
+/// A fresh database for a test: SQLite files in a folder, or a new PostgreSQL database on
+/// the local server, dropped by [`Scratch::drop`].
+pub struct Scratch {
+    pub db: Db,
+    postgres: Option<String>,
+}
+
+impl Scratch {
+    const POSTGRES_ADMIN: &str = "postgres://postgres@127.0.0.1:5432/test";
+
+    /// SQLite always, and PostgreSQL when it answers at 127.0.0.1:5432 (required when
+    /// `PAYLOOM_REQUIRE_POSTGRES=1`): a test of both dialects runs against each.
+    pub async fn each_dialect(dir: &std::path::Path) -> Vec<Scratch> {
+        let options = PoolOptions::default();
+        let sqlite = Db::connect(&sqlite_url(dir, "scratch"), &options).await;
+        let mut dbs = vec![Scratch {
+            db: sqlite.expect("a SQLite file in the folder"),
+            postgres: None,
+        }];
+        match Db::connect(Self::POSTGRES_ADMIN, &options).await {
+            Ok(admin) => {
+                let name = format!("payloom_scratch_{}", crate::ids::random_hex(6));
+                let create = format!("CREATE DATABASE {name}");
+                admin
+                    .pool
+                    .execute(&*create)
+                    .await
+                    .expect("creating a database");
+                let url = format!("postgres://postgres@127.0.0.1:5432/{name}");
+                let db = Db::connect(&url, &options).await.expect("the new database");
+                dbs.push(Scratch {
+                    db,
+                    postgres: Some(name),
+                });
+            }
+            Err(e) if std::env::var("PAYLOOM_REQUIRE_POSTGRES").is_ok_and(|v| v == "1") => {
+                panic!("PostgreSQL is required (PAYLOOM_REQUIRE_POSTGRES=1) but unreachable: {e}")
+            }
+            Err(_) => {}
+        }
+        dbs
+    }
+
+    /// Closes the pool and drops the PostgreSQL database.
+    pub async fn drop(self) {
+        self.db.pool.close().await;
+        let Some(name) = self.postgres else { return };
+        let admin = Db::connect(Self::POSTGRES_ADMIN, &PoolOptions::default())
+            .await
+            .expect("the PostgreSQL server");
+        let drop = format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)");
+        admin
+            .pool
+            .execute(&*drop)
+            .await
+            .expect("dropping a database");
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -260,39 +319,11 @@ mod tests {
         ..V1
     };
 
-    /// A fresh database of each dialect this machine has: SQLite always, PostgreSQL when
-    /// it answers (a new database, dropped afterwards).
-    async fn databases(dir: &std::path::Path) -> Vec<(Db, Option<String>)> {
-        let options = PoolOptions::default();
-        let mut dbs = vec![(
-            Db::connect(&sqlite_url(dir, "m"), &options).await.unwrap(),
-            None,
-        )];
-        if let Ok(admin) = Db::connect(ADMIN_URL, &options).await {
-            let name = format!("payloom_mig_{}", crate::ids::random_hex(6));
-            let create = format!("CREATE DATABASE {name}");
-            admin.pool.execute(&*create).await.unwrap();
-            let url = format!("postgres://postgres@127.0.0.1:5432/{name}");
-            dbs.push((Db::connect(&url, &options).await.unwrap(), Some(name)));
-        }
-        dbs
-    }
-
-    const ADMIN_URL: &str = "postgres://postgres@127.0.0.1:5432/test";
-
-    async fn drop_database(name: Option<String>) {
-        let Some(name) = name else { return };
-        let admin = Db::connect(ADMIN_URL, &PoolOptions::default())
-            .await
-            .unwrap();
-        let drop = format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)");
-        admin.pool.execute(&*drop).await.unwrap();
-    }
-
     #[tokio::test]
     async fn an_applied_migration_whose_sql_changed_stops_the_start() {
         let dir = tempfile::tempdir().unwrap();
-        for (db, name) in databases(dir.path()).await {
+        for scratch in Scratch::each_dialect(dir.path()).await {
+            let db = scratch.db.clone();
             db.migrate("shop", &[V1]).await.unwrap();
             db.migrate("shop", &[V1]).await.unwrap();
             let err = db
@@ -305,14 +336,15 @@ mod tests {
             let probe = db.pool.execute("SELECT colour FROM widgets").await;
             assert!(probe.is_err());
             db.pool.close().await;
-            drop_database(name).await;
+            scratch.drop().await;
         }
     }
 
     #[tokio::test]
     async fn a_migration_applied_before_checksums_is_adopted_then_guarded() {
         let dir = tempfile::tempdir().unwrap();
-        for (db, name) in databases(dir.path()).await {
+        for scratch in Scratch::each_dialect(dir.path()).await {
+            let db = scratch.db.clone();
             // The bookkeeping table as it was before checksums.
             db.pool
                 .execute(
@@ -336,7 +368,7 @@ mod tests {
             assert_eq!(recorded, Some(V1.checksum()));
             assert!(db.migrate("shop", &[V1_EDITED]).await.is_err());
             db.pool.close().await;
-            drop_database(name).await;
+            scratch.drop().await;
         }
     }
 }

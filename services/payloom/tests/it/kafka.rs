@@ -11,7 +11,9 @@
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use payloom_gateway_contract::{PaymentEvent, PaymentOut};
+use payloom_accounting_contract::LedgerEvent;
+use payloom_gateway_contract::{PaymentEvent, PaymentOut, RefundEvent};
+use payloom_order_contract::OrderEvent;
 use payloom_platform::Db;
 use payloom_platform::db::PoolOptions;
 use payloom_platform::events::Envelope;
@@ -182,8 +184,8 @@ async fn consumed(pool: &Db, consumer: &str) -> Vec<String> {
         .unwrap()
 }
 
-/// A consumer outside the platform: its own group, every topic, and the platform's own
-/// check of who signed each message.
+/// A consumer outside the platform: its own group, every topic, the platform's own check
+/// of who signed each message, and each contract's typed reading of its events.
 struct ThirdConsumer {
     /// (topic, event id) of each message whose producer checked out.
     believed: Arc<Mutex<Vec<(String, String)>>>,
@@ -213,6 +215,10 @@ impl ThirdConsumer {
                 }
                 let envelope: Envelope =
                     serde_json::from_slice(message.payload().unwrap()).unwrap();
+                if !reads_as_its_contract(message.topic(), &envelope) {
+                    *r.lock().unwrap() += 1;
+                    continue;
+                }
                 b.lock()
                     .unwrap()
                     .push((message.topic().to_owned(), envelope.id));
@@ -242,6 +248,18 @@ impl ThirdConsumer {
         );
         assert_eq!(*self.refused.lock().unwrap(), 0);
     }
+}
+
+/// Whether `envelope` reads as the typed event of `topic`'s contract.
+fn reads_as_its_contract(topic: &str, envelope: &Envelope) -> bool {
+    let read = match topic {
+        "payment.events" => PaymentEvent::read(envelope).map(|e| e.is_some()).ok(),
+        "refund.events" => RefundEvent::read(envelope).map(|e| e.is_some()).ok(),
+        "order.events" => OrderEvent::read(envelope).map(|e| e.is_some()).ok(),
+        "ledger.events" => LedgerEvent::read(envelope).map(|e| e.is_some()).ok(),
+        _ => None,
+    };
+    read == Some(true)
 }
 
 /// Writes forged `payment.succeeded` events for `m` straight to Kafka, then a pending

@@ -6,7 +6,7 @@ use axum::extract::{Path, Request, State};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use axum::{Extension, Json};
-use payloom_accounting::Balance;
+use payloom_accounting_contract::Balance;
 use payloom_channel_adapter::CHANNEL_UNKNOWN;
 use payloom_host::bindings::{channel_types as ch, types};
 use payloom_notification::{EndpointIn, EndpointOut};

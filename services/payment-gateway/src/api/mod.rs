@@ -121,8 +121,8 @@ pub fn router(gateway: Arc<Gateway>) -> Router {
         CaptureMode,
         PaymentStatus,
         RefundStatus,
-        payloom_accounting::Balance,
-        payloom_accounting::CurrencyBalance,
+        payloom_accounting_contract::Balance,
+        payloom_accounting_contract::CurrencyBalance,
         payloom_notification::EndpointIn,
         payloom_notification::EndpointOut,
         WebhookEndpointList
