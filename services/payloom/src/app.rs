@@ -183,6 +183,8 @@ pub(crate) struct AdminBootstrap {
 struct EventsConfig {
     kafka_brokers: Option<String>,
     consumer_group: String,
+    topic_partitions: i32,
+    topic_replication: i32,
     relay_poll_ms: u64,
     relay_batch: i64,
 }
@@ -483,7 +485,9 @@ async fn start_events(w: &mut Wiring<'_>) -> anyhow::Result<()> {
         let certs = w.settings.certs.as_deref().context(
             "events over Kafka are signed with the service certificates: run them under `serve` with --certs",
         )?;
-        for (db, outbox, publisher) in start_kafka(&config, brokers, certs, outboxes, consumers)? {
+        for (db, outbox, publisher) in
+            start_kafka(&config, brokers, certs, outboxes, consumers).await?
+        {
             relay(db, outbox, publisher);
         }
     } else if all_consumers_here {
@@ -508,7 +512,7 @@ type Relayed = (Db, Outbox, Arc<dyn Publisher>);
 
 /// Kafka consumers that believe only the declared producer of each topic, and a publisher
 /// per outbox that signs as the service the outbox belongs to.
-fn start_kafka(
+async fn start_kafka(
     config: &EventsConfig,
     brokers: &str,
     certs: &Path,
@@ -518,6 +522,10 @@ fn start_kafka(
     let ca_path = certs.join("ca.pem");
     let ca = std::fs::read(&ca_path).with_context(|| format!("reading {}", ca_path.display()))?;
     let verifier = Arc::new(EventVerifier::new(&ca, Role::producers())?);
+    let mut topics: Vec<&str> = Role::producers().map(|(topic, _)| topic).collect();
+    topics.dedup();
+    let (partitions, replication) = (config.topic_partitions, config.topic_replication);
+    kafka::ensure_topics(brokers, &topics, partitions, replication).await?;
     for (db, consumer) in consumers {
         let group = format!("{}.{}", config.consumer_group, consumer.name());
         let subscription = Subscription::new(db, consumer);

@@ -10,9 +10,13 @@
 
 use std::time::Duration;
 
+use anyhow::Context;
 use async_trait::async_trait;
 use rdkafka::ClientConfig;
-use rdkafka::consumer::{CommitMode, Consumer as _, StreamConsumer};
+use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
+use rdkafka::client::DefaultClientContext;
+use rdkafka::consumer::{BaseConsumer, CommitMode, Consumer as _, StreamConsumer};
+use rdkafka::error::RDKafkaErrorCode;
 use rdkafka::message::{Header, Headers as _, Message, OwnedHeaders};
 use rdkafka::producer::{FutureProducer, FutureRecord};
 
@@ -70,6 +74,61 @@ impl Publisher for KafkaPublisher {
         }
         Ok(())
     }
+}
+
+/// Creates each of `topics` that the cluster does not have yet, so consumers that start
+/// before any producer find them, with the partitions the deployment chose rather than
+/// the broker's default. An existing topic is left as it is.
+pub async fn ensure_topics(
+    brokers: &str,
+    topics: &[&str],
+    partitions: i32,
+    replication: i32,
+) -> anyhow::Result<()> {
+    anyhow::ensure!(
+        partitions >= 1 && replication >= 1,
+        "[events] topic_partitions and topic_replication must be at least 1"
+    );
+    let known = existing_topics(brokers).await?;
+    let new: Vec<NewTopic<'_>> = topics
+        .iter()
+        .filter(|topic| !known.iter().any(|known| known == *topic))
+        .map(|topic| NewTopic::new(topic, partitions, TopicReplication::Fixed(replication)))
+        .collect();
+    if new.is_empty() {
+        return Ok(());
+    }
+    let admin: AdminClient<DefaultClientContext> = ClientConfig::new()
+        .set("bootstrap.servers", brokers)
+        .create()?;
+    let options = AdminOptions::new().operation_timeout(Some(PRODUCE_TIMEOUT));
+    for result in admin.create_topics(&new, &options).await? {
+        match result {
+            Ok(_) | Err((_, RDKafkaErrorCode::TopicAlreadyExists)) => {}
+            Err((topic, code)) => anyhow::bail!("creating the Kafka topic {topic}: {code}"),
+        }
+    }
+    Ok(())
+}
+
+/// The topics the cluster has (a blocking metadata request, off the async workers).
+pub async fn existing_topics(brokers: &str) -> anyhow::Result<Vec<String>> {
+    let brokers = brokers.to_owned();
+    tokio::task::spawn_blocking(move || {
+        let client: BaseConsumer = ClientConfig::new()
+            .set("bootstrap.servers", &brokers)
+            .create()?;
+        let metadata = client
+            .fetch_metadata(None, PRODUCE_TIMEOUT)
+            .context("reading the Kafka cluster's topics")?;
+        Ok(metadata
+            .topics()
+            .iter()
+            .filter(|topic| topic.error().is_none())
+            .map(|topic| topic.name().to_owned())
+            .collect())
+    })
+    .await?
 }
 
 /// A consumer group member feeding `subscription` from its topics.

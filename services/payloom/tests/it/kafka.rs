@@ -56,14 +56,17 @@ async fn services_in_two_processes_exchange_events_through_kafka() {
     let Some(db) = TestDatabase::create().await else {
         return;
     };
+    // librdkafka's mock cluster has no CreateTopics: the topics are made here, and `serve`
+    // finds them (creation itself is tested against a real broker in the platform crate).
     let cluster = MockCluster::new(1).unwrap();
     for (topic, _) in PRODUCERS {
-        cluster.create_topic(topic, 2, 1).unwrap();
+        cluster.create_topic(topic, 3, 1).unwrap();
     }
     let brokers = cluster.bootstrap_servers();
     let dir = tempfile::tempdir().unwrap();
-    let extra =
-        format!("[events]\nkafka_brokers = \"{brokers}\"\n[notification]\nallow_loopback = true\n");
+    let extra = format!(
+        "[events]\nkafka_brokers = \"{brokers}\"\ntopic_partitions = 3\n[notification]\nallow_loopback = true\n"
+    );
     let (config, urls) = serve_config(dir.path(), &extra);
     let _consumers = serve(
         &config,
