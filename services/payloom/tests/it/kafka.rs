@@ -22,7 +22,6 @@ use payloom_platform::provenance::{EventSigner, EventVerifier};
 use payloom_platform::tls::ServiceIdentity;
 use rdkafka::ClientConfig;
 use rdkafka::consumer::{Consumer as _, StreamConsumer};
-use rdkafka::message::Message as _;
 use rdkafka::mocking::MockCluster;
 use rdkafka::producer::{FutureProducer, FutureRecord};
 use serde_json::{Value, json};
@@ -101,6 +100,7 @@ async fn services_in_two_processes_exchange_events_through_kafka() {
 
     third.saw_everything_accounting_read(&pool).await;
     forgeries_change_nothing(&brokers, &urls, &m, &receiver, &pool).await;
+    third.stop().await;
     pool.pool().close().await;
 }
 
@@ -193,6 +193,19 @@ struct ThirdConsumer {
     /// (topic, event id) of each message whose producer checked out.
     believed: Arc<Mutex<Vec<(String, String)>>>,
     refused: Arc<Mutex<usize>>,
+    stop: Arc<tokio::sync::Notify>,
+    task: Option<tokio::task::JoinHandle<()>>,
+}
+
+/// The (topic, event id) of a message whose producer checks out and that reads as its
+/// contract's type; `None` for any other.
+fn believe(message: &impl rdkafka::Message, verifier: &EventVerifier) -> Option<(String, String)> {
+    if !kafka::verified(message, verifier) {
+        return None;
+    }
+    let envelope: Envelope = serde_json::from_slice(message.payload()?).ok()?;
+    reads_as_its_contract(message.topic(), &envelope)
+        .then(|| (message.topic().to_owned(), envelope.id))
 }
 
 impl ThirdConsumer {
@@ -207,27 +220,46 @@ impl ThirdConsumer {
             .unwrap();
         let topics: Vec<&str> = PRODUCERS.iter().map(|(topic, _)| *topic).collect();
         consumer.subscribe(&topics).unwrap();
-        let (believed, refused) = (Arc::default(), Arc::default());
-        let (b, r): (Arc<Mutex<Vec<_>>>, Arc<Mutex<usize>>) =
-            (Arc::clone(&believed), Arc::clone(&refused));
-        tokio::spawn(async move {
-            while let Ok(message) = consumer.recv().await {
-                if !kafka::verified(&message, &verifier) {
-                    *r.lock().unwrap() += 1;
-                    continue;
+        let this = Self {
+            believed: Arc::default(),
+            refused: Arc::default(),
+            stop: Arc::default(),
+            task: None,
+        };
+        let (believed, refused, stop) = (
+            this.believed.clone(),
+            this.refused.clone(),
+            this.stop.clone(),
+        );
+        let task = tokio::spawn(async move {
+            loop {
+                let message = tokio::select! {
+                    _ = stop.notified() => break,
+                    message = consumer.recv() => message,
+                };
+                let Ok(message) = message else { continue };
+                match believe(&message, &verifier) {
+                    Some(seen) => believed.lock().unwrap().push(seen),
+                    None => *refused.lock().unwrap() += 1,
                 }
-                let envelope: Envelope =
-                    serde_json::from_slice(message.payload().unwrap()).unwrap();
-                if !reads_as_its_contract(message.topic(), &envelope) {
-                    *r.lock().unwrap() += 1;
-                    continue;
-                }
-                b.lock()
-                    .unwrap()
-                    .push((message.topic().to_owned(), envelope.id));
             }
+            // The consumer leaves its group here, while the cluster still answers.
         });
-        Self { believed, refused }
+        Self {
+            task: Some(task),
+            ..this
+        }
+    }
+
+    /// Stops reading and closes the consumer (before the test drops the cluster: a
+    /// consumer closing against a cluster that is gone waits forever).
+    async fn stop(mut self) {
+        self.stop.notify_one();
+        let task = self.task.take().expect("started");
+        tokio::time::timeout(Duration::from_secs(30), task)
+            .await
+            .expect("the third consumer closes")
+            .unwrap();
     }
 
     /// Every event accounting consumed reached this consumer too, believed, and so did
