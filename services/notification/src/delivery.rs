@@ -381,26 +381,7 @@ impl Notifications {
     ) -> ApiResult<Option<String>> {
         let now = self.clock.now_ms();
         let mut tx = self.db.pool().begin().await?;
-        let number: i64 = sqlx::query_scalar(
-            "SELECT COALESCE(MAX(attempt), 0) + 1 FROM webhook_attempts WHERE delivery_id = $1",
-        )
-        .bind(delivery_id)
-        .fetch_one(&mut *tx)
-        .await?;
-        sqlx::query(
-            "INSERT INTO webhook_attempts (delivery_id, attempt, trigger_kind, at_ms, response_status, response_body, error, duration_ms) VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
-        )
-        .bind(delivery_id)
-        .bind(number)
-        .bind(trigger.as_str())
-        .bind(now)
-        .bind(answer.status.map(i64::from))
-        .bind(&answer.body)
-        .bind(&answer.error)
-        .bind(duration_ms)
-        .execute(&mut *tx)
-        .await?;
-        let gone = answer.status == Some(410);
+        log_attempt(&mut tx, delivery_id, trigger, now, answer, duration_ms).await?;
         let mut disabled = None;
         if answer.succeeded() {
             sqlx::query("UPDATE webhook_deliveries SET status = 'delivered', attempts = attempts + $1, last_status = $2, last_error = NULL, delivered_at_ms = $3, updated_at_ms = $3 WHERE id = $4")
@@ -415,37 +396,12 @@ impl Notifications {
                 .execute(&mut *tx)
                 .await?;
         } else {
-            let error = answer
-                .error
-                .clone()
-                .unwrap_or_else(|| format!("answered {}", answer.status.unwrap_or_default()));
             if trigger == Trigger::Scheduled {
-                let made = attempts + 1;
-                let overloaded = answer.timed_out || answer.status == Some(429);
-                let (status, next_at) = match retry_delay_ms(&self.config, made, gone, overloaded) {
-                    Some(delay) => ("pending", now + delay),
-                    None => ("failed", now),
-                };
-                sqlx::query("UPDATE webhook_deliveries SET status = $1, attempts = $2, next_attempt_at_ms = $3, last_status = $4, last_error = $5, updated_at_ms = $6 WHERE id = $7")
-                    .bind(status)
-                    .bind(made)
-                    .bind(next_at)
-                    .bind(answer.status.map(i64::from))
-                    .bind(&error)
-                    .bind(now)
-                    .bind(delivery_id)
-                    .execute(&mut *tx)
+                self.schedule_retry(&mut tx, delivery_id, attempts + 1, answer, now)
                     .await?;
             }
             let since = failing_since.unwrap_or(now);
-            if gone {
-                disabled = Some("it answered 410 Gone".to_owned());
-            } else if now - since >= self.config.disable_after_secs as i64 * 1_000 {
-                disabled = Some(format!(
-                    "every attempt failed for {} s",
-                    (now - since) / 1_000
-                ));
-            }
+            disabled = self.disable_reason(answer, since, now);
             sqlx::query("UPDATE webhook_endpoints SET failing_since_ms = $1, status = $2, disabled_reason = $3, updated_at_ms = $4 WHERE id = $5 AND status = 'enabled'")
                 .bind(since)
                 .bind(if disabled.is_some() { "disabled" } else { "enabled" })
@@ -458,6 +414,84 @@ impl Notifications {
         tx.commit().await?;
         Ok(disabled)
     }
+
+    /// A failed scheduled attempt: the delivery waits for its next try, or has failed.
+    async fn schedule_retry(
+        &self,
+        tx: &mut sqlx::AnyConnection,
+        delivery_id: &str,
+        made: i64,
+        answer: &Answer,
+        now: i64,
+    ) -> ApiResult<()> {
+        let error = answer
+            .error
+            .clone()
+            .unwrap_or_else(|| format!("answered {}", answer.status.unwrap_or_default()));
+        let gone = answer.status == Some(410);
+        let overloaded = answer.timed_out || answer.status == Some(429);
+        let (status, next_at) = match retry_delay_ms(&self.config, made, gone, overloaded) {
+            Some(delay) => ("pending", now + delay),
+            None => ("failed", now),
+        };
+        sqlx::query("UPDATE webhook_deliveries SET status = $1, attempts = $2, next_attempt_at_ms = $3, last_status = $4, last_error = $5, updated_at_ms = $6 WHERE id = $7")
+            .bind(status)
+            .bind(made)
+            .bind(next_at)
+            .bind(answer.status.map(i64::from))
+            .bind(&error)
+            .bind(now)
+            .bind(delivery_id)
+            .execute(tx)
+            .await?;
+        Ok(())
+    }
+
+    /// Why a failing endpoint is disabled now: it answered 410, or it has failed for
+    /// longer than `disable_after_secs`.
+    fn disable_reason(&self, answer: &Answer, since: i64, now: i64) -> Option<String> {
+        if answer.status == Some(410) {
+            Some("it answered 410 Gone".to_owned())
+        } else if now - since >= self.config.disable_after_secs as i64 * 1_000 {
+            Some(format!(
+                "every attempt failed for {} s",
+                (now - since) / 1_000
+            ))
+        } else {
+            None
+        }
+    }
+}
+
+/// Appends the attempt to the delivery's log, numbered after the last one.
+async fn log_attempt(
+    tx: &mut sqlx::AnyConnection,
+    delivery_id: &str,
+    trigger: Trigger,
+    now: i64,
+    answer: &Answer,
+    duration_ms: i64,
+) -> ApiResult<()> {
+    let number: i64 = sqlx::query_scalar(
+        "SELECT COALESCE(MAX(attempt), 0) + 1 FROM webhook_attempts WHERE delivery_id = $1",
+    )
+    .bind(delivery_id)
+    .fetch_one(&mut *tx)
+    .await?;
+    sqlx::query(
+        "INSERT INTO webhook_attempts (delivery_id, attempt, trigger_kind, at_ms, response_status, response_body, error, duration_ms) VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
+    )
+    .bind(delivery_id)
+    .bind(number)
+    .bind(trigger.as_str())
+    .bind(now)
+    .bind(answer.status.map(i64::from))
+    .bind(&answer.body)
+    .bind(&answer.error)
+    .bind(duration_ms)
+    .execute(tx)
+    .await?;
+    Ok(())
 }
 
 #[cfg(test)]
