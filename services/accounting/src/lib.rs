@@ -459,7 +459,8 @@ impl Consumer for Ledger {
     }
 
     fn topics(&self) -> &'static [&'static str] {
-        &["payment.events", "refund.events"]
+        use payloom_gateway_contract::events::{PAYMENT_TOPIC, REFUND_TOPIC};
+        &[PAYMENT_TOPIC, REFUND_TOPIC]
     }
 
     async fn handle(&self, tx: &mut AnyConnection, event: &Envelope) -> anyhow::Result<()> {

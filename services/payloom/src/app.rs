@@ -104,21 +104,23 @@ impl Role {
         }
     }
 
-    /// The topics this service's outbox publishes. Under Kafka a consumer believes an
-    /// event only when the service declared here for its topic signed it.
+    /// The topics this service's outbox publishes, as its contract names them. Under
+    /// Kafka a consumer believes an event only when the service declared here signed it.
     pub fn produces(self) -> &'static [&'static str] {
+        use payloom_gateway_contract::events::{PAYMENT_TOPIC, REFUND_TOPIC};
         match self {
-            Role::PaymentGateway => &["payment.events", "refund.events"],
-            Role::Order => &["order.events"],
-            Role::Accounting => &["ledger.events"],
+            Role::PaymentGateway => &[PAYMENT_TOPIC, REFUND_TOPIC],
+            Role::Order => &[payloom_order_contract::TOPIC],
+            Role::Accounting => &[payloom_accounting_contract::TOPIC],
             _ => &[],
         }
     }
 
     /// The topics this service consumes.
     pub fn consumes(self) -> &'static [&'static str] {
+        use payloom_gateway_contract::events::{PAYMENT_TOPIC, REFUND_TOPIC};
         match self {
-            Role::Accounting | Role::Notification => &["payment.events", "refund.events"],
+            Role::Accounting | Role::Notification => &[PAYMENT_TOPIC, REFUND_TOPIC],
             _ => &[],
         }
     }
@@ -606,6 +608,28 @@ mod tests {
             "postgres://u@h:5432/db"
         );
         assert_eq!(super::redact("postgres://h/db"), "postgres://h/db");
+    }
+
+    #[test]
+    fn each_topic_is_produced_by_the_service_its_contract_names() {
+        use payloom_gateway_contract::events as gateway;
+        let declared: Vec<_> = super::Role::producers().collect();
+        let contracts = [
+            (gateway::PAYMENT_TOPIC, gateway::PRODUCER),
+            (gateway::REFUND_TOPIC, gateway::PRODUCER),
+            (
+                payloom_order_contract::TOPIC,
+                payloom_order_contract::PRODUCER,
+            ),
+            (
+                payloom_accounting_contract::TOPIC,
+                payloom_accounting_contract::PRODUCER,
+            ),
+        ];
+        assert_eq!(declared.len(), contracts.len());
+        for pair in contracts {
+            assert!(declared.contains(&pair), "{pair:?}");
+        }
     }
 
     #[test]

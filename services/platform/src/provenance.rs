@@ -160,7 +160,10 @@ impl EventVerifier {
         let (Some(cert), Some(signature)) = (cert, signature) else {
             return Err(Refused::Unsigned);
         };
-        let service = self.service_of(cert)?;
+        let der = CertificateDer::from(cert);
+        let parsed =
+            webpki::EndEntityCert::try_from(&der).map_err(|e| Refused::Untrusted(e.to_string()))?;
+        let service = self.service_of(&der, &parsed)?;
         if !self
             .producers
             .get(topic)
@@ -171,9 +174,6 @@ impl EventVerifier {
                 topic: topic.to_owned(),
             });
         }
-        let der = CertificateDer::from(cert);
-        let parsed =
-            webpki::EndEntityCert::try_from(&der).map_err(|e| Refused::Untrusted(e.to_string()))?;
         parsed
             .verify_signature(
                 webpki::ring::ECDSA_P256_SHA256,
@@ -185,7 +185,12 @@ impl EventVerifier {
     }
 
     /// The service a certificate names, once its chain to the CA checks out.
-    fn service_of(&self, cert: &[u8]) -> Result<String, Refused> {
+    fn service_of(
+        &self,
+        der: &CertificateDer<'_>,
+        parsed: &webpki::EndEntityCert<'_>,
+    ) -> Result<String, Refused> {
+        let cert: &[u8] = der.as_ref();
         let cache = |verified: &HashMap<Vec<u8>, (String, Instant)>| {
             verified
                 .get(cert)
@@ -195,9 +200,6 @@ impl EventVerifier {
         if let Some(service) = cache(&self.verified.lock().expect("not poisoned")) {
             return Ok(service);
         }
-        let der = CertificateDer::from(cert);
-        let parsed =
-            webpki::EndEntityCert::try_from(&der).map_err(|e| Refused::Untrusted(e.to_string()))?;
         parsed
             .verify_for_usage(
                 webpki::ALL_VERIFICATION_ALGS,
@@ -209,7 +211,7 @@ impl EventVerifier {
                 None,
             )
             .map_err(|e| Refused::Untrusted(e.to_string()))?;
-        let service = identity_of(&der).ok_or(Refused::Anonymous)?;
+        let service = identity_of(der).ok_or(Refused::Anonymous)?;
         self.verified
             .lock()
             .expect("not poisoned")
