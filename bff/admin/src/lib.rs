@@ -3,6 +3,7 @@
 
 mod login;
 mod money;
+pub mod service;
 
 pub use login::LoginConfig;
 

@@ -4,6 +4,7 @@
 //! go below zero. Every booked entry is announced on `ledger.events`.
 
 pub mod book;
+pub mod service;
 
 use std::collections::BTreeMap;
 use std::sync::Arc;

@@ -1,5 +1,7 @@
 //! Channel dispatch with sealed per-merchant credentials.
 
+pub mod service;
+
 use std::collections::BTreeMap;
 use std::sync::Arc;
 

@@ -1,6 +1,7 @@
 //! Merchants, API keys and signed-request verification.
 
 pub mod api;
+pub mod service;
 mod signature;
 
 use std::sync::Arc;

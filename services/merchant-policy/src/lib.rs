@@ -1,5 +1,7 @@
 //! Merchant policy: allow or deny, fee, limits and channel ranking, decided by a component.
 
+pub mod service;
+
 use std::collections::{BTreeMap, HashMap};
 use std::sync::{Arc, Mutex};
 

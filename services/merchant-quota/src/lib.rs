@@ -1,6 +1,7 @@
 //! Volume quotas: a payment reserves its amount against the merchant's daily and monthly
 //! limit for its currency, and gives it back if it fails or is canceled.
 
+pub mod service;
 mod store;
 
 use std::collections::BTreeMap;

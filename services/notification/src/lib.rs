@@ -2,6 +2,7 @@
 
 pub mod delivery;
 pub mod email;
+pub mod service;
 pub mod signing;
 pub mod targets;
 pub mod webhook_url;

@@ -1,6 +1,8 @@
 //! Orders and their state machine. Nobody writes an order's status directly: a move names
 //! the state it goes to, and only the moves in [`OrderStatus::can_move_to`] happen.
 
+pub mod service;
+
 use std::sync::Arc;
 
 use async_trait::async_trait;

@@ -12,8 +12,6 @@ use rcgen::{
 };
 use time::{Duration, OffsetDateTime};
 
-use crate::app::Role;
-
 #[derive(clap::Subcommand)]
 pub enum CertsCommand {
     /// Create a CA and a certificate per service (SANs: the service name,
@@ -67,8 +65,9 @@ fn init(args: &InitArgs) -> anyhow::Result<()> {
     std::fs::write(&ca_path, ca_cert.pem())?;
     let issuer = Issuer::new(ca, ca_key);
 
-    for role in Role::ALL {
-        let name = role.name();
+    let services = crate::services::registered().names();
+    for name in &services {
+        let name = *name;
         let key = KeyPair::generate()?;
         let mut params = CertificateParams::new(vec![
             name.to_owned(),
@@ -90,7 +89,7 @@ fn init(args: &InitArgs) -> anyhow::Result<()> {
     }
     println!(
         "payloom certs: a CA and {} service certificates in {}, valid until {}",
-        Role::ALL.len(),
+        services.len(),
         args.dir.display(),
         not_after.date()
     );

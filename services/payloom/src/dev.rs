@@ -15,7 +15,12 @@ use payloom_host::Registry;
 use payloom_merchant_auth::MerchantIn;
 use serde::{Deserialize, Serialize};
 
-use crate::app::{self, Assembly, Role, Settings};
+use payloom_admin_bff::Admin;
+use payloom_channel_adapter::ChannelApi;
+use payloom_merchant_auth::MerchantAuthApi;
+use payloom_platform::registry::{Settings, write_private};
+
+use crate::app::{self, Assembly};
 
 /// `payloom dev` options.
 #[derive(clap::Args)]
@@ -102,7 +107,7 @@ async fn serve(args: DevArgs) -> anyhow::Result<()> {
         generate_secrets: true,
         certs: None,
     };
-    let assembly = app::assemble(&settings, &Role::ALL).await?;
+    let assembly = app::assemble(&settings, &crate::services::registered().names()).await?;
     let credentials = ensure_demo(&assembly, &args.data_dir, &base_url).await?;
     let router = public_router(&assembly);
     println!("payloom dev listening on {base_url}");
@@ -137,10 +142,8 @@ async fn serve(args: DevArgs) -> anyhow::Result<()> {
 /// The one listener of `dev`: the merchant and admin APIs, ops routes, the plugin list.
 fn public_router(assembly: &Assembly) -> Router {
     let mut router = payloom_platform::server::ops_router(app::ops(assembly));
-    for (role, routes) in &assembly.routers {
-        if matches!(role, Role::PaymentGateway | Role::AdminBff) {
-            router = router.merge(routes.clone());
-        }
+    for (_, routes) in &assembly.routes {
+        router = router.merge(routes.public.clone());
     }
     if let Some(registry) = &assembly.registry {
         router = router.merge(
@@ -164,15 +167,13 @@ async fn ensure_demo(
     base_url: &str,
 ) -> anyhow::Result<DevCredentials> {
     let path = data_dir.join(CREDENTIALS_FILE);
-    let admin = assembly.admin.as_ref().context("dev runs the admin API")?;
+    let admin: Arc<Admin> = assembly.provided.get()?;
+    let auth: Arc<dyn MerchantAuthApi> = assembly.provided.get()?;
+    let channels: Arc<dyn ChannelApi> = assembly.provided.get()?;
     if let Some(mut existing) = std::fs::read(&path)
         .ok()
         .and_then(|b| serde_json::from_slice::<DevCredentials>(&b).ok())
-        && assembly
-            .auth
-            .get_merchant(&existing.merchant.id)
-            .await
-            .is_ok()
+        && auth.get_merchant(&existing.merchant.id).await.is_ok()
     {
         admin
             .upsert_admin(
@@ -182,22 +183,20 @@ async fn ensure_demo(
             )
             .await?;
         existing.base_url = base_url.to_owned();
-        app::write_private(&path, &serde_json::to_string_pretty(&existing)?)?;
+        write_private(&path, &serde_json::to_string_pretty(&existing)?)?;
         return Ok(existing);
     }
-    let merchant = assembly
-        .auth
+    let merchant = auth
         .create_merchant(MerchantIn {
             name: "Demo Store".into(),
             tier: None,
         })
         .await?;
-    let key = assembly.auth.create_api_key(&merchant.id).await?;
+    let key = auth.create_api_key(&merchant.id).await?;
     let notify_secret = payloom_platform::ids::random_hex(32);
     let mut sandbox = std::collections::BTreeMap::new();
     sandbox.insert("notify_secret".to_owned(), notify_secret);
-    assembly
-        .channels
+    channels
         .set_credentials(&merchant.id, "sandbox", sandbox)
         .await?;
     let password = payloom_platform::ids::random_hex(12);
@@ -219,6 +218,6 @@ async fn ensure_demo(
         base_url: base_url.to_owned(),
     };
     std::fs::create_dir_all(data_dir)?;
-    app::write_private(&path, &serde_json::to_string_pretty(&credentials)?)?;
+    write_private(&path, &serde_json::to_string_pretty(&credentials)?)?;
     Ok(credentials)
 }

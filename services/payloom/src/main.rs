@@ -22,7 +22,7 @@ mod demo;
 mod dev;
 mod plugin;
 mod serve;
-mod wiring;
+mod services;
 
 use std::process::ExitCode;
 

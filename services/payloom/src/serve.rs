@@ -11,13 +11,15 @@ use anyhow::Context;
 use payloom_platform::server;
 use payloom_platform::tls::{MtlsListener, ServiceIdentity};
 
-use crate::app::{self, Role, Settings};
+use payloom_platform::registry::Settings;
+
+use crate::app;
 
 #[derive(clap::Args)]
 pub struct ServeArgs {
     /// The services to run here.
-    #[arg(required = true, value_enum)]
-    pub services: Vec<Role>,
+    #[arg(required = true, value_parser = crate::services::parse_name)]
+    pub services: Vec<&'static str>,
     /// A config file layered over the embedded defaults.
     #[arg(long)]
     pub config: Option<PathBuf>,
@@ -61,32 +63,36 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
     let identities = args
         .services
         .iter()
-        .map(|role| ServiceIdentity::load(&args.certs, role.name()))
+        .map(|name| ServiceIdentity::load(&args.certs, name))
         .collect::<anyhow::Result<Vec<_>>>()?;
     let assembly = app::assemble(&settings, &args.services).await?;
+    let services = crate::services::registered();
     let ops = server::ops_router(app::ops(&assembly));
     let mut servers = tokio::task::JoinSet::new();
-    for (role, routes) in &assembly.routers {
-        let endpoint = settings.endpoint(*role)?;
+    for (name, routes) in &assembly.routes {
+        let endpoint = settings.endpoint(services.manifest(name)?)?;
         let identity = identities
             .iter()
-            .find(|identity| identity.service == role.name())
+            .find(|identity| identity.service == *name)
             .expect("an identity per local service");
         let internal = MtlsListener::new(
-            bind(*role, endpoint.internal_listen).await?,
+            bind(name, endpoint.internal_listen).await?,
             identity.server_config()?,
         )?;
-        let callers: Arc<[String]> = role.callers().map(|r| r.name().to_owned()).collect();
-        let internal_routes = server::internal_only(routes.clone(), callers);
+        let callers: Arc<[String]> = services
+            .callers(name)
+            .into_iter()
+            .map(str::to_owned)
+            .collect();
+        let internal_routes = server::internal_only(routes.internal.clone(), callers);
         servers.spawn(server::serve_internal(internal, internal_routes));
-        let public = bind(*role, endpoint.listen).await?;
+        let public = bind(name, endpoint.listen).await?;
         println!(
-            "payloom serve: {} listening on http://{} (internal: https://{})",
-            role.name(),
+            "payloom serve: {name} listening on http://{} (internal: https://{})",
             public.local_addr()?,
             endpoint.internal_listen,
         );
-        let router = server::public_only(routes.clone()).merge(ops.clone());
+        let router = server::public_only(routes.public.clone()).merge(ops.clone());
         servers.spawn(server::serve(public, router));
     }
     while let Some(done) = servers.join_next().await {
@@ -95,8 +101,11 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
     Ok(())
 }
 
-async fn bind(role: Role, addr: std::net::SocketAddr) -> anyhow::Result<tokio::net::TcpListener> {
+async fn bind(
+    service: &str,
+    addr: std::net::SocketAddr,
+) -> anyhow::Result<tokio::net::TcpListener> {
     tokio::net::TcpListener::bind(addr)
         .await
-        .with_context(|| format!("{}: binding {addr}", role.name()))
+        .with_context(|| format!("{service}: binding {addr}"))
 }

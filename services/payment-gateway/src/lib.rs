@@ -10,6 +10,7 @@ mod idempotency;
 mod janitor;
 mod notify;
 mod operations;
+pub mod service;
 
 use std::sync::Arc;
 use std::time::Duration;

@@ -5,7 +5,8 @@
 //! shape, prefixed sortable [`ids`], [`money`] in minor units, a [`clock`] tests can move,
 //! [`seal`] for secrets at rest, a short-lived key [`cache`], the inter-service [`client`] and
 //! [`events`]: the transactional outbox, its relay and idempotent consumers, and the
-//! [`provenance`] of events that cross processes.
+//! [`provenance`] of events that cross processes, and the [`registry`] of services that
+//! `dev` and `serve` compose.
 
 pub mod cache;
 pub mod client;
@@ -18,6 +19,7 @@ pub mod ids;
 pub mod kafka;
 pub mod money;
 pub mod provenance;
+pub mod registry;
 pub mod seal;
 pub mod server;
 pub mod tls;

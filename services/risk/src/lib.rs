@@ -1,6 +1,7 @@
 //! Risk decisions: an ordered set of rule components, aggregated and persisted.
 
 mod counters;
+pub mod service;
 
 use std::collections::BTreeMap;
 use std::sync::Arc;

@@ -53,7 +53,7 @@ pub async fn run(args: LedgerArgs) -> anyhow::Result<()> {
     let batch = args.batch.max(1);
     println!(
         "payloom bench ledger: {} for {}s at concurrency {}, {} merchants, {} events per transaction",
-        crate::app::redact(&url),
+        payloom_platform::registry::redact(&url),
         args.duration_secs,
         args.concurrency,
         args.merchants,

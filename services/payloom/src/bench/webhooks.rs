@@ -62,7 +62,7 @@ pub async fn run(args: WebhooksArgs) -> anyhow::Result<()> {
     let subscription = Subscription::new(db.clone(), service.clone());
     println!(
         "payloom bench webhooks: {}, backlog of {}, then {}s paced, {} sent at once",
-        crate::app::redact(&url),
+        payloom_platform::registry::redact(&url),
         args.events,
         args.duration_secs,
         args.batch

@@ -1,0 +1,70 @@
+//! notification in the service registry.
+
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use payloom_gateway_contract::events::{PAYMENT_TOPIC, REFUND_TOPIC};
+use payloom_platform::events::{DeadLetterHttp, Subscription, dead_letter_router};
+use payloom_platform::registry::{Manifest, Routes, Service, Wiring};
+use serde::Deserialize;
+
+use crate::email::{FileMailer, LogMailer, Mailer};
+use crate::{
+    MIGRATIONS, NotificationApi, NotificationConfig, NotificationHttp, Notifications, SERVICE,
+};
+
+/// Merchant webhooks (signed, retried) and email.
+pub struct NotificationService;
+
+static MANIFEST: Manifest = Manifest {
+    name: SERVICE,
+    port: 40008,
+    config_section: Some("notification"),
+    migrations: MIGRATIONS,
+    calls: &[],
+    produces: &[],
+    consumes: &[PAYMENT_TOPIC, REFUND_TOPIC],
+    uses_plugins: false,
+};
+
+/// `[email]`.
+#[derive(Debug, Clone, Default, Deserialize)]
+struct EmailConfig {
+    file: Option<PathBuf>,
+}
+
+#[async_trait::async_trait]
+impl Service for NotificationService {
+    fn manifest(&self) -> &'static Manifest {
+        &MANIFEST
+    }
+
+    fn connect(&self, w: &mut Wiring<'_>) -> anyhow::Result<()> {
+        w.park(SERVICE, Arc::new(DeadLetterHttp(w.client(SERVICE)?)));
+        let client: Arc<dyn NotificationApi> = Arc::new(NotificationHttp(w.client(SERVICE)?));
+        w.provide(client);
+        Ok(())
+    }
+
+    async fn start(&self, w: &mut Wiring<'_>) -> anyhow::Result<Routes> {
+        let config: NotificationConfig = w.section("notification")?;
+        let email: EmailConfig = w.section("email")?;
+        let mailer: Arc<dyn Mailer> = match email.file {
+            Some(path) if !path.as_os_str().is_empty() => Arc::new(FileMailer::new(path)),
+            _ => Arc::new(LogMailer),
+        };
+        let db = w.db(SERVICE).await?;
+        let (key, clock) = (w.master_key.clone(), w.clock.clone());
+        let service = Notifications::new(db, clock, key, config, mailer).await?;
+        service.spawn_worker();
+        let parked = Arc::new(Subscription::new(service.db().clone(), service.clone()));
+        w.park(SERVICE, parked.clone());
+        w.consume(service.db().clone(), service.clone());
+        let api: Arc<dyn NotificationApi> = service.clone();
+        w.provide(api);
+        Ok(Routes {
+            internal: crate::router(service).merge(dead_letter_router(parked)),
+            ..Routes::default()
+        })
+    }
+}
