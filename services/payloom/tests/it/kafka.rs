@@ -105,7 +105,7 @@ async fn services_in_two_processes_exchange_events_through_kafka() {
 }
 
 /// Pays 5,000 and refunds 1,000, and checks both webhooks arrived signed; the payment id.
-async fn pay_and_refund(m: &Merchant, receiver: &Receiver) -> String {
+pub(crate) async fn pay_and_refund(m: &Merchant, receiver: &Receiver) -> String {
     let endpoint = m
         .post("/v1/webhook_endpoints", json!({"url": receiver.url}))
         .await;
@@ -142,7 +142,7 @@ async fn pay_and_refund(m: &Merchant, receiver: &Receiver) -> String {
 }
 
 /// The kinds of the ledger entries of `payment`, once there are `want` of them.
-async fn ledger_kinds(urls: &Urls, payment: &str, want: usize) -> Vec<String> {
+pub(crate) async fn ledger_kinds(urls: &Urls, payment: &str, want: usize) -> Vec<String> {
     let http = urls.client_as("admin-bff");
     let url = format!(
         "{}/internal/v1/ledger/entries?payment_id={payment}",
@@ -166,7 +166,7 @@ async fn ledger_kinds(urls: &Urls, payment: &str, want: usize) -> Vec<String> {
 }
 
 /// Asks `check` every 100 ms for up to 15 s.
-async fn poll<T, F: std::future::Future<Output = Option<T>>>(
+pub(crate) async fn poll<T, F: std::future::Future<Output = Option<T>>>(
     mut check: impl FnMut() -> F,
 ) -> Option<T> {
     for _ in 0..150 {

@@ -24,6 +24,7 @@ mod refunds;
 mod service_paths;
 mod support;
 mod tenancy;
+mod topology;
 mod validation;
 mod velocity;
 mod webhook_limits;

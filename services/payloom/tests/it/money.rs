@@ -147,7 +147,7 @@ fn line(account: &str, side: &str, amount: i64) -> (String, String, i64) {
     (account.to_owned(), side.to_owned(), amount)
 }
 
-async fn available(m: &Merchant) -> i64 {
+pub(crate) async fn available(m: &Merchant) -> i64 {
     let balance = m.get("/v1/balance").await;
     assert_eq!(balance.status, 200, "{}", balance.text);
     assert_eq!(balance.json["object"], "balance");

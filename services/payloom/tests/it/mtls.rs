@@ -7,13 +7,13 @@ use serde_json::{Value, json};
 use crate::multiprocess::{Urls, certs_init, serve, serve_config};
 use crate::support::TestDatabase;
 
-async fn status_of(response: reqwest::Response) -> (u16, Value) {
+pub(crate) async fn status_of(response: reqwest::Response) -> (u16, Value) {
     let status = response.status().as_u16();
     (status, response.json().await.unwrap_or(Value::Null))
 }
 
 /// A client that trusts the deployment's CA but presents no certificate.
-fn anonymous(urls: &Urls) -> reqwest::Client {
+pub(crate) fn anonymous(urls: &Urls) -> reqwest::Client {
     let ca = std::fs::read(urls.certs.join("ca.pem")).unwrap();
     reqwest::Client::builder()
         .tls_built_in_root_certs(false)
@@ -57,7 +57,7 @@ impl AuthAndOrder {
     }
 }
 
-async fn merchant_count(db: &str) -> i64 {
+pub(crate) async fn merchant_count(db: &str) -> i64 {
     let pool = sqlx::PgPool::connect(db).await.unwrap();
     sqlx::query_scalar("SELECT count(*) FROM merchants")
         .fetch_one(&pool)

@@ -1,0 +1,216 @@
+//! Every registered service as its own `serve` process on loopback, as the origin deploys
+//! them: mutual TLS between every pair, PostgreSQL, Redis, and events through a real
+//! Kafka-protocol broker process. The merchant's journey (a payment held and captured, one
+//! paid and partly refunded, webhooks received, the balance) works end to end, and every
+//! internal listener refuses a caller with no certificate and a caller whose certificate
+//! names a service not allowed to call it, changing nothing.
+
+use std::time::Duration;
+
+use serde_json::json;
+
+use crate::kafka::{ledger_kinds, pay_and_refund, poll};
+use crate::money::available;
+use crate::mtls::{anonymous, merchant_count, status_of};
+use crate::multiprocess::{Urls, bootstrap_merchant, serve, serve_config};
+use crate::receiver::Receiver;
+use crate::support::{Merchant, REDIS_URL, TestDatabase, redis};
+
+/// Every registered service, callees before their callers.
+const EVERY_SERVICE: [&str; 10] = [
+    "merchant-auth",
+    "order",
+    "merchant-quota",
+    "merchant-policy",
+    "risk",
+    "channel-adapter",
+    "accounting",
+    "notification",
+    "admin-bff",
+    "payment-gateway",
+];
+
+/// The broker (`tansu`, which `.ci/run` starts; `PAYLOOM_KAFKA_BROKERS` names another),
+/// or `None` and a message when none answers and none is required.
+fn broker() -> Option<String> {
+    let brokers =
+        std::env::var("PAYLOOM_KAFKA_BROKERS").unwrap_or_else(|_| "127.0.0.1:9092".into());
+    let first = brokers.split(',').next().unwrap_or_default().to_owned();
+    let reachable = first
+        .parse()
+        .ok()
+        .and_then(|addr| std::net::TcpStream::connect_timeout(&addr, Duration::from_secs(2)).ok())
+        .is_some();
+    let required = std::env::var("PAYLOOM_REQUIRE_KAFKA").is_ok_and(|v| v == "1");
+    match (reachable, required) {
+        (true, _) => Some(brokers),
+        (false, true) => {
+            panic!("a Kafka broker is required (PAYLOOM_REQUIRE_KAFKA=1) at {brokers}")
+        }
+        (false, false) => {
+            eprintln!(
+                "skipping: no Kafka broker at {brokers}; set PAYLOOM_REQUIRE_KAFKA=1 to fail instead"
+            );
+            None
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_service_in_its_own_process_over_mtls_kafka_and_redis() {
+    let Some(db) = TestDatabase::create().await else {
+        return;
+    };
+    let (Some(_redis), Some(brokers)) = (redis().await, broker()) else {
+        return;
+    };
+    let dir = tempfile::tempdir().unwrap();
+    // A consumer group of this run's own: the broker outlives test runs, and what earlier
+    // runs wrote is signed by certificates of another CA, which the consumers refuse.
+    let group = format!("topology-{}", payloom_platform::ids::random_hex(6));
+    let extra = format!(
+        "[events]\nkafka_brokers = \"{brokers}\"\nconsumer_group = \"{group}\"\n\
+         topic_partitions = 3\n[redis]\nurl = \"{REDIS_URL}\"\n\
+         [notification]\nallow_loopback = true\n"
+    );
+    let (config, urls) = serve_config(dir.path(), &extra);
+    let _processes: Vec<_> = EVERY_SERVICE
+        .iter()
+        .map(|service| {
+            serve(
+                &config,
+                &dir.path().join(service),
+                &db.url,
+                &[service],
+                service,
+            )
+        })
+        .collect();
+
+    let m = bootstrap_merchant(&urls).await;
+    let receiver = Receiver::start().await;
+    let captured = hold_and_capture(&m, 3_000).await;
+    let refunded = pay_and_refund(&m, &receiver).await;
+    assert_eq!(
+        ledger_kinds(&urls, &captured.0, 2).await,
+        ["authorization", "capture"]
+    );
+    assert_eq!(
+        ledger_kinds(&urls, &refunded, 2).await,
+        ["capture", "refund"]
+    );
+    let paid = m.get(&format!("/v1/payments/{refunded}")).await;
+    let fee = paid.json["fee"].as_i64().unwrap();
+    let fee_back = fee * 1_000 / 5_000;
+    let expected = (3_000 - captured.1) + (5_000 - fee) - (1_000 - fee_back);
+    let balance = poll(|| async {
+        let now = available(&m).await;
+        (now == expected).then_some(now)
+    })
+    .await;
+    assert_eq!(balance, Some(expected), "the balance after both payments");
+
+    refusals(&urls, &db.url).await;
+}
+
+/// Holds `amount` and captures it whole; its id and fee.
+async fn hold_and_capture(m: &Merchant, amount: i64) -> (String, i64) {
+    let held = m.pay(amount, json!({"capture": "manual"})).await;
+    assert_eq!(held.json["status"], "authorized", "{}", held.text);
+    let id = held.json["id"].as_str().unwrap().to_owned();
+    let captured = m
+        .post(&format!("/v1/payments/{id}/capture"), json!({}))
+        .await;
+    assert_eq!(captured.json["status"], "succeeded", "{}", captured.text);
+    (id, captured.json["fee"].as_i64().unwrap())
+}
+
+/// On each service a caller may reach, a route, who is refused it though its certificate
+/// is the deployment's, and who may call it (and is answered, if only 404 or 405).
+fn guarded(urls: &Urls, merchant: &str) -> Vec<(String, &'static str, &'static str)> {
+    vec![
+        (
+            format!(
+                "{}/internal/v1/merchants/{merchant}",
+                urls.internal("merchant-auth")
+            ),
+            "risk",
+            "admin-bff",
+        ),
+        (
+            format!("{}/internal/v1/orders/ord_missing", urls.internal("order")),
+            "admin-bff",
+            "payment-gateway",
+        ),
+        (
+            format!(
+                "{}/internal/v1/ledger/entries?payment_id=pay_missing",
+                urls.internal("accounting")
+            ),
+            "notification",
+            "admin-bff",
+        ),
+        (
+            format!(
+                "{}/internal/v1/merchants/{merchant}/channels/sandbox/credentials",
+                urls.internal("channel-adapter")
+            ),
+            "order",
+            "admin-bff",
+        ),
+    ]
+}
+
+/// No certificate: no answer. Another service's certificate: 403 and nothing changes.
+async fn refusals(urls: &Urls, db: &str) {
+    let shop = json!({"name": "Intruder"});
+    let merchants = format!("{}/internal/v1/merchants", urls.internal("merchant-auth"));
+    let before = merchant_count(db).await;
+    let refused = anonymous(urls).post(&merchants).json(&shop).send().await;
+    assert!(refused.is_err(), "no certificate: {refused:?}");
+    let as_risk = urls.client_as("risk").post(&merchants).json(&shop);
+    let (status, body) = status_of(as_risk.send().await.unwrap()).await;
+    assert_eq!(
+        (status, &body["error"]["code"]),
+        (403, &json!("caller_not_allowed"))
+    );
+    assert_eq!(
+        merchant_count(db).await,
+        before,
+        "a refused call creates nothing"
+    );
+
+    let merchant = first_merchant(db).await;
+    for (route, intruder, caller) in guarded(urls, &merchant) {
+        assert!(anonymous(urls).get(&route).send().await.is_err(), "{route}");
+        let (status, body) =
+            status_of(urls.client_as(intruder).get(&route).send().await.unwrap()).await;
+        assert_eq!(status, 403, "{intruder} on {route}: {body}");
+        let allowed = urls.client_as(caller).get(&route).send().await.unwrap();
+        assert_ne!(allowed.status().as_u16(), 403, "{caller} on {route}");
+    }
+    // The gateway and the admin console are called by no one: their internal listeners
+    // answer no service at all.
+    for service in ["payment-gateway", "admin-bff"] {
+        let route = format!("{}/internal/v1/anything", urls.internal(service));
+        let answer = urls
+            .client_as("merchant-auth")
+            .get(&route)
+            .send()
+            .await
+            .unwrap();
+        assert!(
+            matches!(answer.status().as_u16(), 403 | 404),
+            "{route}: {}",
+            answer.status()
+        );
+    }
+}
+
+async fn first_merchant(db: &str) -> String {
+    let pool = sqlx::PgPool::connect(db).await.unwrap();
+    sqlx::query_scalar("SELECT id FROM merchants LIMIT 1")
+        .fetch_one(&pool)
+        .await
+        .unwrap()
+}
