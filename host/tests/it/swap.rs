@@ -70,7 +70,14 @@ async fn swap_during_concurrent_calls_fails_nothing_and_drains_the_old_version()
 
 #[tokio::test]
 async fn in_flight_call_finishes_on_the_version_it_started_on() {
-    let host = Arc::new(TestHost::with(&[HOSTILE]).await);
+    // The spinning call must outlast the install beside it, which compiles a component:
+    // on a loaded machine that takes longer than the usual 200 ms deadline, so this call
+    // gets five seconds, and what it shows is which version finished it, not how fast.
+    let host = TestHost::builder()
+        .config(|config| config.risk.deadline_ms = 5_000)
+        .build();
+    host.install(&HOSTILE).await;
+    let host = Arc::new(host);
     let slow = {
         let host = host.clone();
         tokio::spawn(async move {
