@@ -5,7 +5,7 @@
 
 use async_trait::async_trait;
 use payloom_platform::ApiResult;
-use payloom_platform::client::{ServiceClient, ServicePath};
+use payloom_platform::client::ServiceClient;
 use payloom_platform::events::Envelope;
 use serde::{Deserialize, Serialize};
 
@@ -137,31 +137,39 @@ pub struct AccountingHttp(pub ServiceClient);
 #[async_trait]
 impl AccountingApi for AccountingHttp {
     async fn balance(&self, merchant_id: &str) -> ApiResult<Balance> {
-        self.0
-            .get(ServicePath::new([
-                "internal",
-                "v1",
-                "balances",
-                merchant_id,
-            ]))
-            .await
+        operations::BALANCE.call(&self.0, &[merchant_id], &()).await
     }
     async fn accounts(&self) -> ApiResult<Accounts> {
-        self.0.get("/internal/v1/ledger/accounts").await
+        operations::ACCOUNTS.call(&self.0, &[], &()).await
     }
     async fn entries(&self, query: EntryQuery) -> ApiResult<Vec<EntryOut>> {
-        let (key, value) = match (&query.payment_id, &query.merchant_id) {
+        let filter = match (&query.payment_id, &query.merchant_id) {
             (Some(p), _) => ("payment_id", p.as_str()),
             (None, Some(m)) => ("merchant_id", m.as_str()),
             (None, None) => ("payment_id", ""),
         };
-        let path = ServicePath::new(["internal", "v1", "ledger", "entries"]).query(key, value);
-        self.0.get(path).await
+        operations::ENTRIES
+            .call_with_query(&self.0, &[], &[filter], &())
+            .await
     }
     async fn reverse(&self, entry_id: &str, input: ReverseIn) -> ApiResult<EntryOut> {
-        let path = ServicePath::new(["internal", "v1", "ledger", "entries", entry_id, "reversals"]);
-        self.0.post(path, &input).await
+        operations::REVERSE.call(&self.0, &[entry_id], &input).await
     }
+}
+
+/// The ledger's internal operations, each declared once for its client and its router.
+pub mod operations {
+    use payloom_platform::operation::Operation;
+
+    use super::{Accounts, Balance, EntryOut, ReverseIn};
+
+    pub const BALANCE: Operation<(), Balance> =
+        Operation::get("/internal/v1/balances/{merchant_id}");
+    pub const ACCOUNTS: Operation<(), Accounts> = Operation::get("/internal/v1/ledger/accounts");
+    /// Filtered by `?payment_id=` or `?merchant_id=`.
+    pub const ENTRIES: Operation<(), Vec<EntryOut>> = Operation::get("/internal/v1/ledger/entries");
+    pub const REVERSE: Operation<ReverseIn, EntryOut> =
+        Operation::post("/internal/v1/ledger/entries/{id}/reversals");
 }
 
 /// `ledger.entry_booked` on `ledger.events`, keyed by the entry's payment (or the entry

@@ -4,7 +4,7 @@
 
 use async_trait::async_trait;
 use payloom_platform::ApiResult;
-use payloom_platform::client::{ServiceClient, ServicePath};
+use payloom_platform::client::ServiceClient;
 use payloom_platform::events::Envelope;
 use serde::{Deserialize, Serialize};
 
@@ -110,16 +110,28 @@ pub struct OrderHttp(pub ServiceClient);
 #[async_trait]
 impl OrderApi for OrderHttp {
     async fn create(&self, req: OrderIn) -> ApiResult<Order> {
-        self.0.post("/internal/v1/orders", &req).await
+        operations::CREATE.call(&self.0, &[], &req).await
     }
     async fn get(&self, id: &str) -> ApiResult<Order> {
-        let path = ServicePath::new(["internal", "v1", "orders", id]);
-        self.0.get(path).await
+        operations::GET.call(&self.0, &[id], &()).await
     }
     async fn transition(&self, id: &str, to: OrderStatus) -> ApiResult<Order> {
-        let path = ServicePath::new(["internal", "v1", "orders", id, "transitions"]);
-        self.0.post(path, &MoveIn { to }).await
+        operations::TRANSITION
+            .call(&self.0, &[id], &MoveIn { to })
+            .await
     }
+}
+
+/// The order service's internal operations, each declared once for its client and router.
+pub mod operations {
+    use payloom_platform::operation::Operation;
+
+    use super::{MoveIn, Order, OrderIn};
+
+    pub const CREATE: Operation<OrderIn, Order> = Operation::post("/internal/v1/orders");
+    pub const GET: Operation<(), Order> = Operation::get("/internal/v1/orders/{id}");
+    pub const TRANSITION: Operation<MoveIn, Order> =
+        Operation::post("/internal/v1/orders/{id}/transitions");
 }
 
 /// `order.<status>` on `order.events`, keyed by the order: the order after it was created

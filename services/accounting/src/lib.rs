@@ -11,7 +11,6 @@ use std::sync::Arc;
 
 use async_trait::async_trait;
 use axum::extract::{Path, Query, State};
-use axum::routing::{get, post};
 use axum::{Json, Router};
 use payloom_gateway_contract::{PaymentEvent, RefundEvent, RefundOut};
 use payloom_platform::clock::SharedClock;
@@ -662,12 +661,11 @@ impl AccountingApi for Ledger {
 }
 
 pub fn router(service: Arc<Ledger>) -> Router {
-    Router::new()
-        .route("/internal/v1/balances/{merchant_id}", get(balance))
-        .route("/internal/v1/ledger/accounts", get(accounts))
-        .route("/internal/v1/ledger/entries", get(entries))
-        .route("/internal/v1/ledger/entries/{id}/reversals", post(reverse))
-        .with_state(service)
+    use payloom_accounting_contract::operations::{ACCOUNTS, BALANCE, ENTRIES, REVERSE};
+    let router = BALANCE.route(Router::new(), balance);
+    let router = ACCOUNTS.route(router, accounts);
+    let router = ENTRIES.route(router, entries);
+    REVERSE.route(router, reverse).with_state(service)
 }
 
 async fn balance(

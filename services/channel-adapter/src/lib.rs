@@ -7,13 +7,12 @@ use std::sync::Arc;
 
 use async_trait::async_trait;
 use axum::extract::{Path, State};
-use axum::routing::{post, put};
 use axum::{Json, Router};
 use payloom_host::bindings::channel_types as ch;
 use payloom_host::capabilities::crypto::Key;
 use payloom_host::{Call, CallContext, CallFailure, ChannelCall, PluginKind, Registry, Reply};
 use payloom_platform::cache::TtlCache;
-use payloom_platform::client::{ServiceClient, ServicePath};
+use payloom_platform::client::ServiceClient;
 use payloom_platform::clock::SharedClock;
 use payloom_platform::db::Migration;
 use payloom_platform::seal::MasterKey;
@@ -297,7 +296,7 @@ pub struct ChannelHttp(pub ServiceClient);
 #[async_trait]
 impl ChannelApi for ChannelHttp {
     async fn call(&self, req: ChannelIn) -> ApiResult<ChannelOut> {
-        self.0.post("/internal/v1/channels/call", &req).await
+        operations::CALL.call(&self.0, &[], &req).await
     }
     async fn set_credentials(
         &self,
@@ -305,27 +304,35 @@ impl ChannelApi for ChannelHttp {
         channel: &str,
         values: BTreeMap<String, String>,
     ) -> ApiResult<()> {
-        let path = ServicePath::new([
-            "internal",
-            "v1",
-            "merchants",
-            merchant_id,
-            "channels",
-            channel,
-            "credentials",
-        ]);
-        let _: serde_json::Value = self.0.post(path, &values).await?;
-        Ok(())
+        operations::SET_CREDENTIALS
+            .call(&self.0, &[merchant_id, channel], &values)
+            .await
+            .map(drop)
     }
 }
 
+/// The internal operations, each declared once for the client and the router.
+pub mod operations {
+    use std::collections::BTreeMap;
+
+    use payloom_platform::operation::Operation;
+
+    use super::{ChannelIn, ChannelOut};
+
+    pub const CALL: Operation<ChannelIn, ChannelOut> =
+        Operation::post("/internal/v1/channels/call");
+    pub const SET_CREDENTIALS: Operation<BTreeMap<String, String>, serde_json::Value> =
+        Operation::post("/internal/v1/merchants/{merchant}/channels/{channel}/credentials");
+    /// The same as [`SET_CREDENTIALS`], for tooling that replaces with PUT.
+    pub const REPLACE_CREDENTIALS: Operation<BTreeMap<String, String>, serde_json::Value> =
+        Operation::put("/internal/v1/merchants/{merchant}/channels/{channel}/credentials");
+}
+
 pub fn router(service: Arc<ChannelAdapter>) -> Router {
-    Router::new()
-        .route("/internal/v1/channels/call", post(call))
-        .route(
-            "/internal/v1/merchants/{merchant}/channels/{channel}/credentials",
-            post(set_credentials).merge(put(set_credentials)),
-        )
+    let router = operations::CALL.route(Router::new(), call);
+    let router = operations::SET_CREDENTIALS.route(router, set_credentials);
+    operations::REPLACE_CREDENTIALS
+        .route(router, set_credentials)
         .with_state(service)
 }
 

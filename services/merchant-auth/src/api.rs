@@ -3,24 +3,22 @@
 use std::sync::Arc;
 
 use axum::extract::{Path, State};
-use axum::routing::{get, post};
 use axum::{Json, Router};
 use payloom_platform::{ApiJson, ApiResult};
 
 use crate::{
     ApiKeyOut, Merchant, MerchantAuth, MerchantAuthApi, MerchantIn, VerifiedOut, VerifyIn,
+    operations,
 };
 
 pub fn router(service: Arc<MerchantAuth>) -> Router {
-    Router::new()
-        .route("/internal/v1/auth/verify", post(verify))
-        .route("/internal/v1/merchants", post(create_merchant))
-        .route("/internal/v1/merchants/{id}", get(get_merchant))
-        .route("/internal/v1/merchants/{id}/api-keys", post(create_api_key))
-        .route(
-            "/internal/v1/merchants/{id}/api-keys/{key_id}/revoke",
-            post(revoke_api_key),
-        )
+    let router = Router::new();
+    let router = operations::VERIFY.route(router, verify);
+    let router = operations::CREATE_MERCHANT.route(router, create_merchant);
+    let router = operations::GET_MERCHANT.route(router, get_merchant);
+    let router = operations::CREATE_API_KEY.route(router, create_api_key);
+    operations::REVOKE_API_KEY
+        .route(router, revoke_api_key)
         .with_state(service)
 }
 

@@ -8,7 +8,7 @@ use std::sync::Arc;
 
 use async_trait::async_trait;
 use payloom_platform::cache::{KeyStore, MemoryLimits, TtlCache};
-use payloom_platform::client::{ServiceClient, ServicePath};
+use payloom_platform::client::ServiceClient;
 use payloom_platform::clock::SharedClock;
 use payloom_platform::db::Migration;
 use payloom_platform::seal::MasterKey;
@@ -255,37 +255,49 @@ impl MerchantAuthApi for MerchantAuth {
     }
 }
 
+/// The internal operations, each declared once for the client and the router.
+pub mod operations {
+    use payloom_platform::operation::Operation;
+    use serde_json::Value;
+
+    use super::{ApiKeyOut, Merchant, MerchantIn, VerifiedOut, VerifyIn};
+
+    pub const VERIFY: Operation<VerifyIn, VerifiedOut> =
+        Operation::post("/internal/v1/auth/verify");
+    pub const CREATE_MERCHANT: Operation<MerchantIn, Merchant> =
+        Operation::post("/internal/v1/merchants");
+    pub const GET_MERCHANT: Operation<(), Merchant> = Operation::get("/internal/v1/merchants/{id}");
+    pub const CREATE_API_KEY: Operation<Value, ApiKeyOut> =
+        Operation::post("/internal/v1/merchants/{id}/api-keys");
+    pub const REVOKE_API_KEY: Operation<Value, Value> =
+        Operation::post("/internal/v1/merchants/{id}/api-keys/{key_id}/revoke");
+}
+
 /// [`MerchantAuthApi`] over HTTP.
 pub struct MerchantAuthHttp(pub ServiceClient);
 
 #[async_trait]
 impl MerchantAuthApi for MerchantAuthHttp {
     async fn verify(&self, req: VerifyIn) -> ApiResult<VerifiedOut> {
-        self.0.post("/internal/v1/auth/verify", &req).await
+        operations::VERIFY.call(&self.0, &[], &req).await
     }
     async fn create_merchant(&self, req: MerchantIn) -> ApiResult<Merchant> {
-        self.0.post("/internal/v1/merchants", &req).await
+        operations::CREATE_MERCHANT.call(&self.0, &[], &req).await
     }
     async fn get_merchant(&self, id: &str) -> ApiResult<Merchant> {
-        self.0
-            .get(ServicePath::new(["internal", "v1", "merchants", id]))
-            .await
+        operations::GET_MERCHANT.call(&self.0, &[id], &()).await
     }
     async fn create_api_key(&self, merchant_id: &str) -> ApiResult<ApiKeyOut> {
-        let path = ServicePath::new(["internal", "v1", "merchants", merchant_id, "api-keys"]);
-        self.0.post(path, &serde_json::json!({})).await
+        let empty = serde_json::json!({});
+        operations::CREATE_API_KEY
+            .call(&self.0, &[merchant_id], &empty)
+            .await
     }
     async fn revoke_api_key(&self, merchant_id: &str, key_id: &str) -> ApiResult<()> {
-        let path = ServicePath::new([
-            "internal",
-            "v1",
-            "merchants",
-            merchant_id,
-            "api-keys",
-            key_id,
-            "revoke",
-        ]);
-        let _: serde_json::Value = self.0.post(path, &serde_json::json!({})).await?;
-        Ok(())
+        let empty = serde_json::json!({});
+        operations::REVOKE_API_KEY
+            .call(&self.0, &[merchant_id, key_id], &empty)
+            .await
+            .map(drop)
     }
 }

@@ -7,14 +7,13 @@ use std::sync::{Arc, Mutex};
 
 use async_trait::async_trait;
 use axum::extract::{Path, State};
-use axum::routing::post;
 use axum::{Json, Router};
 use payloom_host::bindings::{channel_types as ch, policy_types as po, types};
 use payloom_host::{
     Call, CallContext, CallFailure, ChannelCall, PluginKind, PolicyCall, Registry, Reply,
 };
 use payloom_platform::cache::TtlCache;
-use payloom_platform::client::{ServiceClient, ServicePath};
+use payloom_platform::client::ServiceClient;
 use payloom_platform::clock::SharedClock;
 use payloom_platform::db::Migration;
 use payloom_platform::{ApiError, ApiJson, ApiResult, Db};
@@ -311,19 +310,31 @@ pub struct PolicyHttp(pub ServiceClient);
 #[async_trait]
 impl PolicyApi for PolicyHttp {
     async fn decide(&self, req: DecideIn) -> ApiResult<Decision> {
-        self.0.post("/internal/v1/policy/decide", &req).await
+        operations::DECIDE.call(&self.0, &[], &req).await
     }
     async fn set_policy(&self, merchant_id: &str, policy: PolicyIn) -> ApiResult<()> {
-        let path = ServicePath::new(["internal", "v1", "merchants", merchant_id, "policy"]);
-        let _: serde_json::Value = self.0.post(path, &policy).await?;
-        Ok(())
+        operations::SET_POLICY
+            .call(&self.0, &[merchant_id], &policy)
+            .await
+            .map(drop)
     }
 }
 
+/// The internal operations, each declared once for the client and the router.
+pub mod operations {
+    use payloom_platform::operation::Operation;
+
+    use super::{DecideIn, Decision, PolicyIn};
+
+    pub const DECIDE: Operation<DecideIn, Decision> = Operation::post("/internal/v1/policy/decide");
+    pub const SET_POLICY: Operation<PolicyIn, serde_json::Value> =
+        Operation::post("/internal/v1/merchants/{id}/policy");
+}
+
 pub fn router(service: Arc<MerchantPolicy>) -> Router {
-    Router::new()
-        .route("/internal/v1/policy/decide", post(decide))
-        .route("/internal/v1/merchants/{id}/policy", post(set_policy))
+    let router = operations::DECIDE.route(Router::new(), decide);
+    operations::SET_POLICY
+        .route(router, set_policy)
         .with_state(service)
 }
 

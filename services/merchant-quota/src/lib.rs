@@ -9,9 +9,8 @@ use std::sync::Arc;
 
 use async_trait::async_trait;
 use axum::extract::{Path, State};
-use axum::routing::post;
 use axum::{Json, Router};
-use payloom_platform::client::{ServiceClient, ServicePath};
+use payloom_platform::client::ServiceClient;
 use payloom_platform::clock::SharedClock;
 use payloom_platform::db::Migration;
 use payloom_platform::{ApiError, ApiJson, ApiResult, Db, ids};
@@ -188,35 +187,38 @@ impl QuotaApi for Quotas {
     }
 }
 
+/// The internal operations, each declared once for the client and the router.
+pub mod operations {
+    use payloom_platform::operation::Operation;
+
+    use super::{Reservation, ReserveIn};
+
+    pub const RESERVE: Operation<ReserveIn, Reservation> =
+        Operation::post("/internal/v1/quota/reservations");
+    pub const RELEASE: Operation<(), serde_json::Value> =
+        Operation::post("/internal/v1/quota/reservations/{id}/release");
+}
+
 /// [`QuotaApi`] over HTTP.
 pub struct QuotaHttp(pub ServiceClient);
 
 #[async_trait]
 impl QuotaApi for QuotaHttp {
     async fn reserve(&self, req: ReserveIn) -> ApiResult<Reservation> {
-        self.0.post("/internal/v1/quota/reservations", &req).await
+        operations::RESERVE.call(&self.0, &[], &req).await
     }
     async fn release(&self, reservation_id: &str) -> ApiResult<()> {
-        let path = ServicePath::new([
-            "internal",
-            "v1",
-            "quota",
-            "reservations",
-            reservation_id,
-            "release",
-        ]);
-        let _: serde_json::Value = self.0.post(&path, &serde_json::json!({})).await?;
-        Ok(())
+        operations::RELEASE
+            .call(&self.0, &[reservation_id], &())
+            .await
+            .map(drop)
     }
 }
 
 pub fn router(service: Arc<Quotas>) -> Router {
-    Router::new()
-        .route("/internal/v1/quota/reservations", post(reserve))
-        .route(
-            "/internal/v1/quota/reservations/{id}/release",
-            post(release),
-        )
+    let router = operations::RESERVE.route(Router::new(), reserve);
+    operations::RELEASE
+        .route(router, release)
         .with_state(service)
 }
 

@@ -12,9 +12,8 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use axum::extract::{Path, Query, State};
-use axum::routing::{delete, get, post};
 use axum::{Json, Router};
-use payloom_platform::client::{ServiceClient, ServicePath};
+use payloom_platform::client::ServiceClient;
 use payloom_platform::clock::{SharedClock, rfc3339_ms};
 use payloom_platform::db::Migration;
 use payloom_platform::events::{self, Consumer, Envelope};
@@ -584,67 +583,61 @@ impl NotificationApi for NotificationHttp {
         merchant_id: &str,
         input: EndpointIn,
     ) -> ApiResult<EndpointOut> {
-        self.0.post(endpoints_path(merchant_id), &input).await
+        operations::CREATE_ENDPOINT
+            .call(&self.0, &[merchant_id], &input)
+            .await
     }
     async fn list_endpoints(&self, merchant_id: &str) -> ApiResult<Vec<EndpointOut>> {
-        self.0.get(endpoints_path(merchant_id)).await
+        operations::LIST_ENDPOINTS
+            .call(&self.0, &[merchant_id], &())
+            .await
     }
     async fn delete_endpoint(&self, merchant_id: &str, id: &str) -> ApiResult<EndpointOut> {
-        let path = ServicePath::new([
-            "internal",
-            "v1",
-            "merchants",
-            merchant_id,
-            "webhook_endpoints",
-            id,
-        ]);
-        self.0.delete(path).await
+        operations::DELETE_ENDPOINT
+            .call(&self.0, &[merchant_id, id], &())
+            .await
     }
     async fn deliveries(&self, query: DeliveryQuery) -> ApiResult<Vec<DeliveryOut>> {
-        let (key, value) = match (&query.endpoint_id, &query.event_id) {
+        let filter = match (&query.endpoint_id, &query.event_id) {
             (Some(e), _) => ("endpoint_id", e.as_str()),
             (None, Some(e)) => ("event_id", e.as_str()),
             (None, None) => ("endpoint_id", ""),
         };
-        let path = ServicePath::new(["internal", "v1", "webhook_deliveries"]).query(key, value);
-        self.0.get(path).await
+        operations::DELIVERIES
+            .call_with_query(&self.0, &[], &[filter], &())
+            .await
     }
     async fn resend(&self, delivery_id: &str) -> ApiResult<DeliveryOut> {
-        let path = ServicePath::new([
-            "internal",
-            "v1",
-            "webhook_deliveries",
-            delivery_id,
-            "resend",
-        ]);
-        self.0.post(path, &()).await
+        operations::RESEND.call(&self.0, &[delivery_id], &()).await
     }
 }
 
-/// A merchant's webhook endpoints on the notification service.
-fn endpoints_path(merchant_id: &str) -> ServicePath {
-    ServicePath::new([
-        "internal",
-        "v1",
-        "merchants",
-        merchant_id,
-        "webhook_endpoints",
-    ])
+/// The internal operations, each declared once for the client and the router.
+pub mod operations {
+    use payloom_platform::operation::Operation;
+
+    use super::{DeliveryOut, EndpointIn, EndpointOut};
+
+    pub const CREATE_ENDPOINT: Operation<EndpointIn, EndpointOut> =
+        Operation::post("/internal/v1/merchants/{merchant_id}/webhook_endpoints");
+    pub const LIST_ENDPOINTS: Operation<(), Vec<EndpointOut>> =
+        Operation::get("/internal/v1/merchants/{merchant_id}/webhook_endpoints");
+    pub const DELETE_ENDPOINT: Operation<(), EndpointOut> =
+        Operation::delete("/internal/v1/merchants/{merchant_id}/webhook_endpoints/{id}");
+    /// Filtered by `?endpoint_id=` or `?event_id=`.
+    pub const DELIVERIES: Operation<(), Vec<DeliveryOut>> =
+        Operation::get("/internal/v1/webhook_deliveries");
+    pub const RESEND: Operation<(), DeliveryOut> =
+        Operation::post("/internal/v1/webhook_deliveries/{id}/resend");
 }
 
 pub fn router(service: Arc<Notifications>) -> Router {
-    Router::new()
-        .route(
-            "/internal/v1/merchants/{merchant_id}/webhook_endpoints",
-            post(create_endpoint).get(list_endpoints),
-        )
-        .route(
-            "/internal/v1/merchants/{merchant_id}/webhook_endpoints/{id}",
-            delete(delete_endpoint),
-        )
-        .route("/internal/v1/webhook_deliveries", get(deliveries))
-        .route("/internal/v1/webhook_deliveries/{id}/resend", post(resend))
-        .with_state(service)
+    use operations::*;
+    let router = CREATE_ENDPOINT.route(Router::new(), create_endpoint);
+    let router = LIST_ENDPOINTS.route(router, list_endpoints);
+    let router = DELETE_ENDPOINT.route(router, delete_endpoint);
+    let router = DELIVERIES.route(router, deliveries);
+    RESEND.route(router, resend).with_state(service)
 }
 
 async fn create_endpoint(

@@ -7,7 +7,6 @@ use std::sync::Arc;
 
 use async_trait::async_trait;
 use axum::extract::{Path, State};
-use axum::routing::{get, post};
 use axum::{Json, Router};
 use payloom_platform::clock::SharedClock;
 use payloom_platform::db::{Dialect, Migration, is_unique_violation};
@@ -271,11 +270,10 @@ impl Orders {
 }
 
 pub fn router(service: Arc<Orders>) -> Router {
-    Router::new()
-        .route("/internal/v1/orders", post(create))
-        .route("/internal/v1/orders/{id}", get(get_order))
-        .route("/internal/v1/orders/{id}/transitions", post(transition))
-        .with_state(service)
+    use payloom_order_contract::operations::{CREATE, GET, TRANSITION};
+    let router = CREATE.route(Router::new(), create);
+    let router = GET.route(router, get_order);
+    TRANSITION.route(router, transition).with_state(service)
 }
 
 async fn create(

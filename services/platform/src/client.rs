@@ -140,6 +140,16 @@ impl ServiceClient {
         self.send(request).await
     }
 
+    /// `PUT path` with a JSON body.
+    pub async fn put<I: Serialize + ?Sized, O: DeserializeOwned>(
+        &self,
+        path: impl AsRef<str>,
+        body: &I,
+    ) -> ApiResult<O> {
+        let request = self.http.put(self.url(path.as_ref())?).json(body);
+        self.send(request).await
+    }
+
     /// `GET path`.
     pub async fn get<O: DeserializeOwned>(&self, path: impl AsRef<str>) -> ApiResult<O> {
         self.send(self.http.get(self.url(path.as_ref())?)).await

@@ -19,6 +19,7 @@ use tokio::sync::Notify;
 
 use crate::db::{Db, Dialect, Migration};
 use crate::ids;
+use crate::operation::Operation;
 
 /// Version of the envelope's shape; a consumer refuses a version it does not know.
 pub const ENVELOPE_VERSION: i64 = 1;
@@ -576,19 +577,22 @@ pub struct DeadLetterHttp(pub crate::client::ServiceClient);
 #[async_trait]
 impl DeadLetterApi for DeadLetterHttp {
     async fn dead_letters(&self) -> crate::ApiResult<Vec<DeadLetter>> {
-        self.0.get("/internal/v1/dead_letters").await
+        DEAD_LETTERS.call(&self.0, &[], &()).await
     }
     async fn replay(&self, event_id: &str) -> crate::ApiResult<Replayed> {
-        let path =
-            crate::client::ServicePath::new(["internal", "v1", "dead_letters", event_id, "replay"]);
-        self.0.post(path, &()).await
+        REPLAY.call(&self.0, &[event_id], &()).await
     }
 }
+
+/// A consumer's dead letters, and the replay of one.
+pub const DEAD_LETTERS: Operation<(), Vec<DeadLetter>> =
+    Operation::get("/internal/v1/dead_letters");
+pub const REPLAY: Operation<(), Replayed> =
+    Operation::post("/internal/v1/dead_letters/{event_id}/replay");
 
 /// A consumer service's internal routes for its dead letters.
 pub fn dead_letter_router(subscription: Arc<Subscription>) -> axum::Router {
     use axum::extract::{Path, State};
-    use axum::routing::{get, post};
     async fn list(
         State(s): State<Arc<Subscription>>,
     ) -> crate::ApiResult<axum::Json<Vec<DeadLetter>>> {
@@ -600,10 +604,8 @@ pub fn dead_letter_router(subscription: Arc<Subscription>) -> axum::Router {
     ) -> crate::ApiResult<axum::Json<Replayed>> {
         s.replay(&event_id).await.map(axum::Json)
     }
-    axum::Router::new()
-        .route("/internal/v1/dead_letters", get(list))
-        .route("/internal/v1/dead_letters/{event_id}/replay", post(replay))
-        .with_state(subscription)
+    let router = DEAD_LETTERS.route(axum::Router::new(), list);
+    REPLAY.route(router, replay).with_state(subscription)
 }
 
 /// The in-process carrier of `dev`: publishing an event runs every subscribed consumer

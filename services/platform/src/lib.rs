@@ -18,6 +18,7 @@ pub mod events;
 pub mod ids;
 pub mod kafka;
 pub mod money;
+pub mod operation;
 pub mod provenance;
 pub mod registry;
 pub mod seal;

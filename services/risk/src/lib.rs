@@ -8,7 +8,6 @@ use std::sync::Arc;
 
 use async_trait::async_trait;
 use axum::extract::{Path, State};
-use axum::routing::{get, post};
 use axum::{Json, Router};
 use payloom_host::bindings::{risk_types as ri, types};
 use payloom_host::capabilities::counters::{CounterKey, Counters};
@@ -303,14 +302,27 @@ pub struct RiskHttp(pub ServiceClient);
 #[async_trait]
 impl RiskApi for RiskHttp {
     async fn evaluate(&self, req: EvaluateIn) -> ApiResult<RiskDecision> {
-        self.0.post("/internal/v1/risk/evaluate", &req).await
+        operations::EVALUATE.call(&self.0, &[], &req).await
     }
 }
 
+/// The internal operations, each declared once for the client and the router.
+pub mod operations {
+    use payloom_platform::operation::Operation;
+
+    use super::{EvaluateIn, RiskDecision, StoredDecision};
+
+    pub const EVALUATE: Operation<EvaluateIn, RiskDecision> =
+        Operation::post("/internal/v1/risk/evaluate");
+    /// Every rule's result of one decision, for operators and their tooling.
+    pub const DECISION: Operation<(), StoredDecision> =
+        Operation::get("/internal/v1/risk/decisions/{id}");
+}
+
 pub fn router(service: Arc<Risk>) -> Router {
-    Router::new()
-        .route("/internal/v1/risk/evaluate", post(evaluate))
-        .route("/internal/v1/risk/decisions/{id}", get(get_decision))
+    let router = operations::EVALUATE.route(Router::new(), evaluate);
+    operations::DECISION
+        .route(router, get_decision)
         .with_state(service)
 }
 
