@@ -29,9 +29,11 @@ impl Service for AccountingService {
     }
 
     fn connect(&self, w: &mut Wiring<'_>) -> anyhow::Result<()> {
-        w.park(SERVICE, Arc::new(DeadLetterHttp(w.client(SERVICE)?)));
-        let client: Arc<dyn AccountingApi> = Arc::new(AccountingHttp(w.client(SERVICE)?));
-        w.provide(client);
+        // One client (one read of the caller's certificate) for the API and dead letters.
+        let client = w.client(SERVICE)?;
+        w.park(SERVICE, Arc::new(DeadLetterHttp(client.clone())));
+        let api: Arc<dyn AccountingApi> = Arc::new(AccountingHttp(client));
+        w.provide(api);
         Ok(())
     }
 
