@@ -11,6 +11,7 @@ pub mod bindings;
 pub mod cache;
 pub mod capabilities;
 pub mod config;
+pub mod facts;
 pub mod manifest;
 pub mod metrics;
 pub mod plugin;

@@ -16,12 +16,12 @@ use axum::http::request::Parts;
 use axum::routing::{post, put};
 use axum::{Json, Router};
 use jsonwebtoken::{Algorithm, DecodingKey, Validation};
-use payloom_accounting::AccountingApi;
-use payloom_channel_adapter::ChannelApi;
-use payloom_merchant_auth::{ApiKeyOut, Merchant, MerchantAuthApi, MerchantIn};
-use payloom_merchant_policy::{PolicyApi, PolicyIn};
-use payloom_notification::NotificationApi;
+use payloom_accounting_contract::AccountingApi;
+use payloom_channel_contract::ChannelApi;
+use payloom_merchant_auth_contract::{ApiKeyOut, Merchant, MerchantAuthApi, MerchantIn};
+use payloom_notification_contract::NotificationApi;
 use payloom_platform::events::DeadLetterApi;
+use payloom_policy_contract::{PolicyApi, PolicyIn};
 
 use payloom_platform::cache::KeyStore;
 use payloom_platform::clock::SharedClock;

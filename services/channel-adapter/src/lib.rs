@@ -1,6 +1,7 @@
 //! Channel dispatch with sealed per-merchant credentials.
 
 pub mod service;
+mod wit;
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -8,11 +9,9 @@ use std::sync::Arc;
 use async_trait::async_trait;
 use axum::extract::{Path, State};
 use axum::{Json, Router};
-use payloom_host::bindings::channel_types as ch;
 use payloom_host::capabilities::crypto::Key;
-use payloom_host::{Call, CallContext, CallFailure, ChannelCall, PluginKind, Registry, Reply};
+use payloom_host::{Call, CallContext, CallFailure, PluginKind, Registry, Reply};
 use payloom_platform::cache::TtlCache;
-use payloom_platform::client::ServiceClient;
 use payloom_platform::clock::SharedClock;
 use payloom_platform::db::Migration;
 use payloom_platform::seal::MasterKey;
@@ -20,46 +19,18 @@ use payloom_platform::{ApiError, ApiJson, ApiResult, Db};
 use prometheus_client::encoding::EncodeLabelSet;
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
-use serde::{Deserialize, Serialize};
 use sqlx::Row;
+
+pub use payloom_channel_contract::{
+    CHANNEL_UNAVAILABLE, CHANNEL_UNKNOWN, ChannelApi, ChannelCall, ChannelHttp, ChannelIn,
+    ChannelOut, operations,
+};
 
 pub const MIGRATIONS: &[Migration] = &[Migration {
     version: 1,
     name: "channel credentials",
     sql: include_str!("../migrations/0001_credentials.sql"),
 }];
-
-/// One operation on a channel for a merchant.
-#[derive(Debug, Clone, Serialize, Deserialize)]
-pub struct ChannelIn {
-    pub merchant_id: String,
-    pub channel: String,
-    pub call: ChannelCall,
-}
-
-/// What the component answered. `Err` is the component's own refusal (bad request,
-/// credentials, unsupported); a call that never produced an answer is an `ApiError`.
-#[derive(Debug, Clone, Serialize, Deserialize)]
-pub enum ChannelOut {
-    Payment(Result<ch::PaymentResponse, ch::ChannelError>),
-    Refund(Result<ch::RefundResponse, ch::ChannelError>),
-    Notification(Result<ch::NotificationResponse, ch::ChannelError>),
-}
-
-#[async_trait]
-pub trait ChannelApi: Send + Sync {
-    /// Runs a payment or refund operation. 400 `channel_unknown` for a channel that is not
-    /// loaded; 503 `channel_unavailable` when the host refused to run the component (the
-    /// PSP was not called); 502 `channel_failed` when the component could not answer (the
-    /// outcome at the PSP is then unknown).
-    async fn call(&self, req: ChannelIn) -> ApiResult<ChannelOut>;
-    async fn set_credentials(
-        &self,
-        merchant_id: &str,
-        channel: &str,
-        values: BTreeMap<String, String>,
-    ) -> ApiResult<()>;
-}
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct CallLabels {
@@ -105,11 +76,6 @@ pub struct ChannelAdapter {
     opened: TtlCache<BTreeMap<String, String>>,
     metrics: ChannelMetrics,
 }
-
-/// The error code of a call the host refused to run: the PSP was certainly not called.
-pub const CHANNEL_UNAVAILABLE: &str = "channel_unavailable";
-/// The error code of a call to a channel that is not loaded.
-pub const CHANNEL_UNKNOWN: &str = "channel_unknown";
 
 /// How long a node keeps opened credentials.
 const CREDENTIALS_CACHE_TTL_MS: i64 = 5_000;
@@ -222,16 +188,16 @@ impl ChannelApi for ChannelAdapter {
         let operation = req.call.name();
         let result = self
             .registry
-            .call(&req.channel, ctx, Call::Channel(req.call))
+            .call(&req.channel, ctx, Call::Channel(wit::call(req.call)))
             .await;
         if !matches!(&result, Err(f) if f.was_refused()) {
             self.metrics.count(&req.channel, operation);
         }
         match result {
             Ok(report) => match report.reply {
-                Reply::Payment(r) => Ok(ChannelOut::Payment(r)),
-                Reply::Refund(r) => Ok(ChannelOut::Refund(r)),
-                Reply::Notification(r) => Ok(ChannelOut::Notification(r)),
+                Reply::Payment(r) => Ok(ChannelOut::Payment(wit::payment_answer(r))),
+                Reply::Refund(r) => Ok(ChannelOut::Refund(wit::refund_answer(r))),
+                Reply::Notification(r) => Ok(ChannelOut::Notification(wit::notification_answer(r))),
                 other => Err(ApiError::internal(format!("channel answered {other:?}"))),
             },
             Err(CallFailure::NotFound { .. }) => Err(unknown_channel(&req.channel)),
@@ -288,44 +254,6 @@ impl ChannelApi for ChannelAdapter {
         self.opened.remove(&format!("{merchant_id}:{channel}"));
         Ok(())
     }
-}
-
-/// [`ChannelApi`] over HTTP.
-pub struct ChannelHttp(pub ServiceClient);
-
-#[async_trait]
-impl ChannelApi for ChannelHttp {
-    async fn call(&self, req: ChannelIn) -> ApiResult<ChannelOut> {
-        operations::CALL.call(&self.0, &[], &req).await
-    }
-    async fn set_credentials(
-        &self,
-        merchant_id: &str,
-        channel: &str,
-        values: BTreeMap<String, String>,
-    ) -> ApiResult<()> {
-        operations::SET_CREDENTIALS
-            .call(&self.0, &[merchant_id, channel], &values)
-            .await
-            .map(drop)
-    }
-}
-
-/// The internal operations, each declared once for the client and the router.
-pub mod operations {
-    use std::collections::BTreeMap;
-
-    use payloom_platform::operation::Operation;
-
-    use super::{ChannelIn, ChannelOut};
-
-    pub const CALL: Operation<ChannelIn, ChannelOut> =
-        Operation::post("/internal/v1/channels/call");
-    pub const SET_CREDENTIALS: Operation<BTreeMap<String, String>, serde_json::Value> =
-        Operation::post("/internal/v1/merchants/{merchant}/channels/{channel}/credentials");
-    /// The same as [`SET_CREDENTIALS`], for tooling that replaces with PUT.
-    pub const REPLACE_CREDENTIALS: Operation<BTreeMap<String, String>, serde_json::Value> =
-        Operation::put("/internal/v1/merchants/{merchant}/channels/{channel}/credentials");
 }
 
 pub fn router(service: Arc<ChannelAdapter>) -> Router {

@@ -8,12 +8,14 @@ use std::sync::Arc;
 use payloom_channel_adapter::{
     ChannelAdapter, ChannelApi, ChannelHttp, ChannelIn, ChannelMetrics, ChannelOut,
 };
-use payloom_host::bindings::{channel_types as ch, types};
+use payloom_channel_contract as ch;
+use payloom_channel_contract::ChannelCall;
 use payloom_host::capabilities::HostServices;
 use payloom_host::capabilities::counters::MemoryCounters;
 use payloom_host::capabilities::http::HttpClient;
 use payloom_host::capabilities::lists::MemoryLists;
-use payloom_host::{ChannelCall, HostConfig, Registry, Runtime};
+use payloom_host::{HostConfig, Registry, Runtime};
+use payloom_payment_facts as types;
 use payloom_platform::client::ServiceClient;
 use payloom_platform::db::{PoolOptions, sqlite_url};
 use payloom_platform::seal::MasterKey;

@@ -7,10 +7,10 @@ use payloom_platform::{ApiError, ApiResult};
 use sha2::{Digest, Sha256};
 use sqlx::Row;
 
+pub use payloom_merchant_auth_contract::signing::{SIGNATURE_WINDOW_SECS, sign, string_to_sign};
+
 use crate::{MerchantAuth, VerifiedOut, VerifyIn};
 
-/// Requests older or newer than this, against server time, are refused.
-pub const SIGNATURE_WINDOW_SECS: i64 = 300;
 /// The window as compared: in milliseconds, so it is exactly as long as the nonce TTL
 /// below assumes (whole seconds would stretch it by up to a second).
 const SIGNATURE_WINDOW_MS: u64 = SIGNATURE_WINDOW_SECS as u64 * 1_000;
@@ -27,31 +27,6 @@ pub(crate) const SECRET_BYTES: usize = 48;
 const _: () = assert!(3 + 2 * SECRET_BYTES > 64);
 /// Longest nonce accepted.
 const NONCE_LEN_MAX: usize = 64;
-
-/// The message a merchant signs.
-pub fn string_to_sign(
-    method: &str,
-    path_and_query: &str,
-    timestamp: &str,
-    nonce: &str,
-    body: &str,
-) -> String {
-    format!("{method}\n{path_and_query}\n{timestamp}\n{nonce}\n{body}")
-}
-
-/// Hex HMAC-SHA256 of the request under `secret` (what a merchant's client computes).
-pub fn sign(
-    secret: &str,
-    method: &str,
-    path_and_query: &str,
-    timestamp: &str,
-    nonce: &str,
-    body: &str,
-) -> String {
-    let mut mac = Hmac::<Sha256>::new_from_slice(secret.as_bytes()).expect("any key length");
-    mac.update(string_to_sign(method, path_and_query, timestamp, nonce, body).as_bytes());
-    hex::encode(mac.finalize().into_bytes())
-}
 
 /// What is stored for a secret: the key HMAC derives from it.
 pub(crate) fn signing_key(secret: &str) -> Vec<u8> {

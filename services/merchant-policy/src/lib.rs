@@ -13,12 +13,15 @@ use payloom_host::{
     Call, CallContext, CallFailure, ChannelCall, PluginKind, PolicyCall, Registry, Reply,
 };
 use payloom_platform::cache::TtlCache;
-use payloom_platform::client::ServiceClient;
 use payloom_platform::clock::SharedClock;
 use payloom_platform::db::Migration;
 use payloom_platform::{ApiError, ApiJson, ApiResult, Db};
 use serde::{Deserialize, Serialize};
 use sqlx::Row;
+
+pub use payloom_policy_contract::{
+    DecideIn, Decision, PolicyApi, PolicyHttp, PolicyIn, operations,
+};
 
 pub const MIGRATIONS: &[Migration] = &[Migration {
     version: 1,
@@ -29,39 +32,6 @@ pub const MIGRATIONS: &[Migration] = &[Migration {
 /// `[policy]`: the component and configuration merchants get unless they have their own.
 #[derive(Debug, Clone, Deserialize, Serialize)]
 pub struct PolicyConfig {
-    pub plugin: String,
-    #[serde(default)]
-    pub config: BTreeMap<String, String>,
-}
-
-#[derive(Debug, Clone, Serialize, Deserialize)]
-pub struct DecideIn {
-    pub tier: String,
-    pub payment: types::Payment,
-}
-
-/// What the policy decided.
-#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
-pub struct Decision {
-    /// `None` when allowed; otherwise why not.
-    pub denied: Option<String>,
-    pub fee_minor: i64,
-    /// Channel ids to try, best first.
-    pub channels: Vec<String>,
-    pub plugin: String,
-}
-
-#[async_trait]
-pub trait PolicyApi: Send + Sync {
-    async fn decide(&self, req: DecideIn) -> ApiResult<Decision>;
-    /// Gives a merchant its own policy component and configuration.
-    async fn set_policy(&self, merchant_id: &str, policy: PolicyIn) -> ApiResult<()>;
-}
-
-/// A merchant's own policy: a loaded merchant-policy component and its configuration.
-#[derive(Debug, Clone, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct PolicyIn {
     pub plugin: String,
     #[serde(default)]
     pub config: BTreeMap<String, String>,
@@ -267,7 +237,7 @@ impl PolicyApi for MerchantPolicy {
         let call_ctx = CallContext::default().for_merchant(&req.payment.merchant_id);
         let all_channels: Vec<String> = channels.iter().map(|c| c.id.clone()).collect();
         let ctx = po::Context {
-            payment: req.payment,
+            payment: req.payment.into(),
             merchant_tier: req.tier,
             config: config
                 .into_iter()
@@ -302,33 +272,6 @@ impl PolicyApi for MerchantPolicy {
             )),
         }
     }
-}
-
-/// [`PolicyApi`] over HTTP.
-pub struct PolicyHttp(pub ServiceClient);
-
-#[async_trait]
-impl PolicyApi for PolicyHttp {
-    async fn decide(&self, req: DecideIn) -> ApiResult<Decision> {
-        operations::DECIDE.call(&self.0, &[], &req).await
-    }
-    async fn set_policy(&self, merchant_id: &str, policy: PolicyIn) -> ApiResult<()> {
-        operations::SET_POLICY
-            .call(&self.0, &[merchant_id], &policy)
-            .await
-            .map(drop)
-    }
-}
-
-/// The internal operations, each declared once for the client and the router.
-pub mod operations {
-    use payloom_platform::operation::Operation;
-
-    use super::{DecideIn, Decision, PolicyIn};
-
-    pub const DECIDE: Operation<DecideIn, Decision> = Operation::post("/internal/v1/policy/decide");
-    pub const SET_POLICY: Operation<PolicyIn, serde_json::Value> =
-        Operation::post("/internal/v1/merchants/{id}/policy");
 }
 
 pub fn router(service: Arc<MerchantPolicy>) -> Router {

@@ -5,7 +5,6 @@
 use std::collections::BTreeMap;
 use std::sync::Arc;
 
-use payloom_host::bindings::types;
 use payloom_host::capabilities::HostServices;
 use payloom_host::capabilities::counters::MemoryCounters;
 use payloom_host::capabilities::http::HttpClient;
@@ -14,6 +13,7 @@ use payloom_host::{HostConfig, Registry, Runtime};
 use payloom_merchant_policy::{
     DecideIn, MerchantPolicy, PolicyApi, PolicyConfig, PolicyHttp, PolicyIn,
 };
+use payloom_payment_facts as types;
 use payloom_platform::client::ServiceClient;
 use payloom_platform::db::{PoolOptions, sqlite_url};
 use payloom_platform::{Db, SystemClock};

@@ -10,12 +10,12 @@ use std::sync::Arc;
 use async_trait::async_trait;
 use axum::extract::{Path, State};
 use axum::{Json, Router};
-use payloom_platform::client::ServiceClient;
 use payloom_platform::clock::SharedClock;
 use payloom_platform::db::Migration;
 use payloom_platform::{ApiError, ApiJson, ApiResult, Db, ids};
 use serde::{Deserialize, Serialize};
 
+pub use payloom_quota_contract::{QuotaApi, QuotaHttp, Reservation, ReserveIn, operations};
 pub use store::{RedisUsage, ReservationRecord, SqlUsage, UsageStore};
 
 pub const MIGRATIONS: &[Migration] = &[Migration {
@@ -73,26 +73,6 @@ impl QuotaConfig {
             .copied()
             .unwrap_or_else(|| self.limits_default())
     }
-}
-
-#[derive(Debug, Clone, Serialize, Deserialize)]
-pub struct ReserveIn {
-    pub merchant_id: String,
-    pub currency: String,
-    pub amount_minor: i64,
-}
-
-#[derive(Debug, Clone, Serialize, Deserialize)]
-pub struct Reservation {
-    pub id: String,
-}
-
-#[async_trait]
-pub trait QuotaApi: Send + Sync {
-    /// Reserves `amount_minor`; 429 `quota_exceeded` when either period would go over.
-    async fn reserve(&self, req: ReserveIn) -> ApiResult<Reservation>;
-    /// Gives a reservation back. Releasing twice is a no-op.
-    async fn release(&self, reservation_id: &str) -> ApiResult<()>;
 }
 
 pub struct Quotas {
@@ -184,34 +164,6 @@ impl QuotaApi for Quotas {
             .release(reservation_id)
             .await
             .map_err(ApiError::internal)
-    }
-}
-
-/// The internal operations, each declared once for the client and the router.
-pub mod operations {
-    use payloom_platform::operation::Operation;
-
-    use super::{Reservation, ReserveIn};
-
-    pub const RESERVE: Operation<ReserveIn, Reservation> =
-        Operation::post("/internal/v1/quota/reservations");
-    pub const RELEASE: Operation<(), serde_json::Value> =
-        Operation::post("/internal/v1/quota/reservations/{id}/release");
-}
-
-/// [`QuotaApi`] over HTTP.
-pub struct QuotaHttp(pub ServiceClient);
-
-#[async_trait]
-impl QuotaApi for QuotaHttp {
-    async fn reserve(&self, req: ReserveIn) -> ApiResult<Reservation> {
-        operations::RESERVE.call(&self.0, &[], &req).await
-    }
-    async fn release(&self, reservation_id: &str) -> ApiResult<()> {
-        operations::RELEASE
-            .call(&self.0, &[reservation_id], &())
-            .await
-            .map(drop)
     }
 }
 

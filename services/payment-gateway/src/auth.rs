@@ -7,7 +7,7 @@ use axum::body::{Body, Bytes};
 use axum::extract::{Request, State};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
-use payloom_merchant_auth::VerifyIn;
+use payloom_merchant_auth_contract::VerifyIn;
 use payloom_platform::error::body_too_large;
 use payloom_platform::{ApiError, ids};
 
@@ -97,8 +97,14 @@ pub fn sign_request(
 ) -> Vec<(&'static str, String)> {
     let timestamp = now_secs.to_string();
     let nonce = ids::random_hex(16);
-    let signature =
-        payloom_merchant_auth::sign(secret, method, path_and_query, &timestamp, &nonce, body);
+    let signature = payloom_merchant_auth_contract::signing::sign(
+        secret,
+        method,
+        path_and_query,
+        &timestamp,
+        &nonce,
+        body,
+    );
     vec![
         ("x-api-key", key_id.to_owned()),
         ("x-timestamp", timestamp),

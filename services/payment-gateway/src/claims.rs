@@ -6,9 +6,10 @@
 //! lease has passed.
 
 use axum::http::StatusCode;
-use payloom_channel_adapter::{CHANNEL_UNAVAILABLE, CHANNEL_UNKNOWN, ChannelIn, ChannelOut};
-use payloom_host::ChannelCall;
-use payloom_host::bindings::{channel_types as ch, types};
+use payloom_channel_contract as ch;
+use payloom_channel_contract::ChannelCall;
+use payloom_channel_contract::{CHANNEL_UNAVAILABLE, CHANNEL_UNKNOWN, ChannelIn, ChannelOut};
+use payloom_payment_facts as types;
 use payloom_platform::{ApiError, ApiResult};
 
 use crate::Gateway;

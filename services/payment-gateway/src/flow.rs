@@ -3,14 +3,15 @@
 //! when a step refuses; after it exists, the row tells the truth and the API answers with it.
 
 use axum::http::StatusCode;
-use payloom_channel_adapter::{CHANNEL_UNAVAILABLE, CHANNEL_UNKNOWN, ChannelIn, ChannelOut};
-use payloom_host::ChannelCall;
-use payloom_host::bindings::{channel_types as ch, types};
-use payloom_merchant_policy::DecideIn;
-use payloom_merchant_quota::ReserveIn;
+use payloom_channel_contract as ch;
+use payloom_channel_contract::ChannelCall;
+use payloom_channel_contract::{CHANNEL_UNAVAILABLE, CHANNEL_UNKNOWN, ChannelIn, ChannelOut};
 use payloom_order_contract::{OrderIn, OrderStatus};
+use payloom_payment_facts as types;
 use payloom_platform::{ApiError, ApiResult, ids};
-use payloom_risk::{Action, EvaluateIn, RiskDecision};
+use payloom_policy_contract::DecideIn;
+use payloom_quota_contract::ReserveIn;
+use payloom_risk_contract::{Action, EvaluateIn, RiskDecision};
 
 use crate::Gateway;
 use crate::api::model::{CaptureMode, NextAction, PaymentIn, PaymentOut, PaymentStatus};

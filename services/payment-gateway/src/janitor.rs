@@ -4,9 +4,10 @@
 //! the channel's `query-payment` on a backoff schedule, and refunds left `pending` through
 //! `query-refund`; the answer is applied like any other, with its event.
 
-use payloom_channel_adapter::{ChannelIn, ChannelOut};
-use payloom_host::ChannelCall;
-use payloom_host::bindings::{channel_types as ch, types};
+use payloom_channel_contract as ch;
+use payloom_channel_contract::ChannelCall;
+use payloom_channel_contract::{ChannelIn, ChannelOut};
+use payloom_payment_facts as types;
 use payloom_platform::ApiResult;
 use sqlx::Row;
 

@@ -16,19 +16,19 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use payloom_accounting_contract::AccountingApi;
-use payloom_channel_adapter::ChannelApi;
-use payloom_notification::NotificationApi;
+use payloom_channel_contract::ChannelApi;
+use payloom_notification_contract::NotificationApi;
 
-use payloom_merchant_auth::MerchantAuthApi;
-use payloom_merchant_policy::PolicyApi;
-use payloom_merchant_quota::QuotaApi;
+use payloom_merchant_auth_contract::MerchantAuthApi;
 use payloom_order_contract::OrderApi;
 use payloom_platform::Db;
 use payloom_platform::cache::KeyStore;
 use payloom_platform::clock::SharedClock;
 use payloom_platform::db::Migration;
 use payloom_platform::events::Outbox;
-use payloom_risk::RiskApi;
+use payloom_policy_contract::PolicyApi;
+use payloom_quota_contract::QuotaApi;
+use payloom_risk_contract::RiskApi;
 use serde::{Deserialize, Serialize};
 
 pub use auth::{Authenticated, sign_request};

@@ -5,9 +5,9 @@
 
 use std::net::IpAddr;
 
-use payloom_channel_adapter::{ChannelIn, ChannelOut};
-use payloom_host::ChannelCall;
-use payloom_host::bindings::channel_types as ch;
+use payloom_channel_contract as ch;
+use payloom_channel_contract::ChannelCall;
+use payloom_channel_contract::{ChannelIn, ChannelOut};
 use payloom_platform::{ApiError, ApiResult};
 
 use crate::Gateway;

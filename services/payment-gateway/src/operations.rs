@@ -1,9 +1,10 @@
 //! Reading payments, refunds and the expiry of unpaid payments.
 
-use payloom_channel_adapter::{ChannelIn, ChannelOut};
-use payloom_host::ChannelCall;
-use payloom_host::bindings::{channel_types as ch, types};
+use payloom_channel_contract as ch;
+use payloom_channel_contract::ChannelCall;
+use payloom_channel_contract::{ChannelIn, ChannelOut};
 use payloom_order_contract::OrderStatus;
+use payloom_payment_facts as types;
 use payloom_platform::{ApiError, ApiResult, ids};
 use sqlx::Row;
 

@@ -12,12 +12,15 @@ use axum::{Json, Router};
 use payloom_host::bindings::{risk_types as ri, types};
 use payloom_host::capabilities::counters::{CounterKey, Counters};
 use payloom_host::{Call, CallContext, Registry, RiskCall};
-use payloom_platform::client::ServiceClient;
 use payloom_platform::clock::SharedClock;
 use payloom_platform::db::Migration;
 use payloom_platform::{ApiError, ApiJson, ApiResult, Db, ids};
 use serde::{Deserialize, Serialize};
 use sqlx::Row;
+
+pub use payloom_risk_contract::{
+    Action, EvaluateIn, RiskApi, RiskDecision, RiskHttp, RuleResult, StoredDecision, operations,
+};
 
 pub use crate::counters::RedisCounters;
 
@@ -45,55 +48,6 @@ pub struct RiskConfig {
     /// Lists the rules read (`blocked-emails = ["…"]`), loaded at start.
     #[serde(default)]
     pub lists: BTreeMap<String, Vec<String>>,
-}
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum Action {
-    Allow,
-    Review,
-    Block,
-}
-
-impl Action {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Self::Allow => "allow",
-            Self::Review => "review",
-            Self::Block => "block",
-        }
-    }
-}
-
-/// What one rule said.
-#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
-pub struct RuleResult {
-    pub rule: String,
-    pub version: Option<String>,
-    /// `allow`, `review`, `block` or `none` (abstained).
-    pub action: String,
-    pub score: u32,
-    pub reasons: Vec<String>,
-}
-
-/// The aggregated decision, as stored.
-#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
-pub struct RiskDecision {
-    pub id: String,
-    pub action: Action,
-    pub score: u32,
-    pub rules: Vec<RuleResult>,
-}
-
-#[derive(Debug, Clone, Serialize, Deserialize)]
-pub struct EvaluateIn {
-    pub payment: types::Payment,
-    pub channel: Option<String>,
-}
-
-#[async_trait]
-pub trait RiskApi: Send + Sync {
-    async fn evaluate(&self, req: EvaluateIn) -> ApiResult<RiskDecision>;
 }
 
 pub struct Risk {
@@ -220,16 +174,6 @@ pub fn aggregate(rules: &[RuleResult]) -> Action {
         .unwrap_or(Action::Allow)
 }
 
-/// A decision as stored, with the payment it was made for.
-#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
-pub struct StoredDecision {
-    pub payment_id: String,
-    pub merchant_id: String,
-    pub created_at_ms: i64,
-    #[serde(flatten)]
-    pub decision: RiskDecision,
-}
-
 impl Risk {
     /// A stored decision: why a payment was allowed, reviewed or blocked.
     pub async fn decision(&self, id: &str) -> ApiResult<StoredDecision> {
@@ -261,7 +205,7 @@ impl RiskApi for Risk {
     async fn evaluate(&self, req: EvaluateIn) -> ApiResult<RiskDecision> {
         let now = self.clock.now_ms();
         let ctx = ri::Context {
-            payment: req.payment,
+            payment: req.payment.into(),
             channel: req.channel,
         };
         let mut rules = Vec::with_capacity(self.config.rules.len());
@@ -294,29 +238,6 @@ impl RiskApi for Risk {
         .await?;
         Ok(decision)
     }
-}
-
-/// [`RiskApi`] over HTTP.
-pub struct RiskHttp(pub ServiceClient);
-
-#[async_trait]
-impl RiskApi for RiskHttp {
-    async fn evaluate(&self, req: EvaluateIn) -> ApiResult<RiskDecision> {
-        operations::EVALUATE.call(&self.0, &[], &req).await
-    }
-}
-
-/// The internal operations, each declared once for the client and the router.
-pub mod operations {
-    use payloom_platform::operation::Operation;
-
-    use super::{EvaluateIn, RiskDecision, StoredDecision};
-
-    pub const EVALUATE: Operation<EvaluateIn, RiskDecision> =
-        Operation::post("/internal/v1/risk/evaluate");
-    /// Every rule's result of one decision, for operators and their tooling.
-    pub const DECISION: Operation<(), StoredDecision> =
-        Operation::get("/internal/v1/risk/decisions/{id}");
 }
 
 pub fn router(service: Arc<Risk>) -> Router {

@@ -5,12 +5,12 @@
 use std::collections::BTreeMap;
 use std::sync::Arc;
 
-use payloom_host::bindings::types;
 use payloom_host::capabilities::HostServices;
 use payloom_host::capabilities::counters::{Counters, MemoryCounters};
 use payloom_host::capabilities::http::HttpClient;
 use payloom_host::capabilities::lists::MemoryLists;
 use payloom_host::{HostConfig, Registry, Runtime};
+use payloom_payment_facts as types;
 use payloom_platform::client::ServiceClient;
 use payloom_platform::db::{PoolOptions, sqlite_url};
 use payloom_platform::{Db, SystemClock};

@@ -7,9 +7,10 @@ use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use axum::{Extension, Json};
 use payloom_accounting_contract::Balance;
-use payloom_channel_adapter::CHANNEL_UNKNOWN;
-use payloom_host::bindings::{channel_types as ch, types};
-use payloom_notification::{EndpointIn, EndpointOut};
+use payloom_channel_contract as ch;
+use payloom_channel_contract::CHANNEL_UNKNOWN;
+use payloom_notification_contract::{EndpointIn, EndpointOut};
+use payloom_payment_facts as types;
 use payloom_platform::{ApiError, ApiJson, ApiResult};
 use serde_json::Value;
 

@@ -123,8 +123,8 @@ pub fn router(gateway: Arc<Gateway>) -> Router {
         RefundStatus,
         payloom_accounting_contract::Balance,
         payloom_accounting_contract::CurrencyBalance,
-        payloom_notification::EndpointIn,
-        payloom_notification::EndpointOut,
+        payloom_notification_contract::EndpointIn,
+        payloom_notification_contract::EndpointOut,
         WebhookEndpointList
     )),
     modifiers(&Signed, &OptionalBodies)

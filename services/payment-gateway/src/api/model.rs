@@ -130,7 +130,7 @@ impl RefundIn {
 /// A page of webhook endpoints.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
 pub struct WebhookEndpointList {
-    pub data: Vec<payloom_notification::EndpointOut>,
+    pub data: Vec<payloom_notification_contract::EndpointOut>,
     pub has_more: bool,
 }
 
