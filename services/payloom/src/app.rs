@@ -43,6 +43,20 @@ struct PluginsConfig {
     allow_unsigned: bool,
 }
 
+/// Logs and traces for a process running `service` (its name in exported spans), with
+/// spans sent to `[telemetry] otlp_endpoint` when it is set.
+pub fn telemetry(
+    config: &Config,
+    service: &str,
+    json: bool,
+    default_filter: &str,
+) -> anyhow::Result<payloom_platform::telemetry::Telemetry> {
+    let endpoint = config
+        .get_str("telemetry.otlp_endpoint")
+        .filter(|e| !e.is_empty());
+    payloom_platform::telemetry::init(service, json, default_filter, endpoint)
+}
+
 /// The configuration layers: embedded defaults, the `--config` file, `PAYLOOM_*`, then
 /// the database and Redis flags.
 pub fn load_config(

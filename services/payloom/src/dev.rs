@@ -80,6 +80,8 @@ async fn serve(args: DevArgs) -> anyhow::Result<()> {
         args.database_url.as_deref(),
         args.redis_url.as_deref(),
     )?;
+    // People at a terminal read plain text, warnings and up.
+    let telemetry = app::telemetry(&config, "payloom", false, "warn")?;
     // The reference plugins are built on this machine and not signed.
     config.set("plugins.allow_unsigned", toml::Value::Boolean(true));
     let listener = tokio::net::TcpListener::bind(args.listen)
@@ -136,7 +138,9 @@ async fn serve(args: DevArgs) -> anyhow::Result<()> {
         "  try it         cargo run -p payloom -- demo pay --data-dir {}",
         args.data_dir.display()
     );
-    payloom_platform::server::serve(listener, router).await
+    let served = payloom_platform::server::serve(listener, router).await;
+    telemetry.shutdown();
+    served
 }
 
 /// The one listener of `dev`: the merchant and admin APIs, ops routes, the plugin list.

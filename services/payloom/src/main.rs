@@ -58,10 +58,11 @@ enum Command {
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    // Services in production log JSON lines at info; people at a terminal read plain
-    // text, warnings and up.
-    let serving = matches!(cli.command, Command::Serve(_));
-    payloom_platform::server::init_tracing(serving, if serving { "info" } else { "warn" });
+    // The services (`dev`, `serve`) set up logs and traces once their config is read;
+    // the other commands log plain text, warnings and up.
+    if !matches!(cli.command, Command::Serve(_) | Command::Dev(_)) {
+        payloom_platform::telemetry::init_logs(false, "warn");
+    }
     let result = match cli.command {
         Command::Dev(args) => dev::run(args).map(|()| ExitCode::SUCCESS),
         Command::Serve(args) => serve::run(args).map(|()| ExitCode::SUCCESS),

@@ -53,6 +53,9 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
             .is_some_and(|u| u.starts_with("postgres")),
         "serve runs on PostgreSQL: set --database-url or PAYLOOM_DATABASE__URL"
     );
+    // Services in production log JSON lines at info; their spans are named by the
+    // services this process runs.
+    let telemetry = app::telemetry(&config, &args.services.join("+"), true, "info")?;
     let settings = Settings {
         config,
         data_dir: args.data_dir.clone(),
@@ -95,10 +98,15 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
         let router = server::public_only(routes.public.clone()).merge(ops.clone());
         servers.spawn(server::serve(public, router));
     }
+    let mut result = Ok(());
     while let Some(done) = servers.join_next().await {
-        done??;
+        if let Err(e) = done.map_err(anyhow::Error::from).and_then(|served| served) {
+            result = Err(e);
+            break;
+        }
     }
-    Ok(())
+    telemetry.shutdown();
+    result
 }
 
 async fn bind(

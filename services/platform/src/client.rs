@@ -184,7 +184,11 @@ impl ServiceClient {
     }
 
     async fn send<O: DeserializeOwned>(&self, request: reqwest::RequestBuilder) -> ApiResult<O> {
+        // The callee continues this request's trace.
+        let mut trace = reqwest::header::HeaderMap::new();
+        crate::telemetry::inject(&mut trace);
         let response = request
+            .headers(trace)
             .send()
             .await
             .map_err(|e| ApiError::unavailable(format!("{}: {e}", self.base_url)))?;

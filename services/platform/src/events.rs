@@ -90,12 +90,14 @@ pub struct Outgoing {
     pub envelope: Envelope,
     /// The envelope exactly as stored, so every carrier sends the same bytes.
     pub json: String,
+    /// The W3C trace context of the request that wrote it, when there was one.
+    pub trace_parent: Option<String>,
 }
 
 const EVENTS_SQL: &str = include_str!("../migrations/events.sql");
 
 /// The outbox's ordering column, the one dialect difference.
-static MIGRATIONS: LazyLock<[Migration; 2]> = LazyLock::new(|| {
+static MIGRATIONS: LazyLock<[[Migration; 2]; 2]> = LazyLock::new(|| {
     let with =
         |sequence: &str| -> &'static str { EVENTS_SQL.replace("{sequence}", sequence).leak() };
     let migration = |sql| Migration {
@@ -104,16 +106,26 @@ static MIGRATIONS: LazyLock<[Migration; 2]> = LazyLock::new(|| {
         sql,
     };
     [
-        migration(with("BIGSERIAL PRIMARY KEY")),
-        migration(with("INTEGER PRIMARY KEY AUTOINCREMENT")),
+        [migration(with("BIGSERIAL PRIMARY KEY")), TRACE_MIGRATION],
+        [
+            migration(with("INTEGER PRIMARY KEY AUTOINCREMENT")),
+            TRACE_MIGRATION,
+        ],
     ]
 });
+
+/// An event keeps the trace of the request that caused it, for the process that handles it.
+const TRACE_MIGRATION: Migration = Migration {
+    version: 2,
+    name: "outbox keeps the trace",
+    sql: "ALTER TABLE payloom_outbox ADD COLUMN trace_parent TEXT",
+};
 
 /// Creates the event tables in `db` (shared by every service on that database).
 pub async fn install(db: &Db) -> anyhow::Result<()> {
     let migrations = match db.dialect() {
-        Dialect::Postgres => &MIGRATIONS[0..1],
-        Dialect::Sqlite => &MIGRATIONS[1..2],
+        Dialect::Postgres => &MIGRATIONS[0],
+        Dialect::Sqlite => &MIGRATIONS[1],
     };
     db.migrate("events", migrations).await
 }
@@ -147,7 +159,7 @@ impl Outbox {
     ) -> sqlx::Result<()> {
         let json = serde_json::to_string(event).expect("an envelope serialises");
         sqlx::query(
-            "INSERT INTO payloom_outbox (service, event_id, topic, partition_key, envelope, created_at_ms) VALUES ($1, $2, $3, $4, $5, $6)",
+            "INSERT INTO payloom_outbox (service, event_id, topic, partition_key, envelope, created_at_ms, trace_parent) VALUES ($1, $2, $3, $4, $5, $6, $7)",
         )
         .bind(self.service)
         .bind(&event.id)
@@ -155,6 +167,7 @@ impl Outbox {
         .bind(key)
         .bind(json)
         .bind(event.occurred_at_ms)
+        .bind(crate::telemetry::current_traceparent())
         .execute(tx)
         .await?;
         Ok(())
@@ -253,7 +266,7 @@ impl Relay {
 
     async fn read(&self, conn: &mut AnyConnection, tail: &str) -> anyhow::Result<Vec<Outgoing>> {
         let rows = sqlx::query(&format!(
-            "SELECT seq, topic, partition_key, envelope FROM payloom_outbox WHERE service = $1{tail}"
+            "SELECT seq, topic, partition_key, envelope, trace_parent FROM payloom_outbox WHERE service = $1{tail}"
         ))
         .bind(self.outbox.service)
         .bind(self.batch)
@@ -268,6 +281,7 @@ impl Relay {
                     key: row.try_get("partition_key")?,
                     envelope: serde_json::from_str(&json)?,
                     json,
+                    trace_parent: row.try_get("trace_parent")?,
                 })
             })
             .collect()

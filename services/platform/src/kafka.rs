@@ -22,6 +22,7 @@ use rdkafka::producer::{FutureProducer, FutureRecord};
 
 use crate::events::{Envelope, Outgoing, Publisher, Subscription};
 use crate::provenance::{CERT_HEADER, EventSigner, EventVerifier, SIGNATURE_HEADER};
+use crate::telemetry::{self, TRACEPARENT};
 
 /// How long a produce may wait in the client's queue before the batch fails.
 const PRODUCE_TIMEOUT: Duration = Duration::from_secs(10);
@@ -54,10 +55,17 @@ impl Publisher for KafkaPublisher {
             .map(|out| {
                 let signed =
                     signed_headers(&self.signer, &out.topic, &out.key, out.json.as_bytes())?;
-                Ok(signed.insert(Header {
+                let headers = signed.insert(Header {
                     key: "event-id",
                     value: Some(out.envelope.id.as_str()),
-                }))
+                });
+                Ok(match &out.trace_parent {
+                    Some(trace) => headers.insert(Header {
+                        key: TRACEPARENT,
+                        value: Some(trace.as_str()),
+                    }),
+                    None => headers,
+                })
             })
             .collect::<anyhow::Result<Vec<_>>>()?;
         let sends = batch.iter().zip(headers).map(|(out, headers)| {
@@ -217,12 +225,24 @@ pub async fn handle_message(
         .transpose();
     match parsed {
         Ok(Some(envelope)) => {
-            let mut failures = 0u32;
-            while let Err(e) = subscription.process(&envelope).await {
-                failures += 1;
-                tracing::warn!(event_id = envelope.id, "event not processed: {e:#}");
-                tokio::time::sleep(Duration::from_millis(100 << failures.min(6))).await;
-            }
+            // Handling the event continues the trace of the request that caused it.
+            let span = tracing::info_span!(
+                "event",
+                topic = message.topic(),
+                event_id = %envelope.id,
+                trace_id = tracing::field::Empty
+            );
+            let trace = header(message, TRACEPARENT).and_then(|v| std::str::from_utf8(v).ok());
+            telemetry::continue_traceparent(&span, trace);
+            let handled = async {
+                let mut failures = 0u32;
+                while let Err(e) = subscription.process(&envelope).await {
+                    failures += 1;
+                    tracing::warn!(event_id = envelope.id, "event not processed: {e:#}");
+                    tokio::time::sleep(Duration::from_millis(100 << failures.min(6))).await;
+                }
+            };
+            tracing::Instrument::instrument(handled, span).await;
         }
         // Nothing in it can ever be handled; skipping it is all a retry could do.
         Ok(None) | Err(_) => tracing::error!(

@@ -23,6 +23,7 @@ pub mod provenance;
 pub mod registry;
 pub mod seal;
 pub mod server;
+pub mod telemetry;
 pub mod tls;
 
 pub use clock::{Clock, ManualClock, SystemClock};

@@ -112,6 +112,7 @@ async fn topics_are_created_once_and_signed_events_cross_the_broker() {
         key: "pay_1".into(),
         envelope: event.clone(),
         json,
+        trace_parent: None,
     };
     publisher.publish(&[outgoing]).await.unwrap();
 

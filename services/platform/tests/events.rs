@@ -180,6 +180,7 @@ async fn the_relay_publishes_to_kafka_and_redelivery_changes_nothing() {
             key: e.aggregate_id.clone(),
             envelope: e.clone(),
             json: serde_json::to_string(e).unwrap(),
+            trace_parent: None,
         })
         .collect();
     publisher.publish(&again).await.unwrap();
@@ -273,6 +274,7 @@ async fn a_message_its_producer_did_not_sign_is_skipped() {
             key: genuine.aggregate_id.clone(),
             json: serde_json::to_string(&genuine).unwrap(),
             envelope: genuine.clone(),
+            trace_parent: None,
         }])
         .await
         .unwrap();

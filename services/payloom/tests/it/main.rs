@@ -15,6 +15,7 @@ mod money;
 mod mtls;
 mod multiprocess;
 mod openapi;
+mod otlp;
 mod payments;
 mod policy_fees;
 mod receiver;

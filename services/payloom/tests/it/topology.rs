@@ -3,7 +3,8 @@
 //! Kafka-protocol broker process. The merchant's journey (a payment held and captured, one
 //! paid and partly refunded, webhooks received, the balance) works end to end, and every
 //! internal listener refuses a caller with no certificate and a caller whose certificate
-//! names a service not allowed to call it, changing nothing.
+//! names a service not allowed to call it, changing nothing. A payment's spans reach an
+//! OTLP receiver as one trace across the gateway, risk, channel-adapter and accounting.
 
 use std::time::Duration;
 
@@ -13,6 +14,7 @@ use crate::kafka::{ledger_kinds, pay_and_refund, poll};
 use crate::money::available;
 use crate::mtls::{anonymous, merchant_count, status_of};
 use crate::multiprocess::{Urls, bootstrap_merchant, serve, serve_config};
+use crate::otlp::OtlpReceiver;
 use crate::receiver::Receiver;
 use crate::support::{Merchant, REDIS_URL, TestDatabase, redis};
 
@@ -68,10 +70,13 @@ async fn every_service_in_its_own_process_over_mtls_kafka_and_redis() {
     // A consumer group of this run's own: the broker outlives test runs, and what earlier
     // runs wrote is signed by certificates of another CA, which the consumers refuse.
     let group = format!("topology-{}", payloom_platform::ids::random_hex(6));
+    let traces = OtlpReceiver::start().await;
     let extra = format!(
         "[events]\nkafka_brokers = \"{brokers}\"\nconsumer_group = \"{group}\"\n\
          topic_partitions = 3\n[redis]\nurl = \"{REDIS_URL}\"\n\
-         [notification]\nallow_loopback = true\n"
+         [notification]\nallow_loopback = true\n\
+         [telemetry]\notlp_endpoint = \"{}\"\n",
+        traces.endpoint
     );
     let (config, urls) = serve_config(dir.path(), &extra);
     let _processes: Vec<_> = EVERY_SERVICE
@@ -110,7 +115,46 @@ async fn every_service_in_its_own_process_over_mtls_kafka_and_redis() {
     .await;
     assert_eq!(balance, Some(expected), "the balance after both payments");
 
+    one_trace_across_processes(&traces).await;
     refusals(&urls, &db.url).await;
+}
+
+/// The services a payment's creation reaches, each in its own process.
+const TRACED: [&str; 4] = ["payment-gateway", "risk", "channel-adapter", "accounting"];
+
+/// Some `POST /v1/payments` is one trace whose spans came from the gateway, risk,
+/// channel-adapter and accounting processes, each callee's request span a child of a
+/// span of that trace (a span's parent is never missing from what was exported).
+async fn one_trace_across_processes(traces: &OtlpReceiver) {
+    let whole = poll(|| async {
+        let spans = traces.spans();
+        let roots = spans.iter().filter(|s| {
+            s.service == "payment-gateway"
+                && s.attribute("route") == Some("/v1/payments")
+                && s.attribute("method") == Some("POST")
+        });
+        for root in roots {
+            let trace: Vec<_> = spans
+                .iter()
+                .filter(|s| s.trace_id == root.trace_id)
+                .collect();
+            if TRACED
+                .iter()
+                .all(|svc| trace.iter().any(|s| s.service == *svc))
+            {
+                return Some(trace.into_iter().cloned().collect::<Vec<_>>());
+            }
+        }
+        None
+    })
+    .await
+    .unwrap_or_else(|| panic!("no payment trace spans {TRACED:?}: {:#?}", traces.spans()));
+    for span in whole.iter().filter(|s| s.service != "payment-gateway") {
+        assert!(
+            whole.iter().any(|p| p.span_id == span.parent_span_id),
+            "{span:?} continues a span of the same trace"
+        );
+    }
 }
 
 /// Holds `amount` and captures it whole; its id and fee.
