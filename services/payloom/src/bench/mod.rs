@@ -3,9 +3,11 @@
 //! `payloom bench payments`: a load generator for `POST /v1/payments` against a running
 //! platform, beside the raw rate of a 5-insert transaction on the same database: the
 //! ceiling a payment (which writes more than five rows) is compared with.
-//! `payloom bench ledger` and `payloom bench webhooks`: see [`ledger`] and [`webhooks`].
+//! `payloom bench ledger`, `payloom bench webhooks` and `payloom bench topology`: see
+//! [`ledger`], [`webhooks`] and [`topology`].
 
 mod ledger;
+mod topology;
 mod webhooks;
 
 use std::path::PathBuf;
@@ -25,6 +27,9 @@ pub enum BenchCommand {
     /// Deliver signed webhooks to a local receiver: deliveries/s and event-to-delivery
     /// latency.
     Webhooks(webhooks::WebhooksArgs),
+    /// The payments benchmark against `dev` and against every service in its own process
+    /// (mutual TLS, Kafka, Redis), back to back on the same PostgreSQL: the split's cost.
+    Topology(topology::TopologyArgs),
 }
 
 #[derive(clap::Args)]
@@ -76,6 +81,7 @@ pub fn run(command: BenchCommand) -> anyhow::Result<()> {
         BenchCommand::Payments(args) => crate::app::block_on(payments(args)),
         BenchCommand::Ledger(args) => crate::app::block_on(ledger::run(args)),
         BenchCommand::Webhooks(args) => crate::app::block_on(webhooks::run(args)),
+        BenchCommand::Topology(args) => crate::app::block_on(topology::run(args)),
     }
 }
 
@@ -106,18 +112,7 @@ async fn payments(args: PaymentsArgs) -> anyhow::Result<()> {
         "payloom bench payments: {} for {}s at concurrency {}",
         credentials.base_url, args.duration_secs, args.concurrency
     );
-    let client = reqwest::Client::builder()
-        .pool_max_idle_per_host(args.concurrency)
-        .build()?;
-    let credentials = Arc::new(credentials);
-    drive(
-        &client,
-        &credentials,
-        args.concurrency,
-        Duration::from_secs(1),
-    )
-    .await?;
-    let mut api = drive(&client, &credentials, args.concurrency, duration).await?;
+    let mut api = run_payments(&Arc::new(credentials), args.concurrency, duration).await?;
     header();
     report("POST /v1/payments", &mut api);
     if args.no_baseline {
@@ -134,6 +129,19 @@ async fn payments(args: PaymentsArgs) -> anyhow::Result<()> {
         api.rate() / base.rate().max(f64::MIN_POSITIVE)
     );
     Ok(())
+}
+
+/// Signed payments for `duration` after a one-second warm-up.
+pub(crate) async fn run_payments(
+    credentials: &Arc<crate::dev::DevCredentials>,
+    concurrency: usize,
+    duration: Duration,
+) -> anyhow::Result<Run> {
+    let client = reqwest::Client::builder()
+        .pool_max_idle_per_host(concurrency)
+        .build()?;
+    drive(&client, credentials, concurrency, Duration::from_secs(1)).await?;
+    drive(&client, credentials, concurrency, duration).await
 }
 
 /// Runs `concurrency` workers calling `op(worker, n)` until `duration` is up and

@@ -258,3 +258,50 @@ async fn first_merchant(db: &str) -> String {
         .await
         .unwrap()
 }
+
+/// `payloom bench topology` measures `dev` and the split topology back to back on one
+/// PostgreSQL server, every payment of both succeeding, and reports their ratio.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_topology_benchmark_measures_dev_and_the_split_back_to_back() {
+    let Some(db) = TestDatabase::create().await else {
+        return;
+    };
+    let (Some(_redis), Some(brokers)) = (redis().await, broker()) else {
+        return;
+    };
+    let mut bench = std::process::Command::new(env!("CARGO_BIN_EXE_payloom"));
+    bench
+        .args([
+            "bench",
+            "topology",
+            "--duration-secs",
+            "1",
+            "--concurrency",
+            "2",
+        ])
+        .args(["--postgres", &db.url, "--redis-url", REDIS_URL])
+        .args(["--kafka-brokers", &brokers]);
+    let output = tokio::task::spawn_blocking(move || bench.output())
+        .await
+        .unwrap()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    assert!(
+        output.status.success(),
+        "{stdout}{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    for row in ["dev, round 1", "split, round 1"] {
+        let line = stdout
+            .lines()
+            .find(|l| l.starts_with(row))
+            .unwrap_or_else(|| panic!("no {row:?} in {stdout}"));
+        let numbers: Vec<f64> = line[row.len()..]
+            .split_whitespace()
+            .map(|n| n.parse().unwrap())
+            .collect();
+        assert!(numbers[0] > 0.0, "{row} made payments: {line}");
+        assert_eq!(numbers[3], 0.0, "{row} had no failed payment: {line}");
+    }
+    assert!(stdout.contains("split / dev, mean payments/s"), "{stdout}");
+}
