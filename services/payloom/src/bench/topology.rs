@@ -1,8 +1,9 @@
 //! `payloom bench topology`: the payments benchmark against `dev` (every service in one
 //! process, calls in memory, events on the in-process bus) and against the split topology
 //! (every registered service its own `serve` process, mutual TLS between them, events
-//! through Kafka, counters in Redis), back to back on the same PostgreSQL, each on a fresh
-//! database, beside the 5-insert baseline. The ratio is what the split costs a payment.
+//! through Kafka, counters in Redis, a database per service as the origin deploys them),
+//! back to back on the same PostgreSQL server, each on fresh databases, beside the
+//! 5-insert baseline. The ratio is what the split costs a payment.
 
 use std::io::{BufRead, BufReader};
 use std::net::SocketAddr;
@@ -127,7 +128,8 @@ async fn run_dev(
     run_payments(&Arc::new(credentials), args.concurrency, duration).await
 }
 
-/// Every registered service as its own `serve` process on `database`, measured.
+/// Every registered service as its own `serve` process on a database of its own on the
+/// server of `database`, measured.
 async fn run_split(
     args: &TopologyArgs,
     dir: &Path,
@@ -140,9 +142,13 @@ async fn run_split(
         force: false,
         days: 1,
     }))?;
-    let (config, endpoints) = split_config(args, dir)?;
     let services = crate::services::registered();
     let names = services.names();
+    let mut own = Vec::new();
+    for name in &names {
+        own.push((*name, Database::create(database).await?));
+    }
+    let (config, endpoints) = split_config(args, dir, &own)?;
     let mut processes = Processes(Vec::new());
     for service in services.start_order(&names)? {
         let name = service.manifest().name;
@@ -163,7 +169,12 @@ async fn run_split(
         dir.join(CREDENTIALS_FILE),
         serde_json::to_vec_pretty(&credentials)?,
     )?;
-    run_payments(&Arc::new(credentials), args.concurrency, duration).await
+    let run = run_payments(&Arc::new(credentials), args.concurrency, duration).await;
+    drop(processes);
+    for (_, db) in own {
+        db.drop().await?;
+    }
+    run
 }
 
 /// Each service's public and internal address, by name.
@@ -189,9 +200,13 @@ impl Endpoints {
     }
 }
 
-/// The split topology's configuration: fresh secrets, two free ports per service, Kafka
-/// with a consumer group of this run, Redis.
-fn split_config(args: &TopologyArgs, dir: &Path) -> anyhow::Result<(PathBuf, Endpoints)> {
+/// The split topology's configuration: fresh secrets, two free ports and a database per
+/// service, Kafka with a consumer group of this run, Redis.
+fn split_config(
+    args: &TopologyArgs,
+    dir: &Path,
+    databases: &[(&str, Database)],
+) -> anyhow::Result<(PathBuf, Endpoints)> {
     let mut config = format!(
         "[plugins]\nallow_unsigned = true\n[security]\nmaster_key = \"{}\"\n\
          admin_jwt_secret = \"{}\"\n[redis]\nurl = \"{}\"\n[events]\nkafka_brokers = \"{}\"\n\
@@ -205,9 +220,14 @@ fn split_config(args: &TopologyArgs, dir: &Path) -> anyhow::Result<(PathBuf, End
     let mut endpoints = Endpoints(Vec::new());
     for name in crate::services::registered().names() {
         let (public, internal) = (free_port()?, free_port()?);
+        let (_, database) = databases
+            .iter()
+            .find(|(n, _)| *n == name)
+            .context("a database per service")?;
         config.push_str(&format!(
             "[services.{name}]\nlisten = \"{public}\"\ninternal_listen = \"{internal}\"\n\
-             url = \"https://{internal}\"\n"
+             url = \"https://{internal}\"\ndatabase_url = \"{}\"\n",
+            database.url
         ));
         endpoints.0.push((name, public, internal));
     }

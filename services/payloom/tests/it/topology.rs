@@ -1,5 +1,6 @@
 //! Every registered service as its own `serve` process on loopback, as the origin deploys
-//! them: mutual TLS between every pair, PostgreSQL, Redis, and events through a real
+//! them: mutual TLS between every pair, a PostgreSQL database per service, Redis, and
+//! events through a real
 //! Kafka-protocol broker process. The merchant's journey (a payment held and captured, one
 //! paid and partly refunded, webhooks received, the balance) works end to end, and every
 //! internal listener refuses a caller with no certificate and a caller whose certificate
@@ -79,6 +80,7 @@ async fn every_service_in_its_own_process_over_mtls_kafka_and_redis() {
         traces.endpoint
     );
     let (config, urls) = serve_config(dir.path(), &extra);
+    let own = own_databases(&config).await;
     let _processes: Vec<_> = EVERY_SERVICE
         .iter()
         .map(|service| {
@@ -116,7 +118,54 @@ async fn every_service_in_its_own_process_over_mtls_kafka_and_redis() {
     assert_eq!(balance, Some(expected), "the balance after both payments");
 
     one_trace_across_processes(&traces).await;
-    refusals(&urls, &db.url).await;
+    refusals(&urls, &own["merchant-auth"].url).await;
+    // Each service's tables are in its database and nowhere else.
+    assert_eq!(
+        tables(&db.url).await,
+        Vec::<String>::new(),
+        "the shared database"
+    );
+    assert!(
+        tables(&own["accounting"].url)
+            .await
+            .contains(&"journal_entries".into())
+    );
+    assert!(
+        !tables(&own["payment-gateway"].url)
+            .await
+            .contains(&"journal_entries".into())
+    );
+}
+
+/// A database of its own for every service, named in `config` as its `database_url`.
+async fn own_databases(
+    config: &std::path::Path,
+) -> std::collections::HashMap<&'static str, TestDatabase> {
+    let mut text = std::fs::read_to_string(config).unwrap();
+    let mut own = std::collections::HashMap::new();
+    for service in EVERY_SERVICE {
+        let db = TestDatabase::create().await.expect("PostgreSQL is up");
+        let header = format!("[services.{service}]\n");
+        text = text.replace(&header, &format!("{header}database_url = \"{}\"\n", db.url));
+        own.insert(service, db);
+    }
+    std::fs::write(config, text).unwrap();
+    own
+}
+
+/// The tables a service created in the database at `url` (not the platform's own
+/// bookkeeping of migrations and events).
+async fn tables(url: &str) -> Vec<String> {
+    let pool = sqlx::PgPool::connect(url).await.unwrap();
+    let names = sqlx::query_scalar(
+        "SELECT table_name::text FROM information_schema.tables \
+         WHERE table_schema = 'public' AND table_name NOT LIKE 'payloom\\_%' ORDER BY 1",
+    )
+    .fetch_all(&pool)
+    .await
+    .unwrap();
+    pool.close().await;
+    names
 }
 
 /// The services a payment's creation reaches, each in its own process.

@@ -43,6 +43,9 @@ struct EndpointConfig {
     listen: Option<std::net::SocketAddr>,
     internal_listen: Option<std::net::SocketAddr>,
     url: Option<String>,
+    /// The service's own database, as the origin deploys them; unset, it shares
+    /// `[database]` with the services beside it.
+    database_url: Option<String>,
 }
 
 impl Settings {
@@ -117,11 +120,14 @@ struct DatabaseConfig {
     acquire_timeout_ms: u64,
 }
 
-/// Databases by URL: co-located services on PostgreSQL share one pool (one per service
-/// would multiply connections past the server's limit); on SQLite each service has a file.
+/// Databases by URL: a service with `[services.<name>] database_url` has its own; the
+/// others on PostgreSQL share one pool (one per service would multiply connections past
+/// the server's limit); on SQLite each service has a file.
 pub struct Databases {
     sqlite_dir: Option<PathBuf>,
     url: Option<String>,
+    /// Services with a database of their own, by name.
+    own: HashMap<String, String>,
     options: PoolOptions,
     open: HashMap<String, Db>,
 }
@@ -137,9 +143,15 @@ impl Databases {
         if let Some(dir) = &sqlite_dir {
             std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
         }
+        let services: HashMap<String, EndpointConfig> = settings.config.section("services")?;
+        let own = services
+            .into_iter()
+            .filter_map(|(name, s)| s.database_url.filter(|u| !u.is_empty()).map(|u| (name, u)))
+            .collect();
         Ok(Self {
             sqlite_dir,
             url: db_config.url,
+            own,
             options: PoolOptions {
                 max_connections: db_config.max_connections,
                 acquire_timeout: Duration::from_millis(db_config.acquire_timeout_ms),
@@ -149,10 +161,11 @@ impl Databases {
     }
 
     pub async fn for_service(&mut self, service: &str) -> anyhow::Result<Db> {
-        let url = match (&self.url, &self.sqlite_dir) {
-            (Some(url), _) => url.clone(),
-            (None, Some(dir)) => sqlite_url(dir, service),
-            (None, None) => anyhow::bail!("database.url is required"),
+        let url = match (self.own.get(service), &self.url, &self.sqlite_dir) {
+            (Some(own), _, _) => own.clone(),
+            (None, Some(url), _) => url.clone(),
+            (None, None, Some(dir)) => sqlite_url(dir, service),
+            (None, None, None) => anyhow::bail!("database.url is required"),
         };
         if let Some(db) = self.open.get(&url) {
             return Ok(db.clone());
@@ -171,10 +184,14 @@ impl Databases {
 
     /// Where the databases are, without passwords.
     pub fn describe(&self) -> String {
-        match (&self.url, &self.sqlite_dir) {
+        let shared = match (&self.url, &self.sqlite_dir) {
             (Some(url), _) => redact(url),
             (None, Some(dir)) => format!("sqlite files in {}", dir.display()),
             (None, None) => "none".into(),
+        };
+        match self.own.len() {
+            0 => shared,
+            n => format!("{shared} ({n} services on their own databases)"),
         }
     }
 }
