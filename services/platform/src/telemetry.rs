@@ -71,13 +71,20 @@ pub fn init(
     Ok(Telemetry { provider })
 }
 
-/// Spans at info and above become OpenTelemetry spans of `provider`.
+/// Spans at info and above become OpenTelemetry spans of `provider`. A request's future
+/// enters and leaves its span at every poll, so the layer does nothing there: no busy and
+/// idle clocks, no OpenTelemetry context activation (propagation reads the span itself),
+/// no thread or source-location attributes.
 fn span_layer<S>(provider: &SdkTracerProvider) -> impl Layer<S> + use<S>
 where
     S: tracing::Subscriber + for<'a> tracing_subscriber::registry::LookupSpan<'a>,
 {
     tracing_opentelemetry::layer()
         .with_tracer(provider.tracer("payloom"))
+        .with_tracked_inactivity(false)
+        .with_context_activation(false)
+        .with_threads(false)
+        .with_location(false)
         .with_filter(LevelFilter::INFO)
 }
 

@@ -142,39 +142,73 @@ async fn run_split(
         force: false,
         days: 1,
     }))?;
-    let services = crate::services::registered();
-    let names = services.names();
     let mut own = Vec::new();
-    for name in &names {
-        own.push((*name, Database::create(database).await?));
+    for name in crate::services::registered().names() {
+        own.push((name, Database::create(database).await?));
     }
-    let (config, endpoints) = split_config(args, dir, &own)?;
+    let run = measure_split(args, dir, database, &own, duration).await;
+    for (_, db) in own {
+        db.drop().await?;
+    }
+    run
+}
+
+async fn measure_split(
+    args: &TopologyArgs,
+    dir: &Path,
+    database: &str,
+    own: &[(&str, Database)],
+    duration: Duration,
+) -> anyhow::Result<Run> {
+    let (_processes, endpoints) = start_split(args, dir, database, own)?;
+    let credentials = bootstrap(&dir.join("certs"), &endpoints).await?;
+    std::fs::write(
+        dir.join(CREDENTIALS_FILE),
+        serde_json::to_vec_pretty(&credentials)?,
+    )?;
+    run_payments(&Arc::new(credentials), args.concurrency, duration).await
+}
+
+/// Starts every service in its own process. A free port can be taken by another process
+/// between being chosen and being bound; then the services start again on new ports.
+fn start_split(
+    args: &TopologyArgs,
+    dir: &Path,
+    database: &str,
+    own: &[(&str, Database)],
+) -> anyhow::Result<(Processes, Endpoints)> {
+    let mut attempts = 0;
+    loop {
+        attempts += 1;
+        let (config, endpoints) = split_config(args, dir, own)?;
+        match start_services(dir, database, &config) {
+            Ok(processes) => return Ok((processes, endpoints)),
+            Err(e) if attempts < 3 => eprintln!("starting the split again: {e:#}"),
+            Err(e) => return Err(e),
+        }
+    }
+}
+
+/// The registered services, callees first, each waited for before the next.
+fn start_services(dir: &Path, database: &str, config: &Path) -> anyhow::Result<Processes> {
+    let certs = dir.join("certs");
+    let services = crate::services::registered();
     let mut processes = Processes(Vec::new());
-    for service in services.start_order(&names)? {
+    for service in services.start_order(&services.names())? {
         let name = service.manifest().name;
         let mut command = Command::new(std::env::current_exe()?);
         command
             .args(["serve", name, "--certs"])
             .arg(&certs)
             .arg("--config")
-            .arg(&config)
+            .arg(config)
             .arg("--data-dir")
             .arg(dir.join(name))
             .args(["--database-url", database]);
         let marker = format!("payloom serve: {name} listening on ");
         processes.0.push(start(command, &marker, &dir.join(name))?);
     }
-    let credentials = bootstrap(&certs, &endpoints).await?;
-    std::fs::write(
-        dir.join(CREDENTIALS_FILE),
-        serde_json::to_vec_pretty(&credentials)?,
-    )?;
-    let run = run_payments(&Arc::new(credentials), args.concurrency, duration).await;
-    drop(processes);
-    for (_, db) in own {
-        db.drop().await?;
-    }
-    run
+    Ok(processes)
 }
 
 /// Each service's public and internal address, by name.
@@ -201,7 +235,9 @@ impl Endpoints {
 }
 
 /// The split topology's configuration: fresh secrets, two free ports and a database per
-/// service, Kafka with a consumer group of this run, Redis.
+/// service, Kafka with a consumer group of this run, Redis. Ten processes on one
+/// PostgreSQL server share its connections (100 by default), so each pool gets nine where
+/// `dev`'s one pool has 32.
 fn split_config(
     args: &TopologyArgs,
     dir: &Path,
@@ -209,7 +245,8 @@ fn split_config(
 ) -> anyhow::Result<(PathBuf, Endpoints)> {
     let mut config = format!(
         "[plugins]\nallow_unsigned = true\n[security]\nmaster_key = \"{}\"\n\
-         admin_jwt_secret = \"{}\"\n[redis]\nurl = \"{}\"\n[events]\nkafka_brokers = \"{}\"\n\
+         admin_jwt_secret = \"{}\"\n[database]\nmax_connections = 9\n[redis]\nurl = \"{}\"\n\
+         [events]\nkafka_brokers = \"{}\"\n\
          consumer_group = \"bench-{}\"\n",
         random_hex(32),
         random_hex(32),

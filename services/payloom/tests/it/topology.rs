@@ -59,8 +59,12 @@ fn broker() -> Option<String> {
     }
 }
 
+/// The two tests here each start a dozen processes; one at a time, so two cores serve them.
+static ONE_TOPOLOGY: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn every_service_in_its_own_process_over_mtls_kafka_and_redis() {
+    let _one = ONE_TOPOLOGY.lock().await;
     let Some(db) = TestDatabase::create().await else {
         return;
     };
@@ -312,6 +316,7 @@ async fn first_merchant(db: &str) -> String {
 /// PostgreSQL server, every payment of both succeeding, and reports their ratio.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_topology_benchmark_measures_dev_and_the_split_back_to_back() {
+    let _one = ONE_TOPOLOGY.lock().await;
     let Some(db) = TestDatabase::create().await else {
         return;
     };
