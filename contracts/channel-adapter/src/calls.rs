@@ -22,21 +22,6 @@ pub enum ChannelCall {
     HandleNotification(Notification),
 }
 
-impl ChannelCall {
-    /// The operation's name, as metrics and logs label it.
-    pub fn name(&self) -> &'static str {
-        match self {
-            Self::CreatePayment(_) => "create-payment",
-            Self::QueryPayment(_) => "query-payment",
-            Self::Capture(_) => "capture",
-            Self::Cancel(_) => "cancel",
-            Self::Refund(_) => "refund",
-            Self::QueryRefund(_) => "query-refund",
-            Self::HandleNotification(_) => "handle-notification",
-        }
-    }
-}
-
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct CreateRequest {
     pub payment: Payment,

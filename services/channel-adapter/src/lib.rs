@@ -185,10 +185,11 @@ fn unknown_channel(channel: &str) -> ApiError {
 impl ChannelApi for ChannelAdapter {
     async fn call(&self, req: ChannelIn) -> ApiResult<ChannelOut> {
         let ctx = self.context(&req.merchant_id, &req.channel).await?;
-        let operation = req.call.name();
+        let call = wit::call(req.call);
+        let operation = call.name();
         let result = self
             .registry
-            .call(&req.channel, ctx, Call::Channel(wit::call(req.call)))
+            .call(&req.channel, ctx, Call::Channel(call))
             .await;
         if !matches!(&result, Err(f) if f.was_refused()) {
             self.metrics.count(&req.channel, operation);

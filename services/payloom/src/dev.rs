@@ -163,6 +163,34 @@ async fn list_plugins(State(registry): State<Arc<Registry>>) -> Json<serde_json:
     Json(serde_json::json!({ "data": registry.list() }))
 }
 
+/// A merchant named `name` with an API key and sandbox credentials, through the
+/// services' APIs (in process under `dev`, over mutual TLS from `bench topology`).
+pub async fn new_merchant(
+    auth: &dyn MerchantAuthApi,
+    channels: &dyn ChannelApi,
+    name: &str,
+) -> anyhow::Result<DevMerchant> {
+    let merchant = auth
+        .create_merchant(MerchantIn {
+            name: name.into(),
+            tier: None,
+        })
+        .await?;
+    let key = auth.create_api_key(&merchant.id).await?;
+    let notify_secret = payloom_platform::ids::random_hex(32);
+    let sandbox = [("notify_secret".to_owned(), notify_secret)].into();
+    channels
+        .set_credentials(&merchant.id, "sandbox", sandbox)
+        .await?;
+    Ok(DevMerchant {
+        id: merchant.id,
+        api_key: DevApiKey {
+            key_id: key.key_id,
+            secret: key.secret,
+        },
+    })
+}
+
 /// Reuses the demo merchant in the credentials file if the database still has it;
 /// otherwise creates a merchant, an API key, sandbox credentials and the admin user.
 async fn ensure_demo(
@@ -190,31 +218,13 @@ async fn ensure_demo(
         write_private(&path, &serde_json::to_string_pretty(&existing)?)?;
         return Ok(existing);
     }
-    let merchant = auth
-        .create_merchant(MerchantIn {
-            name: "Demo Store".into(),
-            tier: None,
-        })
-        .await?;
-    let key = auth.create_api_key(&merchant.id).await?;
-    let notify_secret = payloom_platform::ids::random_hex(32);
-    let mut sandbox = std::collections::BTreeMap::new();
-    sandbox.insert("notify_secret".to_owned(), notify_secret);
-    channels
-        .set_credentials(&merchant.id, "sandbox", sandbox)
-        .await?;
+    let merchant = new_merchant(auth.as_ref(), channels.as_ref(), "Demo Store").await?;
     let password = payloom_platform::ids::random_hex(12);
     admin
         .upsert_admin("admin", &password, "super_admin")
         .await?;
     let credentials = DevCredentials {
-        merchant: DevMerchant {
-            id: merchant.id,
-            api_key: DevApiKey {
-                key_id: key.key_id,
-                secret: key.secret,
-            },
-        },
+        merchant,
         admin: DevAdmin {
             username: "admin".into(),
             password,

@@ -445,6 +445,35 @@ impl Gateway {
         if from.is_empty() {
             return Ok(None);
         }
+        let updated = self
+            .write_outcome(payment_id, from, amount, &applied, opening)
+            .await?;
+        if let Some(to) = order_status_after(applied.status)
+            && updated.is_some()
+        {
+            self.deps.orders.transition(order_id, to).await?;
+        }
+        if updated.is_some()
+            && matches!(
+                applied.status,
+                PaymentStatus::Failed | PaymentStatus::Canceled
+            )
+        {
+            self.release_quota(reservation).await;
+        }
+        Ok(updated)
+    }
+
+    /// The payment's move out of one of `from`, and its event, in one transaction; `None`
+    /// when it was no longer in any of them.
+    async fn write_outcome(
+        &self,
+        payment_id: &str,
+        from: &[PaymentStatus],
+        amount: i64,
+        applied: &Applied,
+        opening: Opening,
+    ) -> ApiResult<Option<PaymentOut>> {
         let now = self.clock.now_ms();
         let attempts = opening.requery_attempts();
         let requery = match applied.status {
@@ -490,35 +519,9 @@ impl Gateway {
         if let Some(payment) = &updated {
             self.emit_payment(&mut tx, payment).await?;
         }
-        let updated = updated.map(|p| p.out);
         tx.commit().await?;
         self.outbox.wake();
-        let order_status = match applied.status {
-            PaymentStatus::Succeeded => Some(OrderStatus::Paid),
-            PaymentStatus::Authorized => Some(OrderStatus::Authorized),
-            PaymentStatus::Failed => Some(OrderStatus::Failed),
-            PaymentStatus::Canceled => Some(OrderStatus::Canceled),
-            PaymentStatus::Expired => Some(OrderStatus::Expired),
-            PaymentStatus::Pending
-            | PaymentStatus::RequiresAction
-            | PaymentStatus::Processing
-            | PaymentStatus::Capturing
-            | PaymentStatus::Canceling => None,
-        };
-        if let Some(to) = order_status
-            && updated.is_some()
-        {
-            self.deps.orders.transition(order_id, to).await?;
-        }
-        if updated.is_some()
-            && matches!(
-                applied.status,
-                PaymentStatus::Failed | PaymentStatus::Canceled
-            )
-        {
-            self.release_quota(reservation).await;
-        }
-        Ok(updated)
+        Ok(updated.map(|p| p.out))
     }
 
     /// [`Gateway::apply`] to a payment as read; a payment without an order (none are
@@ -699,4 +702,20 @@ pub(crate) fn applied_from(answer: ApiResult<ChannelOut>) -> Applied {
         ch::Outcome::Unknown(reason) => applied.failure = Some(("outcome_unknown".into(), reason)),
     }
     applied
+}
+
+/// Where a payment's new state leaves its order; `None` while the payment is still open.
+fn order_status_after(status: PaymentStatus) -> Option<OrderStatus> {
+    match status {
+        PaymentStatus::Succeeded => Some(OrderStatus::Paid),
+        PaymentStatus::Authorized => Some(OrderStatus::Authorized),
+        PaymentStatus::Failed => Some(OrderStatus::Failed),
+        PaymentStatus::Canceled => Some(OrderStatus::Canceled),
+        PaymentStatus::Expired => Some(OrderStatus::Expired),
+        PaymentStatus::Pending
+        | PaymentStatus::RequiresAction
+        | PaymentStatus::Processing
+        | PaymentStatus::Capturing
+        | PaymentStatus::Canceling => None,
+    }
 }

@@ -13,8 +13,8 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::Context;
-use payloom_channel_adapter::{ChannelApi, ChannelHttp};
-use payloom_merchant_auth::{MerchantAuthApi, MerchantAuthHttp, MerchantIn};
+use payloom_channel_adapter::ChannelHttp;
+use payloom_merchant_auth::MerchantAuthHttp;
 use payloom_platform::Db;
 use payloom_platform::client::ServiceClient;
 use payloom_platform::db::PoolOptions;
@@ -22,7 +22,7 @@ use payloom_platform::ids::random_hex;
 use payloom_platform::tls::ServiceIdentity;
 
 use super::{Run, baseline, header, report, run_payments};
-use crate::dev::{CREDENTIALS_FILE, DevAdmin, DevApiKey, DevCredentials, DevMerchant};
+use crate::dev::{CREDENTIALS_FILE, DevAdmin, DevCredentials, new_merchant};
 
 #[derive(clap::Args)]
 pub struct TopologyArgs {
@@ -215,22 +215,21 @@ fn start_services(dir: &Path, database: &str, config: &Path) -> anyhow::Result<P
 struct Endpoints(Vec<(&'static str, SocketAddr, SocketAddr)>);
 
 impl Endpoints {
-    fn public(&self, name: &str) -> String {
-        let (_, public, _) = self
+    fn of(&self, name: &str) -> (SocketAddr, SocketAddr) {
+        let (_, public, internal) = self
             .0
             .iter()
             .find(|(n, _, _)| *n == name)
             .expect("registered");
-        format!("http://{public}")
+        (*public, *internal)
+    }
+
+    fn public(&self, name: &str) -> String {
+        format!("http://{}", self.of(name).0)
     }
 
     fn internal(&self, name: &str) -> String {
-        let (_, _, internal) = self
-            .0
-            .iter()
-            .find(|(n, _, _)| *n == name)
-            .expect("registered");
-        format!("https://{internal}")
+        format!("https://{}", self.of(name).1)
     }
 }
 
@@ -285,25 +284,8 @@ async fn bootstrap(certs: &Path, endpoints: &Endpoints) -> anyhow::Result<DevCre
         &endpoints.internal("channel-adapter"),
         &identity,
     )?);
-    let merchant = auth
-        .create_merchant(MerchantIn {
-            name: "Bench Shop".into(),
-            tier: None,
-        })
-        .await?;
-    let key = auth.create_api_key(&merchant.id).await?;
-    let sandbox = [("notify_secret".to_owned(), random_hex(16))].into();
-    channels
-        .set_credentials(&merchant.id, "sandbox", sandbox)
-        .await?;
     Ok(DevCredentials {
-        merchant: DevMerchant {
-            id: merchant.id,
-            api_key: DevApiKey {
-                key_id: key.key_id,
-                secret: key.secret,
-            },
-        },
+        merchant: new_merchant(&auth, &channels, "Bench Shop").await?,
         admin: DevAdmin {
             username: String::new(),
             password: String::new(),
