@@ -98,15 +98,15 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
         let router = server::public_only(routes.public.clone()).merge(ops.clone());
         servers.spawn(server::serve(public, router));
     }
-    let mut result = Ok(());
-    while let Some(done) = servers.join_next().await {
-        if let Err(e) = done.map_err(anyhow::Error::from).and_then(|served| served) {
-            result = Err(e);
-            break;
+    let served = async {
+        while let Some(done) = servers.join_next().await {
+            done??;
         }
+        anyhow::Ok(())
     }
+    .await;
     telemetry.shutdown();
-    result
+    served
 }
 
 async fn bind(

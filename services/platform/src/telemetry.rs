@@ -58,8 +58,7 @@ pub fn init(
         builder = builder.with_span_processor(otlp_processor(endpoint)?);
     }
     let provider = builder.build();
-    let filter =
-        EnvFilter::try_from_env("PAYLOOM_LOG").unwrap_or_else(|_| EnvFilter::new(default_filter));
+    let filter = log_filter(default_filter);
     let logs = tracing_subscriber::fmt::layer().with_writer(std::io::stderr);
     let registry = tracing_subscriber::registry().with(span_layer(&provider));
     // A second init (tests) keeps the first subscriber.
@@ -88,10 +87,14 @@ where
         .with_filter(LevelFilter::INFO)
 }
 
+/// `PAYLOOM_LOG`, or `default_filter` when it is unset.
+fn log_filter(default_filter: &str) -> EnvFilter {
+    EnvFilter::try_from_env("PAYLOOM_LOG").unwrap_or_else(|_| EnvFilter::new(default_filter))
+}
+
 /// Logging only, for the commands that are not services (demo, bench, plugin tooling).
 pub fn init_logs(json: bool, default_filter: &str) {
-    let filter =
-        EnvFilter::try_from_env("PAYLOOM_LOG").unwrap_or_else(|_| EnvFilter::new(default_filter));
+    let filter = log_filter(default_filter);
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr);
