@@ -31,6 +31,7 @@ pub const DEFAULT_CONFIG: &str = include_str!("../config.default.toml");
 struct EventsConfig {
     kafka_brokers: Option<String>,
     consumer_group: String,
+    topic_prefix: String,
     topic_partitions: i32,
     topic_replication: i32,
     relay_poll_ms: u64,
@@ -236,20 +237,38 @@ async fn start_kafka(
     let ca = std::fs::read(&ca_path).with_context(|| format!("reading {}", ca_path.display()))?;
     let producers = services.producers();
     let verifier = Arc::new(EventVerifier::new(&ca, producers.iter().copied())?);
-    let topics: Vec<&str> = producers.iter().map(|(topic, _)| *topic).collect();
+    anyhow::ensure!(
+        config
+            .topic_prefix
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || "._-".contains(c)),
+        "[events] topic_prefix may hold only letters, digits, '.', '_' and '-'"
+    );
+    let names = kafka::TopicNames::new(&config.topic_prefix);
+    let topics: Vec<String> = producers
+        .iter()
+        .map(|(topic, _)| names.name(topic))
+        .collect();
+    let topics: Vec<&str> = topics.iter().map(String::as_str).collect();
     let (partitions, replication) = (config.topic_partitions, config.topic_replication);
     kafka::ensure_topics(brokers, &topics, partitions, replication).await?;
     for (db, consumer) in consumers {
         let group = format!("{}.{}", config.consumer_group, consumer.name());
         let subscription = Subscription::new(db, consumer);
-        kafka::spawn_consumer(brokers, &group, subscription, verifier.clone())?;
+        kafka::spawn_consumer(
+            brokers,
+            &group,
+            subscription,
+            verifier.clone(),
+            names.clone(),
+        )?;
     }
     outboxes
         .into_iter()
         .map(|(db, outbox)| {
             let signer = ServiceIdentity::load(certs, outbox.service())?.event_signer()?;
             let publisher: Arc<dyn Publisher> =
-                Arc::new(kafka::KafkaPublisher::new(brokers, signer)?);
+                Arc::new(kafka::KafkaPublisher::new(brokers, signer)?.named(names.clone()));
             Ok((db, outbox, publisher))
         })
         .collect()

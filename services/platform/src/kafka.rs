@@ -27,10 +27,37 @@ use crate::telemetry::{self, TRACEPARENT};
 /// How long a produce may wait in the client's queue before the batch fails.
 const PRODUCE_TIMEOUT: Duration = Duration::from_secs(10);
 
+/// A deployment's names for the registry's topics, `<prefix><topic>`: deployments (or test
+/// runs) sharing one cluster then never read each other's events. Signatures and
+/// consumers speak of the registry's topic; only the broker sees the prefix.
+#[derive(Debug, Clone, Default)]
+pub struct TopicNames {
+    prefix: String,
+}
+
+impl TopicNames {
+    pub fn new(prefix: &str) -> Self {
+        Self {
+            prefix: prefix.to_owned(),
+        }
+    }
+
+    /// The broker's name for `topic`.
+    pub fn name(&self, topic: &str) -> String {
+        format!("{}{topic}", self.prefix)
+    }
+
+    /// The registry's topic a broker name stands for, if it is this deployment's.
+    pub fn topic<'a>(&self, name: &'a str) -> Option<&'a str> {
+        name.strip_prefix(self.prefix.as_str())
+    }
+}
+
 /// Publishes one service's outbox, signed as that service.
 pub struct KafkaPublisher {
     producer: FutureProducer,
     signer: EventSigner,
+    names: TopicNames,
 }
 
 impl KafkaPublisher {
@@ -43,7 +70,16 @@ impl KafkaPublisher {
             .set("message.timeout.ms", "10000")
             .set("linger.ms", "1")
             .create()?;
-        Ok(Self { producer, signer })
+        Ok(Self {
+            producer,
+            signer,
+            names: TopicNames::default(),
+        })
+    }
+
+    /// Publishes under the deployment's topic names.
+    pub fn named(self, names: TopicNames) -> Self {
+        Self { names, ..self }
     }
 }
 
@@ -68,15 +104,23 @@ impl Publisher for KafkaPublisher {
                 })
             })
             .collect::<anyhow::Result<Vec<_>>>()?;
-        let sends = batch.iter().zip(headers).map(|(out, headers)| {
-            self.producer.send(
-                FutureRecord::to(&out.topic)
-                    .key(&out.key)
-                    .payload(&out.json)
-                    .headers(headers),
-                PRODUCE_TIMEOUT,
-            )
-        });
+        let names: Vec<String> = batch
+            .iter()
+            .map(|out| self.names.name(&out.topic))
+            .collect();
+        let sends = batch
+            .iter()
+            .zip(headers)
+            .zip(&names)
+            .map(|((out, headers), name)| {
+                self.producer.send(
+                    FutureRecord::to(name)
+                        .key(&out.key)
+                        .payload(&out.json)
+                        .headers(headers),
+                    PRODUCE_TIMEOUT,
+                )
+            });
         for result in futures::future::join_all(sends).await {
             result.map_err(|(e, _)| anyhow::anyhow!("producing to Kafka: {e}"))?;
         }
@@ -139,19 +183,46 @@ pub async fn existing_topics(brokers: &str) -> anyhow::Result<Vec<String>> {
     .await?
 }
 
-/// A consumer group member feeding `subscription` from its topics.
+/// How long a group waits for a member that stopped answering (a killed process) before
+/// its partitions go to the others, and how long a rebalance waits for members to rejoin:
+/// short, where Kafka's defaults (45 s and 5 min) would hold a restarted consumer's events
+/// back that long. A handler stuck past the poll interval (its database down) leaves the
+/// group and rejoins when it reads again; its event comes again and, by its id, changes
+/// nothing twice.
+pub const SESSION_TIMEOUT: Duration = Duration::from_secs(6);
+pub const POLL_INTERVAL: Duration = Duration::from_secs(10);
+
+/// A consumer group member feeding `subscription` from its topics (by the deployment's
+/// `names`).
 pub fn consumer(
     brokers: &str,
     group: &str,
     subscription: &Subscription,
+    names: &TopicNames,
 ) -> anyhow::Result<StreamConsumer> {
     let consumer: StreamConsumer = ClientConfig::new()
         .set("bootstrap.servers", brokers)
         .set("group.id", group)
+        .set(
+            "session.timeout.ms",
+            SESSION_TIMEOUT.as_millis().to_string(),
+        )
+        .set("heartbeat.interval.ms", "1000")
+        .set(
+            "max.poll.interval.ms",
+            POLL_INTERVAL.as_millis().to_string(),
+        )
         .set("enable.auto.commit", "false")
         .set("auto.offset.reset", "earliest")
         .create()?;
-    consumer.subscribe(subscription.consumer.topics())?;
+    let topics: Vec<String> = subscription
+        .consumer
+        .topics()
+        .iter()
+        .map(|topic| names.name(topic))
+        .collect();
+    let topics: Vec<&str> = topics.iter().map(String::as_str).collect();
+    consumer.subscribe(&topics)?;
     Ok(consumer)
 }
 
@@ -184,13 +255,20 @@ pub fn header<'m>(message: &'m impl Message, key: &str) -> Option<&'m [u8]> {
 }
 
 /// Checks who produced a message; logs and returns `false` for one nobody can vouch for.
-pub fn verified(message: &impl Message, verifier: &EventVerifier) -> bool {
+pub fn verified(message: &impl Message, verifier: &EventVerifier, names: &TopicNames) -> bool {
     let key = message
         .key()
         .and_then(|k| std::str::from_utf8(k).ok())
         .unwrap_or("");
+    let Some(topic) = names.topic(message.topic()) else {
+        tracing::error!(
+            topic = message.topic(),
+            "event refused: not this deployment's topic"
+        );
+        return false;
+    };
     let origin = verifier.verify(
-        message.topic(),
+        topic,
         key,
         message.payload().unwrap_or_default(),
         header(message, CERT_HEADER),
@@ -214,8 +292,9 @@ pub async fn handle_message(
     message: &rdkafka::message::BorrowedMessage<'_>,
     subscription: &Subscription,
     verifier: &EventVerifier,
+    names: &TopicNames,
 ) -> anyhow::Result<()> {
-    if !verified(message, verifier) {
+    if !verified(message, verifier, names) {
         consumer.commit_message(message, CommitMode::Async)?;
         return Ok(());
     }
@@ -261,14 +340,15 @@ pub fn spawn_consumer(
     group: &str,
     subscription: Subscription,
     verifier: std::sync::Arc<EventVerifier>,
+    names: TopicNames,
 ) -> anyhow::Result<tokio::task::JoinHandle<()>> {
-    let consumer = consumer(brokers, group, &subscription)?;
+    let consumer = consumer(brokers, group, &subscription, &names)?;
     Ok(tokio::spawn(async move {
         loop {
             match consumer.recv().await {
                 Ok(message) => {
                     if let Err(e) =
-                        handle_message(&consumer, &message, &subscription, &verifier).await
+                        handle_message(&consumer, &message, &subscription, &verifier, &names).await
                     {
                         tracing::warn!("committing a Kafka offset: {e:#}");
                     }

@@ -126,14 +126,26 @@ async fn topics_are_created_once_and_signed_events_cross_the_broker() {
         .await
         .unwrap();
     let subscription = Subscription::new(db.clone(), Arc::new(Recorder(payments)));
-    let consumer = kafka::consumer(&brokers, &format!("group{run}"), &subscription).unwrap();
+    let consumer = kafka::consumer(
+        &brokers,
+        &format!("group{run}"),
+        &subscription,
+        &Default::default(),
+    )
+    .unwrap();
     let message = tokio::time::timeout(Duration::from_secs(30), consumer.recv())
         .await
         .expect("the event arrives")
         .unwrap();
-    kafka::handle_message(&consumer, &message, &subscription, &verifier)
-        .await
-        .unwrap();
+    kafka::handle_message(
+        &consumer,
+        &message,
+        &subscription,
+        &verifier,
+        &Default::default(),
+    )
+    .await
+    .unwrap();
     let seen: Vec<String> = sqlx::query_scalar("SELECT event_id FROM seen")
         .fetch_all(db.pool())
         .await

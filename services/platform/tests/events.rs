@@ -119,9 +119,15 @@ async fn consume(
             .await
             .unwrap_or_else(|_| panic!("got only {handled} of {want} messages"))
             .unwrap();
-        kafka::handle_message(consumer, &message, subscription, verifier)
-            .await
-            .unwrap();
+        kafka::handle_message(
+            consumer,
+            &message,
+            subscription,
+            verifier,
+            &Default::default(),
+        )
+        .await
+        .unwrap();
     }
 }
 
@@ -165,7 +171,7 @@ async fn the_relay_publishes_to_kafka_and_redelivery_changes_nothing() {
 
     // A separate consumer reads every event once.
     let subscription = Subscription::new(consumer_db.clone(), Arc::new(Counter));
-    let ledger = kafka::consumer(&brokers, "ledger", &subscription).unwrap();
+    let ledger = kafka::consumer(&brokers, "ledger", &subscription, &Default::default()).unwrap();
     consume(&ledger, &subscription, &verifier, 25).await;
     assert_eq!(effects(&consumer_db).await, (25, 25));
 
@@ -188,7 +194,7 @@ async fn the_relay_publishes_to_kafka_and_redelivery_changes_nothing() {
     assert_eq!(effects(&consumer_db).await, (25, 25));
 
     // A new group re-reads the whole topic (50 messages): still nothing new.
-    let replay = kafka::consumer(&brokers, "replay", &subscription).unwrap();
+    let replay = kafka::consumer(&brokers, "replay", &subscription, &Default::default()).unwrap();
     consume(&replay, &subscription, &verifier, 50).await;
     assert_eq!(effects(&consumer_db).await, (25, 25));
 }
@@ -280,7 +286,7 @@ async fn a_message_its_producer_did_not_sign_is_skipped() {
         .unwrap();
 
     let subscription = Subscription::new(db.clone(), Arc::new(Counter));
-    let consumer = kafka::consumer(&brokers, "ledger", &subscription).unwrap();
+    let consumer = kafka::consumer(&brokers, "ledger", &subscription, &Default::default()).unwrap();
     consume(&consumer, &subscription, &verifier, 3).await;
     assert_eq!(
         effects(&db).await,

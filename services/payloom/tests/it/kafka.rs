@@ -200,7 +200,7 @@ struct ThirdConsumer {
 /// The (topic, event id) of a message whose producer checks out and that reads as its
 /// contract's type; `None` for any other.
 fn believe(message: &impl rdkafka::Message, verifier: &EventVerifier) -> Option<(String, String)> {
-    if !kafka::verified(message, verifier) {
+    if !kafka::verified(message, verifier, &Default::default()) {
         return None;
     }
     let envelope: Envelope = serde_json::from_slice(message.payload()?).ok()?;
