@@ -3,6 +3,7 @@
 //! reference plugins loaded and watched. Creates a demo merchant and an admin user and
 //! writes their credentials to `<data-dir>/dev-credentials.json`.
 
+use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -40,6 +41,14 @@ pub struct DevArgs {
     /// A config file layered over the embedded defaults.
     #[arg(long)]
     pub config: Option<PathBuf>,
+    /// Run every service as its own `serve` process, as production does: mutual TLS
+    /// between them, a database each on the `--database-url` server, events through
+    /// Kafka, counters in Redis.
+    #[arg(long)]
+    pub split: bool,
+    /// The Kafka bootstrap servers of `--split` (or `[events] kafka_brokers`).
+    #[arg(long, requires = "split")]
+    pub kafka_brokers: Option<String>,
 }
 
 /// `<data-dir>/dev-credentials.json`.
@@ -47,7 +56,23 @@ pub struct DevArgs {
 pub struct DevCredentials {
     pub merchant: DevMerchant,
     pub admin: DevAdmin,
+    /// The merchant API.
     pub base_url: String,
+    /// The admin API (the same listener under `dev`, admin-bff's under `--split`).
+    #[serde(default)]
+    pub admin_url: String,
+    /// Under `--split`, each service's listeners.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub services: BTreeMap<String, ServiceUrls>,
+}
+
+/// Where one service of the split answers.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct ServiceUrls {
+    /// Its public routes and `/health`, `/ready`, `/metrics`.
+    pub public: String,
+    /// Its internal routes, over mutual TLS.
+    pub internal: String,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -71,7 +96,10 @@ pub struct DevAdmin {
 pub const CREDENTIALS_FILE: &str = "dev-credentials.json";
 
 pub fn run(args: DevArgs) -> anyhow::Result<()> {
-    app::block_on(serve(args))
+    match args.split {
+        true => app::block_on(crate::split::serve(args)),
+        false => app::block_on(serve(args)),
+    }
 }
 
 async fn serve(args: DevArgs) -> anyhow::Result<()> {
@@ -215,6 +243,7 @@ async fn ensure_demo(
             )
             .await?;
         existing.base_url = base_url.to_owned();
+        existing.admin_url = base_url.to_owned();
         write_private(&path, &serde_json::to_string_pretty(&existing)?)?;
         return Ok(existing);
     }
@@ -230,6 +259,8 @@ async fn ensure_demo(
             password,
         },
         base_url: base_url.to_owned(),
+        admin_url: base_url.to_owned(),
+        services: BTreeMap::new(),
     };
     std::fs::create_dir_all(data_dir)?;
     write_private(&path, &serde_json::to_string_pretty(&credentials)?)?;

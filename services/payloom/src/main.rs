@@ -23,6 +23,7 @@ mod dev;
 mod plugin;
 mod serve;
 mod services;
+mod split;
 
 use std::process::ExitCode;
 

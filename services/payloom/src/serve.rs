@@ -35,6 +35,10 @@ pub struct ServeArgs {
     /// The CA and service certificates from `payloom certs init`.
     #[arg(long, default_value = "certs")]
     pub certs: PathBuf,
+    /// Stop (as on SIGTERM) when this process is no longer the parent: `dev --split`
+    /// starts its services with it, so none outlives the command.
+    #[arg(long, hide = true)]
+    pub parent_pid: Option<u32>,
 }
 
 pub fn run(args: ServeArgs) -> anyhow::Result<()> {
@@ -68,6 +72,9 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
         .iter()
         .map(|name| ServiceIdentity::load(&args.certs, name))
         .collect::<anyhow::Result<Vec<_>>>()?;
+    if let Some(parent) = args.parent_pid {
+        tokio::spawn(stop_when_orphaned(parent));
+    }
     let assembly = app::assemble(&settings, &args.services).await?;
     let services = crate::services::registered();
     let ops = server::ops_router(app::ops(&assembly));
@@ -116,4 +123,15 @@ async fn bind(
     tokio::net::TcpListener::bind(addr)
         .await
         .with_context(|| format!("{service}: binding {addr}"))
+}
+
+/// Sends this process SIGTERM once `parent` is gone (it was reparented), so the usual
+/// graceful shutdown runs.
+async fn stop_when_orphaned(parent: u32) {
+    let mut tick = tokio::time::interval(std::time::Duration::from_millis(250));
+    while std::os::unix::process::parent_id() == parent {
+        tick.tick().await;
+    }
+    tracing::warn!("the process that started this one is gone: stopping");
+    let _ = rustix::process::kill_process(rustix::process::getpid(), rustix::process::Signal::TERM);
 }

@@ -7,22 +7,17 @@
 
 use std::io::{BufRead, BufReader};
 use std::net::SocketAddr;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::{Child, Command, Stdio};
 use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::Context;
-use payloom_channel_adapter::ChannelHttp;
-use payloom_merchant_auth::MerchantAuthHttp;
 use payloom_platform::Db;
-use payloom_platform::client::ServiceClient;
 use payloom_platform::db::PoolOptions;
 use payloom_platform::ids::random_hex;
-use payloom_platform::tls::ServiceIdentity;
 
 use super::{Run, baseline, header, report, run_payments};
-use crate::dev::{CREDENTIALS_FILE, DevAdmin, DevCredentials, new_merchant};
 
 #[derive(clap::Args)]
 pub struct TopologyArgs {
@@ -48,6 +43,16 @@ pub struct TopologyArgs {
 
 /// Child processes, killed when dropped.
 struct Processes(Vec<Child>);
+
+/// Asks `processes` to stop (SIGTERM; `dev --split` then stops its services) and waits.
+fn stop(mut processes: Processes) {
+    for child in &mut processes.0 {
+        if let Some(pid) = rustix::process::Pid::from_raw(child.id() as i32) {
+            let _ = rustix::process::kill_process(pid, rustix::process::Signal::TERM);
+        }
+        let _ = child.wait();
+    }
+}
 
 impl Drop for Processes {
     fn drop(&mut self) {
@@ -128,170 +133,25 @@ async fn run_dev(
     run_payments(&Arc::new(credentials), args.concurrency, duration).await
 }
 
-/// Every registered service as its own `serve` process on a database of its own on the
-/// server of `database`, measured.
+/// `payloom dev --split` on `database`'s server (a database per service beside it),
+/// measured; its services stop with it.
 async fn run_split(
     args: &TopologyArgs,
     dir: &Path,
     database: &str,
     duration: Duration,
 ) -> anyhow::Result<Run> {
-    let certs = dir.join("certs");
-    crate::certs::run(crate::certs::CertsCommand::Init(crate::certs::InitArgs {
-        dir: certs.clone(),
-        force: false,
-        days: 1,
-    }))?;
-    let mut own = Vec::new();
-    for name in crate::services::registered().names() {
-        own.push((name, Database::create(database).await?));
-    }
-    let run = measure_split(args, dir, database, &own, duration).await;
-    for (_, db) in own {
-        db.drop().await?;
-    }
+    let mut command = Command::new(std::env::current_exe()?);
+    command
+        .args(["dev", "--split", "--listen", "127.0.0.1:0", "--data-dir"])
+        .arg(dir)
+        .args(["--database-url", database, "--redis-url", &args.redis_url])
+        .args(["--kafka-brokers", &args.kafka_brokers]);
+    let split = Processes(vec![start(command, "payloom dev listening on ", dir)?]);
+    let credentials = crate::demo::load_credentials(dir)?;
+    let run = run_payments(&Arc::new(credentials), args.concurrency, duration).await;
+    stop(split);
     run
-}
-
-async fn measure_split(
-    args: &TopologyArgs,
-    dir: &Path,
-    database: &str,
-    own: &[(&str, Database)],
-    duration: Duration,
-) -> anyhow::Result<Run> {
-    let (_processes, endpoints) = start_split(args, dir, database, own)?;
-    let credentials = bootstrap(&dir.join("certs"), &endpoints).await?;
-    std::fs::write(
-        dir.join(CREDENTIALS_FILE),
-        serde_json::to_vec_pretty(&credentials)?,
-    )?;
-    run_payments(&Arc::new(credentials), args.concurrency, duration).await
-}
-
-/// Starts every service in its own process. A free port can be taken by another process
-/// between being chosen and being bound; then the services start again on new ports.
-fn start_split(
-    args: &TopologyArgs,
-    dir: &Path,
-    database: &str,
-    own: &[(&str, Database)],
-) -> anyhow::Result<(Processes, Endpoints)> {
-    let mut attempts = 0;
-    loop {
-        attempts += 1;
-        let (config, endpoints) = split_config(args, dir, own)?;
-        match start_services(dir, database, &config) {
-            Ok(processes) => return Ok((processes, endpoints)),
-            Err(e) if attempts < 3 => eprintln!("starting the split again: {e:#}"),
-            Err(e) => return Err(e),
-        }
-    }
-}
-
-/// The registered services, callees first, each waited for before the next.
-fn start_services(dir: &Path, database: &str, config: &Path) -> anyhow::Result<Processes> {
-    let certs = dir.join("certs");
-    let services = crate::services::registered();
-    let mut processes = Processes(Vec::new());
-    for service in services.start_order(&services.names())? {
-        let name = service.manifest().name;
-        let mut command = Command::new(std::env::current_exe()?);
-        command
-            .args(["serve", name, "--certs"])
-            .arg(&certs)
-            .arg("--config")
-            .arg(config)
-            .arg("--data-dir")
-            .arg(dir.join(name))
-            .args(["--database-url", database]);
-        let marker = format!("payloom serve: {name} listening on ");
-        processes.0.push(start(command, &marker, &dir.join(name))?);
-    }
-    Ok(processes)
-}
-
-/// Each service's public and internal address, by name.
-struct Endpoints(Vec<(&'static str, SocketAddr, SocketAddr)>);
-
-impl Endpoints {
-    fn of(&self, name: &str) -> (SocketAddr, SocketAddr) {
-        let (_, public, internal) = self
-            .0
-            .iter()
-            .find(|(n, _, _)| *n == name)
-            .expect("registered");
-        (*public, *internal)
-    }
-
-    fn public(&self, name: &str) -> String {
-        format!("http://{}", self.of(name).0)
-    }
-
-    fn internal(&self, name: &str) -> String {
-        format!("https://{}", self.of(name).1)
-    }
-}
-
-/// The split topology's configuration: fresh secrets, two free ports and a database per
-/// service, Kafka with a consumer group of this run, Redis. Ten processes on one
-/// PostgreSQL server share its connections (100 by default), so each pool gets nine where
-/// `dev`'s one pool has 32.
-fn split_config(
-    args: &TopologyArgs,
-    dir: &Path,
-    databases: &[(&str, Database)],
-) -> anyhow::Result<(PathBuf, Endpoints)> {
-    let mut config = format!(
-        "[plugins]\nallow_unsigned = true\n[security]\nmaster_key = \"{}\"\n\
-         admin_jwt_secret = \"{}\"\n[database]\nmax_connections = 9\n[redis]\nurl = \"{}\"\n\
-         [events]\nkafka_brokers = \"{}\"\n\
-         consumer_group = \"bench-{}\"\n",
-        random_hex(32),
-        random_hex(32),
-        args.redis_url,
-        args.kafka_brokers,
-        random_hex(6)
-    );
-    let mut endpoints = Endpoints(Vec::new());
-    for name in crate::services::registered().names() {
-        let (public, internal) = (free_port()?, free_port()?);
-        let (_, database) = databases
-            .iter()
-            .find(|(n, _)| *n == name)
-            .context("a database per service")?;
-        config.push_str(&format!(
-            "[services.{name}]\nlisten = \"{public}\"\ninternal_listen = \"{internal}\"\n\
-             url = \"https://{internal}\"\ndatabase_url = \"{}\"\n",
-            database.url
-        ));
-        endpoints.0.push((name, public, internal));
-    }
-    let path = dir.join("config.toml");
-    std::fs::write(&path, config)?;
-    Ok((path, endpoints))
-}
-
-/// A merchant with a key and sandbox credentials, made through the internal APIs with
-/// the admin console's certificate (the service that may make them).
-async fn bootstrap(certs: &Path, endpoints: &Endpoints) -> anyhow::Result<DevCredentials> {
-    let identity = ServiceIdentity::load(certs, "admin-bff")?;
-    let auth = MerchantAuthHttp(ServiceClient::with_identity(
-        &endpoints.internal("merchant-auth"),
-        &identity,
-    )?);
-    let channels = ChannelHttp(ServiceClient::with_identity(
-        &endpoints.internal("channel-adapter"),
-        &identity,
-    )?);
-    Ok(DevCredentials {
-        merchant: new_merchant(&auth, &channels, "Bench Shop").await?,
-        admin: DevAdmin {
-            username: String::new(),
-            password: String::new(),
-        },
-        base_url: endpoints.public("payment-gateway"),
-    })
 }
 
 /// Starts `command` and waits for the line starting with `marker` on its stdout. Its
@@ -347,14 +207,18 @@ impl Database {
         })
     }
 
+    /// Drops it and the databases `dev --split` made beside it.
     async fn drop(self) -> anyhow::Result<()> {
         let admin = Db::connect(&self.server, &PoolOptions::default()).await?;
-        sqlx::query(&format!(
-            "DROP DATABASE IF EXISTS {} WITH (FORCE)",
-            self.name
-        ))
-        .execute(admin.pool())
-        .await?;
+        let mut names = vec![self.name.clone()];
+        for service in crate::services::registered().names() {
+            names.push(crate::split::service_database(&self.url, service)?.0);
+        }
+        for name in names {
+            sqlx::query(&format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)"))
+                .execute(admin.pool())
+                .await?;
+        }
         Ok(())
     }
 }

@@ -1,6 +1,8 @@
 //! HTTP-level tests of the payment spine against a running `payloom` process: every test
 //! in `on_both_databases!` runs on SQLite and on PostgreSQL (skipped with a message when
-//! PostgreSQL is unreachable, unless PAYLOOM_REQUIRE_POSTGRES=1).
+//! PostgreSQL is unreachable, unless PAYLOOM_REQUIRE_POSTGRES=1); those in
+//! `in_every_topology!` (the merchant API's hardening) also run on `payloom dev --split`,
+//! every service its own process over mutual TLS, Kafka and Redis.
 
 mod admin;
 mod auth;
@@ -23,6 +25,7 @@ mod receiver;
 mod redis_backends;
 mod refunds;
 mod service_paths;
+mod split;
 mod support;
 mod tenancy;
 mod topology;

@@ -68,7 +68,17 @@ impl Receiver {
 
     /// Waits until `pred` holds on what was received (at most 20 s).
     pub async fn wait_for(&self, what: &str, pred: impl Fn(&[Received]) -> bool) -> Vec<Received> {
-        for _ in 0..200 {
+        self.wait_within(Duration::from_secs(20), what, pred).await
+    }
+
+    /// Waits until `pred` holds on what was received, at most `limit`.
+    pub async fn wait_within(
+        &self,
+        limit: Duration,
+        what: &str,
+        pred: impl Fn(&[Received]) -> bool,
+    ) -> Vec<Received> {
+        for _ in 0..limit.as_millis() / 100 {
             let got = self.received();
             if pred(&got) {
                 return got;

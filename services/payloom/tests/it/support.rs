@@ -2,6 +2,7 @@
 //! port, a fresh data directory, and on PostgreSQL a fresh database, plus a signing client.
 
 use std::io::{BufRead, BufReader};
+use std::os::unix::process::CommandExt;
 use std::process::{Child, Command, Stdio};
 
 use serde_json::Value;
@@ -14,6 +15,9 @@ pub const REDIS_URL: &str = "redis://127.0.0.1:6379";
 pub enum Backend {
     Sqlite,
     Postgres,
+    /// `payloom dev --split`: every service its own `serve` process, a PostgreSQL
+    /// database each, mutual TLS, Kafka and Redis.
+    Split,
 }
 
 /// Whether a missing service fails the suite (CI) instead of skipping.
@@ -24,10 +28,21 @@ fn required(var: &str) -> bool {
 /// Kills the process when the test ends, pass or fail.
 pub struct Process(pub Child);
 
-impl Drop for Process {
-    fn drop(&mut self) {
+impl Process {
+    /// Kills it, and every process of its group if it leads one (a `dev --split` and its
+    /// services), with SIGKILL: no shutdown code runs anywhere.
+    pub fn kill_group(&mut self) {
+        if let Some(pid) = rustix::process::Pid::from_raw(self.0.id() as i32) {
+            let _ = rustix::process::kill_process_group(pid, rustix::process::Signal::KILL);
+        }
         let _ = self.0.kill();
         let _ = self.0.wait();
+    }
+}
+
+impl Drop for Process {
+    fn drop(&mut self) {
+        self.kill_group();
     }
 }
 
@@ -77,9 +92,21 @@ impl Drop for TestDatabase {
             rt.block_on(async {
                 use sqlx::Connection;
                 if let Ok(mut conn) = sqlx::PgConnection::connect(POSTGRES_ADMIN_URL).await {
-                    let _ = sqlx::query(&format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)"))
-                        .execute(&mut conn)
-                        .await;
+                    // With it go the databases `dev --split` made beside it, one per service.
+                    let pattern = format!("{name}\\_%");
+                    let beside: Vec<String> = sqlx::query_scalar(
+                        "SELECT datname::text FROM pg_database WHERE datname LIKE $1",
+                    )
+                    .bind(pattern)
+                    .fetch_all(&mut conn)
+                    .await
+                    .unwrap_or_default();
+                    for name in beside.iter().chain([&name]) {
+                        let _ =
+                            sqlx::query(&format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)"))
+                                .execute(&mut conn)
+                                .await;
+                    }
                 }
             });
         })
@@ -262,12 +289,16 @@ pub async fn answer(response: reqwest::Response) -> Answer {
     }
 }
 
-/// `payloom dev` on a free port.
+/// `payloom dev` (or `dev --split`) on a free port.
 pub struct Platform {
     pub merchant: Merchant,
+    /// The merchant API.
     pub base: String,
+    /// The admin API: `base` under `dev`, admin-bff's listener under the split.
+    pub admin_base: String,
     pub credentials: Value,
     pub data: tempfile::TempDir,
+    pub backend: Backend,
     process: Option<Process>,
     database: Option<TestDatabase>,
 }
@@ -283,14 +314,17 @@ impl Platform {
         let database = match backend {
             Backend::Sqlite => None,
             Backend::Postgres => Some(TestDatabase::create().await?),
+            Backend::Split => {
+                let database = TestDatabase::create().await?;
+                redis().await?;
+                kafka_brokers()?;
+                Some(database)
+            }
         };
         let data = tempfile::tempdir().unwrap();
         std::fs::write(data.path().join("test.toml"), config).unwrap();
-        let (process, base) = launch(data.path(), database.as_ref());
-        let credentials: Value = serde_json::from_slice(
-            &std::fs::read(data.path().join("dev-credentials.json")).unwrap(),
-        )
-        .unwrap();
+        let (process, base) = launch(data.path(), backend, database.as_ref());
+        let credentials = read_credentials(data.path());
         let key = Key {
             merchant_id: credentials["merchant"]["id"].as_str().unwrap().to_owned(),
             key_id: credentials["merchant"]["api_key"]["key_id"]
@@ -309,37 +343,51 @@ impl Platform {
         };
         Some(Self {
             merchant,
+            admin_base: admin_base(&credentials, &base),
             base,
             credentials,
             data,
+            backend,
             process: Some(process),
             database,
         })
     }
 
-    /// Kills the platform with SIGKILL: no shutdown code runs.
+    /// Kills the platform (under the split, every service) with SIGKILL: no shutdown code
+    /// runs.
     pub fn kill(&mut self) {
         if let Some(mut process) = self.process.take() {
-            process.0.kill().unwrap();
-            process.0.wait().unwrap();
+            process.kill_group();
         }
     }
 
-    /// Starts the platform again on the same data and database.
+    /// SIGKILL to the `dev` process alone; under the split its services are left to
+    /// notice.
+    pub fn kill_launcher_only(&mut self) {
+        if let Some(mut process) = self.process.take() {
+            process.0.kill().unwrap();
+            process.0.wait().unwrap();
+            std::mem::forget(process);
+        }
+    }
+
+    /// Starts the platform again on the same data and databases.
     pub fn restart(&mut self) {
         self.kill();
-        let (process, base) = launch(self.data.path(), self.database.as_ref());
+        let (process, base) = launch(self.data.path(), self.backend, self.database.as_ref());
         self.process = Some(process);
+        self.credentials = read_credentials(self.data.path());
+        self.admin_base = admin_base(&self.credentials, &base);
         self.merchant.base = base.clone();
         self.base = base;
     }
 
-    /// The URLs of the databases holding outboxes: the PostgreSQL test database, or the
-    /// SQLite files of the services that write events.
+    /// The URLs of the databases holding outboxes: the PostgreSQL test database, or each
+    /// event-writing service's own.
     pub fn event_databases(&self) -> Vec<String> {
-        match &self.database {
-            Some(db) => vec![db.url.clone()],
-            None => ["order", "payment-gateway", "accounting", "notification"]
+        match (&self.database, self.backend) {
+            (Some(db), Backend::Postgres) => vec![db.url.clone()],
+            _ => ["order", "payment-gateway", "accounting", "notification"]
                 .iter()
                 .map(|s| self.database_of(s))
                 .collect(),
@@ -349,20 +397,33 @@ impl Platform {
     /// The URL of one service's database.
     pub fn database_of(&self, service: &str) -> String {
         match &self.database {
+            Some(db) if self.backend == Backend::Split => {
+                format!("{}_{}", db.url, service.replace('-', "_"))
+            }
             Some(db) => db.url.clone(),
             None => payloom_platform::db::sqlite_url(&self.data.path().join("db"), service),
         }
     }
 
+    /// Where `/metrics` is served: the one listener of `dev`, or every service's.
+    fn metrics_urls(&self) -> Vec<String> {
+        match self.credentials["services"].as_object() {
+            Some(services) => services
+                .values()
+                .map(|urls| format!("{}/metrics", urls["public"].as_str().unwrap()))
+                .collect(),
+            None => vec![format!("{}/metrics", self.base)],
+        }
+    }
+
     /// The sum of every sample of the metric `name` whose labels contain all of `labels`
-    /// (e.g. `("payloom_channel_calls_total", &["operation=\"capture\""])`).
+    /// (e.g. `("payloom_channel_calls_total", &["operation=\"capture\""])`), over every
+    /// process.
     pub async fn metric(&self, name: &str, labels: &[&str]) -> f64 {
-        let text = reqwest::get(format!("{}/metrics", self.base))
-            .await
-            .unwrap()
-            .text()
-            .await
-            .unwrap();
+        let mut text = String::new();
+        for url in self.metrics_urls() {
+            text += &reqwest::get(url).await.unwrap().text().await.unwrap();
+        }
         text.lines()
             .filter(|line| {
                 line.starts_with(&format!("{name}{{")) || line.starts_with(&format!("{name} "))
@@ -424,7 +485,7 @@ impl Platform {
     pub async fn admin_token(&self) -> String {
         let login = serde_json::json!({"username": self.credentials["admin"]["username"], "password": self.credentials["admin"]["password"]});
         let response = reqwest::Client::new()
-            .post(format!("{}/admin/v1/login", self.base))
+            .post(format!("{}/admin/v1/login", self.admin_base))
             .json(&login)
             .send()
             .await
@@ -437,7 +498,10 @@ impl Platform {
     pub async fn admin(&self, method: &str, path: &str, body: Value) -> Answer {
         let token = self.admin_token().await;
         let response = reqwest::Client::new()
-            .request(method.parse().unwrap(), format!("{}{path}", self.base))
+            .request(
+                method.parse().unwrap(),
+                format!("{}{path}", self.admin_base),
+            )
             .bearer_auth(token)
             .json(&body)
             .send()
@@ -485,8 +549,13 @@ impl Platform {
     }
 }
 
-/// `payloom dev` on `data` (with its `test.toml`) and the database, if any.
-fn launch(data: &std::path::Path, database: Option<&TestDatabase>) -> (Process, String) {
+/// `payloom dev` on `data` (with its `test.toml`) and the database, if any; under the
+/// split, in a process group of its own with its services, so a kill reaches them all.
+fn launch(
+    data: &std::path::Path,
+    backend: Backend,
+    database: Option<&TestDatabase>,
+) -> (Process, String) {
     let mut command = Command::new(env!("CARGO_BIN_EXE_payloom"));
     command
         .args(["dev", "--listen", "127.0.0.1:0", "--data-dir"])
@@ -496,7 +565,59 @@ fn launch(data: &std::path::Path, database: Option<&TestDatabase>) -> (Process, 
     if let Some(db) = database {
         command.args(["--database-url", &db.url]);
     }
+    if backend == Backend::Split {
+        let brokers = kafka_brokers().expect("checked at start");
+        command
+            .args([
+                "--split",
+                "--redis-url",
+                REDIS_URL,
+                "--kafka-brokers",
+                &brokers,
+            ])
+            .process_group(0);
+    }
     spawn_and_wait(command, "payloom dev listening on ")
+}
+
+fn read_credentials(data: &std::path::Path) -> Value {
+    serde_json::from_slice(&std::fs::read(data.join("dev-credentials.json")).unwrap()).unwrap()
+}
+
+/// The admin API's base URL in the credentials file, else the merchant API's.
+fn admin_base(credentials: &Value, base: &str) -> String {
+    credentials["admin_url"]
+        .as_str()
+        .filter(|url| !url.is_empty())
+        .unwrap_or(base)
+        .to_owned()
+}
+
+/// The Kafka broker (`tansu`, which `.ci/run` starts; `PAYLOOM_KAFKA_BROKERS` names
+/// another), or `None` and a message when none answers and none is required.
+pub fn kafka_brokers() -> Option<String> {
+    let brokers =
+        std::env::var("PAYLOOM_KAFKA_BROKERS").unwrap_or_else(|_| "127.0.0.1:9092".into());
+    let first = brokers.split(',').next().unwrap_or_default().to_owned();
+    let reachable = first
+        .parse()
+        .ok()
+        .and_then(|addr| {
+            std::net::TcpStream::connect_timeout(&addr, std::time::Duration::from_secs(2)).ok()
+        })
+        .is_some();
+    match (reachable, required("PAYLOOM_REQUIRE_KAFKA")) {
+        (true, _) => Some(brokers),
+        (false, true) => {
+            panic!("a Kafka broker is required (PAYLOOM_REQUIRE_KAFKA=1) at {brokers}")
+        }
+        (false, false) => {
+            eprintln!(
+                "skipping: no Kafka broker at {brokers}; set PAYLOOM_REQUIRE_KAFKA=1 to fail instead"
+            );
+            None
+        }
+    }
 }
 
 /// Starts `command` and waits for the line starting with `marker`; returns the URL after it.
@@ -542,21 +663,34 @@ pub fn free_port() -> u16 {
     }
 }
 
+/// One test per backend of a scenario `async fn $name(Backend)`, in a module named after it.
+#[macro_export]
+macro_rules! scenario_tests {
+    ([$($test:ident: $backend:ident),*] $name:ident) => {
+        mod $name {
+            $(
+                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+                async fn $test() {
+                    super::$name($crate::support::Backend::$backend).await
+                }
+            )*
+        }
+    };
+}
+
+/// Runs a scenario on SQLite, on PostgreSQL, and on the split topology (every service its
+/// own process) as three tests.
+#[macro_export]
+macro_rules! in_every_topology {
+    ($($name:ident),* $(,)?) => {
+        $($crate::scenario_tests!([sqlite: Sqlite, postgres: Postgres, split: Split] $name);)*
+    };
+}
+
 /// Runs a scenario on SQLite and on PostgreSQL as two tests.
 #[macro_export]
 macro_rules! on_both_databases {
     ($($name:ident),* $(,)?) => {
-        $(
-            mod $name {
-                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-                async fn sqlite() {
-                    super::$name($crate::support::Backend::Sqlite).await
-                }
-                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-                async fn postgres() {
-                    super::$name($crate::support::Backend::Postgres).await
-                }
-            }
-        )*
+        $($crate::scenario_tests!([sqlite: Sqlite, postgres: Postgres] $name);)*
     };
 }

@@ -7,8 +7,6 @@
 //! names a service not allowed to call it, changing nothing. A payment's spans reach an
 //! OTLP receiver as one trace across the gateway, risk, channel-adapter and accounting.
 
-use std::time::Duration;
-
 use serde_json::json;
 
 use crate::kafka::{ledger_kinds, pay_and_refund, poll};
@@ -17,7 +15,7 @@ use crate::mtls::{anonymous, merchant_count, status_of};
 use crate::multiprocess::{Urls, bootstrap_merchant, serve, serve_config};
 use crate::otlp::OtlpReceiver;
 use crate::receiver::Receiver;
-use crate::support::{Merchant, REDIS_URL, TestDatabase, redis};
+use crate::support::{Merchant, REDIS_URL, TestDatabase, kafka_brokers, redis};
 
 /// Every registered service, callees before their callers.
 const EVERY_SERVICE: [&str; 10] = [
@@ -33,32 +31,6 @@ const EVERY_SERVICE: [&str; 10] = [
     "payment-gateway",
 ];
 
-/// The broker (`tansu`, which `.ci/run` starts; `PAYLOOM_KAFKA_BROKERS` names another),
-/// or `None` and a message when none answers and none is required.
-fn broker() -> Option<String> {
-    let brokers =
-        std::env::var("PAYLOOM_KAFKA_BROKERS").unwrap_or_else(|_| "127.0.0.1:9092".into());
-    let first = brokers.split(',').next().unwrap_or_default().to_owned();
-    let reachable = first
-        .parse()
-        .ok()
-        .and_then(|addr| std::net::TcpStream::connect_timeout(&addr, Duration::from_secs(2)).ok())
-        .is_some();
-    let required = std::env::var("PAYLOOM_REQUIRE_KAFKA").is_ok_and(|v| v == "1");
-    match (reachable, required) {
-        (true, _) => Some(brokers),
-        (false, true) => {
-            panic!("a Kafka broker is required (PAYLOOM_REQUIRE_KAFKA=1) at {brokers}")
-        }
-        (false, false) => {
-            eprintln!(
-                "skipping: no Kafka broker at {brokers}; set PAYLOOM_REQUIRE_KAFKA=1 to fail instead"
-            );
-            None
-        }
-    }
-}
-
 /// The two tests here each start a dozen processes; one at a time, so two cores serve them.
 static ONE_TOPOLOGY: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
 
@@ -68,7 +40,7 @@ async fn every_service_in_its_own_process_over_mtls_kafka_and_redis() {
     let Some(db) = TestDatabase::create().await else {
         return;
     };
-    let (Some(_redis), Some(brokers)) = (redis().await, broker()) else {
+    let (Some(_redis), Some(brokers)) = (redis().await, kafka_brokers()) else {
         return;
     };
     let dir = tempfile::tempdir().unwrap();
@@ -320,7 +292,7 @@ async fn the_topology_benchmark_measures_dev_and_the_split_back_to_back() {
     let Some(db) = TestDatabase::create().await else {
         return;
     };
-    let (Some(_redis), Some(brokers)) = (redis().await, broker()) else {
+    let (Some(_redis), Some(brokers)) = (redis().await, kafka_brokers()) else {
         return;
     };
     let mut bench = std::process::Command::new(env!("CARGO_BIN_EXE_payloom"));
