@@ -3,7 +3,7 @@
 
 use serde_json::json;
 
-use crate::on_both_databases;
+use crate::in_every_topology;
 use crate::support::{Answer, Backend, Platform, answer};
 
 #[tokio::test]
@@ -14,7 +14,7 @@ async fn admin_login_tokens_and_merchant_keys() {
     let client = reqwest::Client::new();
     let login = |body: serde_json::Value| {
         client
-            .post(format!("{}/admin/v1/login", p.base))
+            .post(format!("{}/admin/v1/login", p.admin_base))
             .json(&body)
             .send()
     };
@@ -37,7 +37,7 @@ async fn admin_login_tokens_and_merchant_keys() {
     assert_eq!(nobody.status, 401);
     let create = |token: Option<String>| {
         let mut r = client
-            .post(format!("{}/admin/v1/merchants", p.base))
+            .post(format!("{}/admin/v1/merchants", p.admin_base))
             .json(&json!({"name": "Shop"}));
         if let Some(t) = token {
             r = r.bearer_auth(t);
@@ -93,7 +93,7 @@ async fn login(
     password: &str,
 ) -> (Answer, Option<u64>) {
     let response = client
-        .post(format!("{}/admin/v1/login", p.base))
+        .post(format!("{}/admin/v1/login", p.admin_base))
         .json(&json!({"username": username, "password": password}))
         .send()
         .await
@@ -171,7 +171,7 @@ async fn a_login_flood_is_throttled_while_signed_requests_go_on() {
     let client = reqwest::Client::new();
     let flood: Vec<_> = (0..30)
         .map(|i| {
-            let (client, base) = (client.clone(), p.base.clone());
+            let (client, base) = (client.clone(), p.admin_base.clone());
             tokio::spawn(async move {
                 let body = json!({"username": "admin", "password": format!("wrong-password-{i}")});
                 let response = client
@@ -226,7 +226,7 @@ async fn a_login_flood_is_throttled_while_signed_requests_go_on() {
     assert_eq!(balance.status, 200, "{}", balance.text);
 }
 
-on_both_databases!(the_bootstrap_password_makes_the_first_operator_once);
+in_every_topology!(the_bootstrap_password_makes_the_first_operator_once);
 
 async fn the_bootstrap_password_makes_the_first_operator_once(backend: Backend) {
     let bootstrap = |password: &str| {
@@ -258,7 +258,7 @@ async fn totp_sent_to_an_operator_without_it_is_refused() {
     let send = |password: &str| {
         let body = json!({"username": "admin", "password": password, "totp": "123456"});
         client
-            .post(format!("{}/admin/v1/login", p.base))
+            .post(format!("{}/admin/v1/login", p.admin_base))
             .json(&body)
             .send()
     };

@@ -2,10 +2,10 @@
 
 use serde_json::json;
 
-use crate::on_both_databases;
+use crate::in_every_topology;
 use crate::support::{Backend, Merchant, Platform};
 
-on_both_databases!(signature_failures_are_refused_and_change_nothing);
+in_every_topology!(signature_failures_are_refused_and_change_nothing);
 
 fn body() -> String {
     json!({"order_no": "sig-1", "amount": 1000, "currency": "USD"}).to_string()

@@ -4,10 +4,10 @@
 
 use serde_json::json;
 
-use crate::on_both_databases;
+use crate::in_every_topology;
 use crate::support::{Answer, Backend, Merchant, Platform};
 
-on_both_databases!(
+in_every_topology!(
     concurrent_captures_reach_the_channel_once,
     captures_racing_cancels_make_one_move,
     a_capture_whose_answer_was_lost_is_not_sent_again

@@ -2,10 +2,10 @@
 
 use serde_json::json;
 
-use crate::on_both_databases;
+use crate::in_every_topology;
 use crate::support::{Backend, Platform};
 
-on_both_databases!(
+in_every_topology!(
     idempotency_keys_replay_conflict_and_serialize_duplicates,
     idempotency_keys_are_forgotten_after_the_retention,
     a_refund_that_fails_after_the_channel_is_resumed_never_repeated,

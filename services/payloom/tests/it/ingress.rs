@@ -4,10 +4,10 @@
 
 use serde_json::json;
 
-use crate::on_both_databases;
+use crate::in_every_topology;
 use crate::support::{Answer, Backend, Platform, answer};
 
-on_both_databases!(
+in_every_topology!(
     a_notification_flood_leaves_payments_working,
     one_source_is_rate_limited
 );
@@ -73,6 +73,11 @@ async fn a_notification_flood_leaves_payments_working(backend: Backend) {
         "payments are untouched: {}",
         paid.text
     );
+    if p.backend == Backend::Split {
+        // Only `dev` lists its plugins' breakers; the payment above went through the
+        // channel's own breaker.
+        return;
+    }
     let plugins = reqwest::get(format!("{}/v1/plugins", p.base))
         .await
         .unwrap()

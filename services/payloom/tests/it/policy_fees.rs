@@ -3,10 +3,10 @@
 
 use serde_json::json;
 
-use crate::on_both_databases;
+use crate::in_every_topology;
 use crate::support::{Backend, Platform};
 
-on_both_databases!(a_policy_fee_above_the_amount_refuses_the_payment);
+in_every_topology!(a_policy_fee_above_the_amount_refuses_the_payment);
 
 async fn a_policy_fee_above_the_amount_refuses_the_payment(backend: Backend) {
     let Some(p) = Platform::start(backend).await else {

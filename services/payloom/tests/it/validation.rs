@@ -2,10 +2,10 @@
 
 use serde_json::{Value, json};
 
-use crate::on_both_databases;
+use crate::in_every_topology;
 use crate::support::{Backend, Platform};
 
-on_both_databases!(
+in_every_topology!(
     bad_input_is_refused_with_the_error_shape,
     currencies_follow_the_current_iso_4217_list,
     payments_are_judged_as_the_openapi_document_states,

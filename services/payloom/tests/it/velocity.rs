@@ -8,10 +8,10 @@ use payloom_host::capabilities::counters::{
 use payloom_risk::RedisCounters;
 use serde_json::json;
 
-use crate::on_both_databases;
+use crate::in_every_topology;
 use crate::support::{Answer, Backend, Merchant, Platform, REDIS_URL, redis, spawn_and_wait};
 
-on_both_databases!(velocity_counts_each_merchants_own_payments);
+in_every_topology!(velocity_counts_each_merchants_own_payments);
 
 /// Only the velocity rule, at three payments per e-mail address an hour.
 const LOW_LIMIT: &str = r#"

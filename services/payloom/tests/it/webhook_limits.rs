@@ -10,12 +10,12 @@ use std::time::Duration;
 use serde_json::{Value, json};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
+use crate::in_every_topology;
 use crate::multiprocess::{bootstrap_merchant, notification_apart};
-use crate::on_both_databases;
 use crate::receiver::Receiver;
 use crate::support::{Backend, Key, Merchant, Platform, TestDatabase, spawn_and_wait};
 
-on_both_databases!(
+in_every_topology!(
     a_merchant_whose_endpoints_never_answer_does_not_delay_another_merchant,
     an_endless_response_body_is_cut_at_the_cap_while_it_streams,
 );
