@@ -156,13 +156,14 @@ fn placeholders(first: usize, n: usize) -> String {
 }
 
 impl Notifications {
-    /// Sends due deliveries until the process ends, each in its own task.
+    /// Sends due deliveries, each in its own task, until the process ends or
+    /// [`Self::drain`] stops it.
     pub fn spawn_worker(self: &Arc<Self>) -> tokio::task::JoinHandle<()> {
         let service = self.clone();
         let slots = Slots::new(Limits::of(&self.config), self.wake.clone());
         tokio::spawn(async move {
             let poll = Duration::from_millis(service.config.poll_interval_ms);
-            loop {
+            while !service.attempts.is_closed() {
                 match service.lease_due(&slots).await {
                     Ok(leases) if !leases.is_empty() => {
                         for lease in leases {
@@ -180,9 +181,20 @@ impl Notifications {
         })
     }
 
+    /// Leases no more deliveries and waits, up to `grace`, for the attempts under way to
+    /// be answered and recorded; whether they all were. One cut short goes out again,
+    /// under the same event id, after the next start.
+    pub async fn drain(&self, grace: Duration) -> bool {
+        self.attempts.close();
+        self.wake.notify_waiters();
+        tokio::time::timeout(grace, self.attempts.wait())
+            .await
+            .is_ok()
+    }
+
     fn spawn_attempt(self: &Arc<Self>, slot: Slot, delivery_id: String) {
         let service = self.clone();
-        tokio::spawn(async move {
+        self.attempts.spawn(async move {
             let _slot = slot;
             if let Err(e) = service.attempt(&delivery_id, Trigger::Scheduled).await {
                 tracing::warn!(delivery_id, "webhook attempt not recorded: {e}");

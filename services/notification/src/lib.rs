@@ -108,6 +108,8 @@ pub struct Notifications {
     http: reqwest::Client,
     mailer: Arc<dyn Mailer>,
     wake: Arc<Notify>,
+    /// The delivery attempts under way; closed when the service stops.
+    attempts: tokio_util::task::TaskTracker,
 }
 
 const ENDPOINT_COLUMNS: &str = "id, merchant_id, url, description, event_types, alert_email, sealed_secret, status, disabled_reason, failing_since_ms, created_at_ms";
@@ -155,6 +157,7 @@ impl Notifications {
             http,
             mailer,
             wake: Arc::new(Notify::new()),
+            attempts: tokio_util::task::TaskTracker::new(),
         }))
     }
 

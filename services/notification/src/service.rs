@@ -2,10 +2,11 @@
 
 use std::path::PathBuf;
 use std::sync::Arc;
+use std::time::Duration;
 
 use payloom_gateway_contract::events::{PAYMENT_TOPIC, REFUND_TOPIC};
 use payloom_platform::events::{DeadLetterHttp, Subscription, dead_letter_router};
-use payloom_platform::registry::{Manifest, Routes, Service, Wiring};
+use payloom_platform::registry::{Manifest, Provided, Routes, Service, Wiring};
 use serde::Deserialize;
 
 use crate::email::{FileMailer, LogMailer, Mailer};
@@ -64,9 +65,22 @@ impl Service for NotificationService {
         w.consume(service.db().clone(), service.clone());
         let api: Arc<dyn NotificationApi> = service.clone();
         w.provide(api);
+        w.provide(service.clone());
         Ok(Routes {
             internal: crate::router(service).merge(dead_letter_router(parked)),
             ..Routes::default()
         })
+    }
+
+    /// Lets the webhook attempts under way finish, so a receiver is not cut off mid-send
+    /// and told again after the restart.
+    async fn stop(&self, provided: &Provided, grace: Duration) -> anyhow::Result<()> {
+        let service: Arc<Notifications> = provided.get()?;
+        if !service.drain(grace).await {
+            tracing::warn!(
+                "webhook attempts still under way at stop go out again on the next start"
+            );
+        }
+        Ok(())
     }
 }

@@ -32,6 +32,7 @@ struct EventsConfig {
     kafka_brokers: Option<String>,
     consumer_group: String,
     topic_prefix: String,
+    sole_consumers: bool,
     topic_partitions: i32,
     topic_replication: i32,
     relay_poll_ms: u64,
@@ -94,7 +95,22 @@ pub struct Assembly {
     /// What the services provide (their APIs, local or clients), by type.
     pub provided: Provided,
     pub database_url: String,
+    /// The services this process runs.
+    pub local: Vec<&'static str>,
     _watcher: Option<Watcher>,
+}
+
+/// How long each service may take to finish its background work when the process stops:
+/// well inside the ten seconds a supervisor (or `dev --split`) waits before SIGKILL.
+pub const STOP_GRACE: Duration = Duration::from_secs(5);
+
+impl Assembly {
+    /// Stops the local services once the listeners have closed.
+    pub async fn stop(&self) {
+        crate::services::registered()
+            .stop(&self.local, &self.provided, STOP_GRACE)
+            .await;
+    }
 }
 
 /// Builds this process: the plugin host if a local service runs plugins, clients of the
@@ -115,6 +131,7 @@ pub async fn assemble(settings: &Settings, local: &[&str]) -> anyhow::Result<Ass
         false => (None, None),
     };
     let routes = services.start(&mut w).await?;
+    let local = w.local().to_vec();
     start_events(&mut w).await?;
     for db in w.dbs.opened().cloned().collect::<Vec<_>>() {
         w.check(
@@ -142,6 +159,7 @@ pub async fn assemble(settings: &Settings, local: &[&str]) -> anyhow::Result<Ass
         routes,
         provided: w.provided,
         database_url: w.dbs.describe(),
+        local,
         _watcher: watcher,
     })
 }
@@ -261,6 +279,7 @@ async fn start_kafka(
             subscription,
             verifier.clone(),
             names.clone(),
+            config.sole_consumers,
         )?;
     }
     outboxes

@@ -167,6 +167,7 @@ async fn serve(args: DevArgs) -> anyhow::Result<()> {
         args.data_dir.display()
     );
     let served = payloom_platform::server::serve(listener, router).await;
+    assembly.stop().await;
     telemetry.shutdown();
     served
 }

@@ -112,6 +112,7 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
         anyhow::Ok(())
     }
     .await;
+    assembly.stop().await;
     telemetry.shutdown();
     served
 }

@@ -37,6 +37,8 @@ struct Inner {
     received: Vec<Received>,
     /// Statuses to answer with, in order, before answering 200.
     script: VecDeque<u16>,
+    /// How long each answer is held back.
+    hold: Duration,
 }
 
 #[derive(Clone)]
@@ -55,6 +57,11 @@ impl Receiver {
         let url = format!("http://{}/hook", listener.local_addr().unwrap());
         tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
         Self { url, inner }
+    }
+
+    /// Holds back every answer this long (the request is recorded at once).
+    pub fn hold_answers(&self, hold: Duration) {
+        self.inner.lock().unwrap().hold = hold;
     }
 
     /// Answers the next requests with these statuses.
@@ -102,15 +109,18 @@ async fn record(
     headers: HeaderMap,
     body: Bytes,
 ) -> StatusCode {
-    let mut inner = inner.lock().unwrap();
-    inner.received.push(Received {
-        headers: headers
-            .iter()
-            .map(|(k, v)| (k.as_str().to_owned(), v.to_str().unwrap().to_owned()))
-            .collect(),
-        body: String::from_utf8(body.to_vec()).unwrap(),
-    });
-    let status = inner.script.pop_front().unwrap_or(200);
+    let (status, hold) = {
+        let mut inner = inner.lock().unwrap();
+        inner.received.push(Received {
+            headers: headers
+                .iter()
+                .map(|(k, v)| (k.as_str().to_owned(), v.to_str().unwrap().to_owned()))
+                .collect(),
+            body: String::from_utf8(body.to_vec()).unwrap(),
+        });
+        (inner.script.pop_front().unwrap_or(200), inner.hold)
+    };
+    tokio::time::sleep(hold).await;
     StatusCode::from_u16(status).unwrap()
 }
 

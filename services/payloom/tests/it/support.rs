@@ -361,6 +361,14 @@ impl Platform {
         }
     }
 
+    /// SIGTERM, as a supervisor stops it, and waits until it has exited.
+    pub fn terminate(&mut self) -> std::process::ExitStatus {
+        let mut process = self.process.take().expect("running");
+        let pid = rustix::process::Pid::from_raw(process.0.id() as i32).unwrap();
+        rustix::process::kill_process(pid, rustix::process::Signal::TERM).unwrap();
+        process.0.wait().unwrap()
+    }
+
     /// SIGKILL to the `dev` process alone; under the split its services are left to
     /// notice.
     pub fn kill_launcher_only(&mut self) {

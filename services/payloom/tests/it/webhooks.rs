@@ -308,3 +308,42 @@ async fn webhook_endpoints_refuse_bad_and_private_targets(backend: Backend) {
         (409, "too_many_endpoints")
     );
 }
+
+/// SIGTERM while a webhook is on its way: the platform lets the attempt finish and
+/// records the receiver's answer before it exits, so the receiver is not told again.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_stopping_platform_finishes_the_webhook_under_way() {
+    let Some(mut p) = Platform::start(Backend::Sqlite).await else {
+        return;
+    };
+    let receiver = Receiver::start().await;
+    receiver.hold_answers(Duration::from_millis(1_500));
+    let created = p
+        .merchant
+        .post(
+            "/v1/webhook_endpoints",
+            json!({"url": receiver.url, "events": ["payment.succeeded"]}),
+        )
+        .await;
+    assert_eq!(created.status, 201, "{}", created.text);
+    let paid = p.merchant.pay(1_000, json!({})).await;
+    assert_eq!(paid.json["status"], "succeeded", "{}", paid.text);
+    receiver
+        .wait_for("the payment's webhook", |r| !r.is_empty())
+        .await;
+    // The receiver holds its answer: the attempt is under way as the stop begins.
+    let exit = p.terminate();
+    assert!(exit.success(), "{exit}");
+    let db = payloom_platform::Db::connect(
+        &p.database_of("notification"),
+        &payloom_platform::db::PoolOptions::default(),
+    )
+    .await
+    .unwrap();
+    let row: (String, Option<i64>, i64) =
+        sqlx::query_as("SELECT status, last_status, attempts FROM webhook_deliveries")
+            .fetch_one(db.pool())
+            .await
+            .unwrap();
+    assert_eq!(row, ("delivered".to_owned(), Some(200), 1));
+}

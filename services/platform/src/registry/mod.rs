@@ -8,6 +8,7 @@ mod settings;
 mod wiring;
 
 use std::collections::{BTreeMap, BTreeSet};
+use std::time::Duration;
 
 use anyhow::Context as _;
 use axum::Router;
@@ -63,9 +64,16 @@ pub trait Service: Send + Sync + 'static {
     fn connect(&self, w: &mut Wiring<'_>) -> anyhow::Result<()>;
 
     /// The service runs here: open its database, start its background work, leave its API
-    /// in `w` for its local callers, and hand back its routes. It stops with the process;
-    /// everything it must keep is durable before it answers.
+    /// in `w` for its local callers, and hand back its routes. Everything it must keep is
+    /// durable before it answers.
     async fn start(&self, w: &mut Wiring<'_>) -> anyhow::Result<Routes>;
+
+    /// The process is stopping and its listeners are closed: finish the background work
+    /// under way, within `grace`, from what `start` provided. What was acknowledged is
+    /// durable already, so this only spares the next start a retry. Nothing by default.
+    async fn stop(&self, _provided: &Provided, _grace: Duration) -> anyhow::Result<()> {
+        Ok(())
+    }
 }
 
 /// The registered services, checked to be consistent.
@@ -235,5 +243,19 @@ impl Services {
             routes.push((name, started));
         }
         Ok(routes)
+    }
+
+    /// Stops the `local` services, callers before their callees (the reverse of the start),
+    /// each given `grace`; a failure is logged and the others still stop.
+    pub async fn stop(&self, local: &[&str], provided: &Provided, grace: Duration) {
+        let Ok(order) = self.start_order(local) else {
+            return;
+        };
+        for service in order.into_iter().rev() {
+            let name = service.manifest().name;
+            if let Err(e) = service.stop(provided, grace).await {
+                tracing::warn!(service = name, "stopping: {e:#}");
+            }
+        }
     }
 }
