@@ -315,6 +315,8 @@ fn shared_settings(
     let id = kept_or_made(&dir.join("split-id"), || random_hex(4))?;
     set_default(table, "events.topic_prefix", format!("dev-{id}."));
     set_default(table, "events.consumer_group", format!("payloom-{id}"));
+    // One process runs each consumer.
+    set_default(table, "events.sole_consumers", true);
     let plugins = dir.join("plugins").display().to_string();
     set_default(table, "plugins.dir", plugins);
     set(table, "plugins.allow_unsigned", true);

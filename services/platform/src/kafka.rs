@@ -200,6 +200,59 @@ pub fn consumer(
     subscription: &Subscription,
     names: &TopicNames,
 ) -> anyhow::Result<StreamConsumer> {
+    let consumer = unsubscribed(brokers, group)?;
+    consumer.subscribe(
+        &topics_of(subscription, names)
+            .iter()
+            .map(String::as_str)
+            .collect::<Vec<_>>(),
+    )?;
+    Ok(consumer)
+}
+
+/// A consumer that reads every partition of its topics itself, resuming at the offsets
+/// committed under `group`, and joins no group: right where one node runs the consumer,
+/// which then resumes at once after a crash instead of waiting for a group to let go of
+/// its killed predecessor (and for the broker to get that right).
+pub fn sole_consumer(
+    brokers: &str,
+    group: &str,
+    subscription: &Subscription,
+    names: &TopicNames,
+) -> anyhow::Result<StreamConsumer> {
+    let consumer = unsubscribed(brokers, group)?;
+    let mut partitions = rdkafka::TopicPartitionList::new();
+    for topic in topics_of(subscription, names) {
+        let metadata = consumer
+            .fetch_metadata(Some(&topic), PRODUCE_TIMEOUT)
+            .with_context(|| format!("reading the partitions of {topic}"))?;
+        for found in metadata.topics() {
+            for partition in found.partitions() {
+                partitions.add_partition_offset(
+                    found.name(),
+                    partition.id(),
+                    rdkafka::Offset::Stored,
+                )?;
+            }
+        }
+    }
+    consumer.assign(&partitions)?;
+    Ok(consumer)
+}
+
+/// The broker names of the topics `subscription` reads.
+fn topics_of(subscription: &Subscription, names: &TopicNames) -> Vec<String> {
+    subscription
+        .consumer
+        .topics()
+        .iter()
+        .map(|topic| names.name(topic))
+        .collect()
+}
+
+/// A consumer of `group` that commits only what it handled, from the earliest event when
+/// the group has committed nothing yet.
+fn unsubscribed(brokers: &str, group: &str) -> anyhow::Result<StreamConsumer> {
     let consumer: StreamConsumer = ClientConfig::new()
         .set("bootstrap.servers", brokers)
         .set("group.id", group)
@@ -215,14 +268,6 @@ pub fn consumer(
         .set("enable.auto.commit", "false")
         .set("auto.offset.reset", "earliest")
         .create()?;
-    let topics: Vec<String> = subscription
-        .consumer
-        .topics()
-        .iter()
-        .map(|topic| names.name(topic))
-        .collect();
-    let topics: Vec<&str> = topics.iter().map(String::as_str).collect();
-    consumer.subscribe(&topics)?;
     Ok(consumer)
 }
 
@@ -334,15 +379,20 @@ pub async fn handle_message(
     Ok(())
 }
 
-/// Runs a consumer until the process ends.
+/// Runs a consumer until the process ends: a group member, or with `sole` a
+/// [`sole_consumer`].
 pub fn spawn_consumer(
     brokers: &str,
     group: &str,
     subscription: Subscription,
     verifier: std::sync::Arc<EventVerifier>,
     names: TopicNames,
+    sole: bool,
 ) -> anyhow::Result<tokio::task::JoinHandle<()>> {
-    let consumer = consumer(brokers, group, &subscription, &names)?;
+    let consumer = match sole {
+        true => sole_consumer(brokers, group, &subscription, &names)?,
+        false => consumer(brokers, group, &subscription, &names)?,
+    };
     Ok(tokio::spawn(async move {
         loop {
             match consumer.recv().await {

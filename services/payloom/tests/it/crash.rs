@@ -12,11 +12,23 @@ use payloom_platform::Db;
 use payloom_platform::db::PoolOptions;
 use serde_json::{Value, json};
 
-use crate::in_every_topology;
+use crate::on_both_databases;
 use crate::receiver::Receiver;
 use crate::support::{Answer, Backend, Merchant, Platform, payment_body};
 
-in_every_topology!(a_killed_platform_loses_no_payment_entry_or_webhook);
+on_both_databases!(a_killed_platform_loses_no_payment_entry_or_webhook);
+
+/// The same on `dev --split`, against a Kafka broker (`PAYLOOM_KAFKA_BROKERS`):
+/// `cargo test -p payloom --test it -- --ignored split_crash`. Not in CI: there the broker
+/// is tansu with in-memory storage, whose partitions' end offsets go back after a
+/// producer is SIGKILLed and restarted (seen: a consumer's committed offset 36 on a
+/// partition ending at 34), so an event written afterwards can land behind a position
+/// already committed and never be read.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "needs a broker whose offsets never go back; tansu's memory storage does"]
+async fn split_crash() {
+    a_killed_platform_loses_no_payment_entry_or_webhook(Backend::Split).await
+}
 
 const KILLS: usize = 3;
 const IN_FLIGHT: usize = 4;
