@@ -123,6 +123,11 @@ impl DirState {
         ) else {
             return; // half a pair (still being copied, or removed): wait for the rest
         };
+        if component.is_empty() || manifest.is_empty() {
+            // A rewrite truncates before it writes: an empty file is one caught between
+            // the two, and its next event brings the content.
+            return;
+        }
         let signature = std::fs::read_to_string(stem.with_extension("sig")).ok();
         let mut hasher = Sha256::new();
         hasher.update(&component);

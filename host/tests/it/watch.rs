@@ -71,3 +71,31 @@ async fn watched_directory_swaps_good_files_and_reports_a_bad_one_once() {
         "the bad file was reported more than once"
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_file_caught_between_truncate_and_write_is_not_reported() {
+    let dir = tempfile::tempdir().unwrap();
+    HOSTILE.write_to(dir.path()).unwrap();
+    let host = TestHost::builder().build();
+    let watcher = Watcher::start(host.registry.clone(), dir.path())
+        .await
+        .unwrap();
+    let mut events = watcher.subscribe();
+
+    // What a reader sees of a rewrite between its truncate and its write.
+    std::fs::write(dir.path().join("hostile.wasm"), b"").unwrap();
+    tokio::time::sleep(Duration::from_millis(800)).await;
+    assert!(
+        events.try_recv().is_err(),
+        "an empty file was tried as a plugin"
+    );
+    assert_eq!(host.registry.get("hostile").unwrap().version(), "9.1.0");
+
+    let (wasm, manifest) = patched(&HOSTILE, "9.1.0", "9.2.0");
+    std::fs::write(dir.path().join("hostile.toml"), &manifest).unwrap();
+    std::fs::write(dir.path().join("hostile.wasm"), &wasm).unwrap();
+    match next_event(&mut events).await {
+        WatchEvent::Installed(installed) => assert_eq!(installed.version, "9.2.0"),
+        other => panic!("{other:?}"),
+    }
+}
