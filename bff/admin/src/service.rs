@@ -25,6 +25,8 @@ static MANIFEST: Manifest = Manifest {
     produces: &[],
     consumes: &[],
     uses_plugins: false,
+    public_paths: &["/admin"],
+    bff: true,
 };
 
 /// `[admin]`: the first operator of a new deployment.

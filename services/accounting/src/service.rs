@@ -20,6 +20,8 @@ static MANIFEST: Manifest = Manifest {
     produces: &[payloom_accounting_contract::TOPIC],
     consumes: &[PAYMENT_TOPIC, REFUND_TOPIC],
     uses_plugins: false,
+    public_paths: &[],
+    bff: false,
 };
 
 #[async_trait::async_trait]

@@ -21,6 +21,8 @@ static MANIFEST: Manifest = Manifest {
     produces: &[],
     consumes: &[],
     uses_plugins: true,
+    public_paths: &[],
+    bff: false,
 };
 
 #[async_trait::async_trait]

@@ -20,6 +20,8 @@ static MANIFEST: Manifest = Manifest {
     produces: &[],
     consumes: &[],
     uses_plugins: false,
+    public_paths: &[],
+    bff: false,
 };
 
 #[async_trait::async_trait]

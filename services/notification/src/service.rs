@@ -26,6 +26,8 @@ static MANIFEST: Manifest = Manifest {
     produces: &[],
     consumes: &[PAYMENT_TOPIC, REFUND_TOPIC],
     uses_plugins: false,
+    public_paths: &[],
+    bff: false,
 };
 
 /// `[email]`.

@@ -18,6 +18,8 @@ static MANIFEST: Manifest = Manifest {
     produces: &[payloom_order_contract::TOPIC],
     consumes: &[],
     uses_plugins: false,
+    public_paths: &[],
+    bff: false,
 };
 
 #[async_trait::async_trait]

@@ -30,6 +30,10 @@ pub struct InitArgs {
     /// How long the certificates are valid.
     #[arg(long, default_value_t = 397)]
     pub days: i64,
+    /// Give each service's key to this user id (run as root): the user a container runs
+    /// as, when the image makes the certificates for `compose/deploy.sh`.
+    #[arg(long)]
+    pub owner: Option<u32>,
 }
 
 pub fn run(command: CertsCommand) -> anyhow::Result<()> {
@@ -86,6 +90,10 @@ fn init(args: &InitArgs) -> anyhow::Result<()> {
         let [_, cert_path, key_path] = tls::files(&args.dir, name);
         std::fs::write(&cert_path, cert.pem())?;
         write_private(&key_path, &key.serialize_pem())?;
+        if let Some(uid) = args.owner {
+            std::os::unix::fs::chown(&key_path, Some(uid), Some(uid))
+                .with_context(|| format!("giving {} to user {uid}", key_path.display()))?;
+        }
     }
     println!(
         "payloom certs: a CA and {} service certificates in {}, valid until {}",

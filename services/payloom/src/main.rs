@@ -13,14 +13,18 @@
 //! payloom plugin conformance <component.wasm> --scenarios s
 //! payloom plugin bench <component.wasm>              p50/p99 of fresh-instance calls
 //! payloom plugin keygen | sign                       ed25519 signing of artifacts
+//! payloom deploy generate [--check]                  compose, Prometheus and Kong files from the registry
+//! payloom probe <url>                                a container's health check
 //! ```
 
 mod app;
 mod bench;
 mod certs;
 mod demo;
+mod deploy;
 mod dev;
 mod plugin;
+mod probe;
 mod serve;
 mod services;
 mod split;
@@ -55,6 +59,11 @@ enum Command {
     /// Plugin tooling: scaffold, build, check, run, conformance, bench, sign.
     #[command(subcommand)]
     Plugin(plugin::PluginCommand),
+    /// Deployment files generated from the service registry (compose, Prometheus, Kong).
+    #[command(subcommand)]
+    Deploy(deploy::DeployCommand),
+    /// Exit 0 when a URL answers 2xx: the containers' health check.
+    Probe(probe::ProbeArgs),
 }
 
 fn main() -> ExitCode {
@@ -71,6 +80,8 @@ fn main() -> ExitCode {
         Command::Demo(command) => demo::run(command).map(|()| ExitCode::SUCCESS),
         Command::Bench(command) => bench::run(command).map(|()| ExitCode::SUCCESS),
         Command::Plugin(command) => plugin::run(command),
+        Command::Deploy(command) => deploy::run(command).map(|()| ExitCode::SUCCESS),
+        Command::Probe(args) => probe::run(args).map(|()| ExitCode::SUCCESS),
     };
     match result {
         Ok(code) => code,

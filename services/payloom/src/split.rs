@@ -92,6 +92,7 @@ async fn start(
             dir: certs.clone(),
             force: false,
             days: 365,
+            owner: None,
         }))?;
     }
     app::seed_plugins(&dir.join("plugins"))?;

@@ -26,6 +26,8 @@ static MANIFEST: Manifest = Manifest {
     produces: &[PAYMENT_TOPIC, REFUND_TOPIC],
     consumes: &[],
     uses_plugins: false,
+    public_paths: &["/v1"],
+    bff: false,
 };
 
 #[async_trait::async_trait]

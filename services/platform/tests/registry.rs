@@ -37,6 +37,8 @@ fn service(
         produces,
         consumes,
         uses_plugins: false,
+        public_paths: &[],
+        bff: false,
     }));
     Box::leak(Box::new(Declared(manifest)))
 }

@@ -8,6 +8,7 @@ mod admin;
 mod auth;
 mod capture_cancel;
 mod crash;
+mod deploy;
 mod dev;
 mod fuzz;
 mod idempotency;

@@ -21,7 +21,8 @@ pub enum Backend {
 }
 
 /// Whether a missing service fails the suite (CI) instead of skipping.
-fn required(var: &str) -> bool {
+/// Whether CI demands what `var` names (`var=1`) rather than letting the test skip.
+pub fn required(var: &str) -> bool {
     std::env::var(var).is_ok_and(|v| v == "1")
 }
 

@@ -40,6 +40,12 @@ pub struct Manifest {
     pub consumes: &'static [&'static str],
     /// Whether it runs plugins (the process then starts the plugin host).
     pub uses_plugins: bool,
+    /// The path prefixes of its public routes, which an API gateway in front (Kong)
+    /// sends to it. Empty: it serves nothing public but `/health`, `/ready`, `/metrics`.
+    pub public_paths: &'static [&'static str],
+    /// A backend for a front end (a console's API) rather than a core service: deployed
+    /// apart, after the core.
+    pub bff: bool,
 }
 
 /// Where an internal listener sits relative to its service's public port.
