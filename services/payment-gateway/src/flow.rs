@@ -296,9 +296,11 @@ impl Gateway {
         .bind(id)
         .fetch_one(&mut *tx)
         .await?;
-        self.emit_payment(&mut tx, &payment_from_row(&row)?).await?;
+        let payment = payment_from_row(&row)?;
+        self.emit_payment(&mut tx, &payment).await?;
         tx.commit().await?;
         self.outbox.wake();
+        self.metrics.reached(&payment);
         Ok(())
     }
 
@@ -521,6 +523,9 @@ impl Gateway {
         }
         tx.commit().await?;
         self.outbox.wake();
+        if let Some(payment) = &updated {
+            self.metrics.reached(payment);
+        }
         Ok(updated.map(|p| p.out))
     }
 

@@ -8,6 +8,7 @@ mod events;
 mod flow;
 mod idempotency;
 mod janitor;
+pub mod metrics;
 mod notify;
 mod operations;
 pub mod service;
@@ -157,6 +158,7 @@ pub struct Gateway {
     config: GatewayConfig,
     deps: Dependencies,
     outbox: Outbox,
+    metrics: metrics::PaymentMetrics,
 }
 
 impl Gateway {
@@ -165,6 +167,7 @@ impl Gateway {
         clock: SharedClock,
         config: GatewayConfig,
         deps: Dependencies,
+        metrics: metrics::PaymentMetrics,
     ) -> anyhow::Result<Arc<Self>> {
         config.validate()?;
         db.migrate("payment-gateway", MIGRATIONS).await?;
@@ -175,6 +178,7 @@ impl Gateway {
             config,
             deps,
             outbox: Outbox::new(SERVICE),
+            metrics,
         }))
     }
 

@@ -395,6 +395,9 @@ impl Gateway {
         }
         tx.commit().await?;
         self.outbox.wake();
+        for payment in &expired {
+            self.metrics.reached(payment);
+        }
         for payment in expired {
             let order_id = payment.order_id;
             let reservation = payment.quota_reservation_id;

@@ -55,7 +55,8 @@ impl Service for GatewayService {
             limits: w.key_store("payloom:limit:"),
         };
         let db = w.db(SERVICE).await?;
-        let gateway = Gateway::new(db, w.clock.clone(), config, deps).await?;
+        let metrics = crate::metrics::PaymentMetrics::register(&mut w.metrics);
+        let gateway = Gateway::new(db, w.clock.clone(), config, deps, metrics).await?;
         gateway.spawn_sweeps();
         w.relay(gateway.db().clone(), gateway.outbox().clone());
         Ok(Routes {

@@ -92,19 +92,60 @@ async fn ready(State(ops): State<Arc<Ops>>) -> Response {
     }
 }
 
-async fn metrics_text(State(ops): State<Arc<Ops>>) -> Response {
+/// OpenMetrics for a scraper that asks for it (Prometheus does); the classic text format
+/// otherwise, which `promtool check metrics`, curl and older scrapers read.
+async fn metrics_text(State(ops): State<Arc<Ops>>, headers: axum::http::HeaderMap) -> Response {
     let mut text = String::new();
-    match prometheus_client::encoding::text::encode(&mut text, &ops.metrics) {
-        Ok(()) => (
-            [(
-                header::CONTENT_TYPE,
-                "application/openmetrics-text; version=1.0.0; charset=utf-8",
-            )],
-            text,
-        )
-            .into_response(),
-        Err(_) => StatusCode::INTERNAL_SERVER_ERROR.into_response(),
+    if prometheus_client::encoding::text::encode(&mut text, &ops.metrics).is_err() {
+        return StatusCode::INTERNAL_SERVER_ERROR.into_response();
     }
+    let open_metrics = headers
+        .get_all(header::ACCEPT)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .any(|v| v.contains("application/openmetrics-text"));
+    if open_metrics {
+        let kind = "application/openmetrics-text; version=1.0.0; charset=utf-8";
+        ([(header::CONTENT_TYPE, kind)], text).into_response()
+    } else {
+        let kind = "text/plain; version=0.0.4; charset=utf-8";
+        ([(header::CONTENT_TYPE, kind)], classic_text(&text)).into_response()
+    }
+}
+
+/// OpenMetrics text as the classic Prometheus format: a counter's HELP and TYPE name its
+/// samples (`x_total`), and the lines the classic format lacks (`# UNIT`, `# EOF`) go.
+pub fn classic_text(open_metrics: &str) -> String {
+    let counters: std::collections::HashSet<&str> = open_metrics
+        .lines()
+        .filter_map(|line| line.strip_prefix("# TYPE "))
+        .filter_map(|rest| rest.strip_suffix(" counter"))
+        .collect();
+    let mut out = String::with_capacity(open_metrics.len());
+    for line in open_metrics.lines() {
+        if line.starts_with("# UNIT ") || line == "# EOF" {
+            continue;
+        }
+        let meta = ["# HELP ", "# TYPE "]
+            .into_iter()
+            .find_map(|prefix| Some((prefix, line.strip_prefix(prefix)?)));
+        match meta {
+            Some((prefix, rest)) => {
+                let (name, tail) = rest.split_once(' ').unwrap_or((rest, ""));
+                let suffix = if counters.contains(name) {
+                    "_total"
+                } else {
+                    ""
+                };
+                out.push_str(&format!("{prefix}{name}{suffix} {tail}\n"));
+            }
+            None => {
+                out.push_str(line);
+                out.push('\n');
+            }
+        }
+    }
+    out
 }
 
 /// Header carrying the request id in and out.
@@ -269,4 +310,39 @@ async fn shutdown_signal() {
     #[cfg(not(unix))]
     let term = std::future::pending::<()>();
     tokio::select! { () = ctrl_c => {}, () = term => {} }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn classic_text_names_counters_by_their_samples_and_drops_eof() {
+        let mut registry = Registry::default();
+        let calls = Counter::<u64>::default();
+        calls.inc();
+        registry.register("demo_calls", "Calls", calls);
+        let latency = Histogram::new([0.1]);
+        latency.observe(0.05);
+        registry.register("demo_seconds", "Latency", latency);
+        let mut open = String::new();
+        prometheus_client::encoding::text::encode(&mut open, &registry).unwrap();
+        assert!(open.contains("# TYPE demo_calls counter"), "{open}");
+
+        let classic = classic_text(&open);
+        assert!(
+            classic.contains("# HELP demo_calls_total Calls."),
+            "{classic}"
+        );
+        assert!(
+            classic.contains("# TYPE demo_calls_total counter"),
+            "{classic}"
+        );
+        assert!(classic.contains("demo_calls_total 1"), "{classic}");
+        assert!(
+            classic.contains("# TYPE demo_seconds histogram"),
+            "{classic}"
+        );
+        assert!(!classic.contains("# EOF"), "{classic}");
+    }
 }
