@@ -17,6 +17,19 @@ use payloom_platform::registry::{INTERNAL_PORT_OFFSET, Manifest};
 pub enum DeployCommand {
     /// Write the generated files under `compose/` (or check them with `--check`).
     Generate(GenerateArgs),
+    /// Print a Prometheus configuration scraping registered services where they run,
+    /// e.g. the listeners of `dev --split`.
+    Prometheus(PrometheusArgs),
+}
+
+#[derive(clap::Args)]
+pub struct PrometheusArgs {
+    /// `<service>=<host:port>` of a service's public listener, once per service.
+    #[arg(long = "target", required = true)]
+    pub targets: Vec<String>,
+    /// How often each target is scraped.
+    #[arg(long, default_value = "15s")]
+    pub scrape_interval: String,
 }
 
 #[derive(clap::Args)]
@@ -47,7 +60,10 @@ pub fn generated() -> Vec<(&'static str, String)> {
 }
 
 pub fn run(command: DeployCommand) -> anyhow::Result<()> {
-    let DeployCommand::Generate(args) = command;
+    let args = match command {
+        DeployCommand::Generate(args) => args,
+        DeployCommand::Prometheus(args) => return scrape_elsewhere(&args),
+    };
     let files = generated();
     if args.check {
         return check(&args.dir, &files);
@@ -60,6 +76,27 @@ pub fn run(command: DeployCommand) -> anyhow::Result<()> {
         std::fs::write(&path, contents).with_context(|| format!("writing {}", path.display()))?;
         println!("wrote {}", path.display());
     }
+    Ok(())
+}
+
+fn scrape_elsewhere(args: &PrometheusArgs) -> anyhow::Result<()> {
+    let services = crate::services::registered();
+    let mut jobs = Vec::new();
+    for target in &args.targets {
+        let (name, address) = target
+            .split_once('=')
+            .with_context(|| format!("--target {target}: expected <service>=<host:port>"))?;
+        let manifest = services.manifest(name)?;
+        anyhow::ensure!(
+            address.parse::<std::net::SocketAddr>().is_ok()
+                || address
+                    .rsplit_once(':')
+                    .is_some_and(|(_, p)| p.parse::<u16>().is_ok()),
+            "--target {target}: {address} is not host:port"
+        );
+        jobs.push((manifest.name.to_owned(), address.to_owned()));
+    }
+    print!("{}", prometheus::render(&jobs, &args.scrape_interval, None));
     Ok(())
 }
 

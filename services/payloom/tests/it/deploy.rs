@@ -1,11 +1,14 @@
 //! The deployment files under `compose/`: what the service registry generates, accepted
 //! by a compose implementation and by promtool, with a health check, limits and a
-//! certificate per service and no secret written down.
+//! certificate per service and no secret written down; and the real Prometheus scraping
+//! every service of a split.
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
-use crate::support::required;
+use serde_json::Value;
+
+use crate::support::{Backend, Platform, Process, required};
 
 fn compose_dir() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("../../compose")
@@ -133,15 +136,53 @@ fn the_compose_files_validate_and_hold_no_secret() {
     assert!(checked.status.success(), "{}", text(&checked));
 }
 
+/// Every query of every provisioned Grafana dashboard.
+fn dashboard_queries() -> Vec<(String, String)> {
+    let dir = compose_dir().join("grafana/dashboards");
+    let mut queries = Vec::new();
+    for entry in std::fs::read_dir(&dir).unwrap() {
+        let path = entry.unwrap().path();
+        let board: Value = serde_json::from_str(&std::fs::read_to_string(&path).unwrap())
+            .unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+        for panel in board["panels"].as_array().unwrap() {
+            for target in panel["targets"].as_array().unwrap() {
+                let title = format!("{} / {}", board["title"], panel["title"]);
+                queries.push((title, target["expr"].as_str().unwrap().to_owned()));
+            }
+        }
+    }
+    assert!(!queries.is_empty());
+    queries
+}
+
+/// The metric names a query reads: ours are `payloom_…`; `up` is Prometheus's own.
+fn metric_names(query: &str) -> Vec<String> {
+    query
+        .split(|c: char| !(c.is_ascii_alphanumeric() || c == '_' || c == ':'))
+        .filter(|word| word.starts_with("payloom_"))
+        .map(str::to_owned)
+        .collect()
+}
+
 #[test]
 fn promtool_accepts_the_prometheus_config_and_alerts() {
     if !available("promtool", "PAYLOOM_REQUIRE_PROMTOOL") {
         return;
     }
+    // Each dashboard query as a recording rule, so promtool parses it as PromQL.
+    let scratch = tempfile::tempdir().unwrap();
+    let mut rules = String::from("groups:\n  - name: dashboards\n    rules:\n");
+    for (i, (_, query)) in dashboard_queries().iter().enumerate() {
+        rules += &format!("      - record: dashboard:query_{i}\n        expr: {query:?}\n");
+    }
+    let dashboards = scratch.path().join("dashboards.yml");
+    std::fs::write(&dashboards, rules).unwrap();
+
     let dir = compose_dir().join("prometheus");
     for args in [
         ["check", "config", "prometheus.yml"],
         ["check", "rules", "alerts.yml"],
+        ["check", "rules", path(&dashboards)],
     ] {
         let checked = Command::new("promtool")
             .current_dir(&dir)
@@ -207,4 +248,179 @@ fn certs_init_gives_the_service_keys_to_the_owner() {
     assert_eq!((key.uid(), key.mode() & 0o777), (65532, 0o600));
     let ca_key = std::fs::metadata(dir.path().join("ca.key")).unwrap();
     assert_eq!(ca_key.uid(), 0, "the CA's key stays with root");
+}
+
+/// The real Prometheus, configured by `payloom deploy prometheus` for the split's
+/// listeners: every service is a target that is up, each one's `/metrics` passes
+/// `promtool check metrics`, and the payments counter rises while payments stream in.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn prometheus_scrapes_every_service_of_the_split_and_sees_payments() {
+    if !available("prometheus", "PAYLOOM_REQUIRE_PROMTOOL")
+        || !available("promtool", "PAYLOOM_REQUIRE_PROMTOOL")
+    {
+        return;
+    }
+    let Some(p) = Platform::start(Backend::Split).await else {
+        return;
+    };
+    let services: Vec<(String, String)> = p.credentials["services"]
+        .as_object()
+        .unwrap()
+        .iter()
+        .map(|(name, urls)| (name.clone(), urls["public"].as_str().unwrap().to_owned()))
+        .collect();
+    assert_eq!(services.len(), registered().len());
+
+    let dir = tempfile::tempdir().unwrap();
+    let mut args = vec!["deploy".to_owned(), "prometheus".to_owned()];
+    for (name, url) in &services {
+        let address = url.trim_start_matches("http://");
+        args.extend(["--target".to_owned(), format!("{name}={address}")]);
+    }
+    args.extend(["--scrape-interval".to_owned(), "1s".to_owned()]);
+    let generated = Command::new(env!("CARGO_BIN_EXE_payloom"))
+        .args(&args)
+        .output()
+        .unwrap();
+    assert!(generated.status.success(), "{}", text(&generated));
+    let config = dir.path().join("prometheus.yml");
+    std::fs::write(&config, &generated.stdout).unwrap();
+    let prometheus = Prometheus::start(&config, dir.path());
+
+    prometheus
+        .wait_until_every_target_is_up(services.len())
+        .await;
+    let before = prometheus.payments().await;
+    for _ in 0..5 {
+        let paid = p.merchant.pay(1_500, serde_json::json!({})).await;
+        assert_eq!(paid.json["status"], "succeeded", "{}", paid.text);
+    }
+    let mut after = before;
+    for _ in 0..60 {
+        after = prometheus.payments().await;
+        if after >= before + 5.0 {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(500)).await;
+    }
+    assert!(
+        after >= before + 5.0,
+        "payments went from {before} to {after}"
+    );
+
+    // Every service's exposition passes promtool, and together they name every metric a
+    // dashboard or an alert reads.
+    let mut exposed = std::collections::BTreeSet::new();
+    for (name, url) in &services {
+        let text = reqwest::get(format!("{url}/metrics")).await.unwrap();
+        let text = text.text().await.unwrap();
+        promtool_accepts_metrics(name, &text);
+        exposed.extend(
+            text.lines()
+                .filter(|l| !l.starts_with('#'))
+                .filter_map(|line| {
+                    let end = line.find(['{', ' '])?;
+                    Some(line[..end].to_owned())
+                }),
+        );
+    }
+    for (panel, query) in dashboard_queries() {
+        for metric in metric_names(&query) {
+            assert!(
+                exposed.contains(&metric),
+                "{panel} reads {metric}, which no service exposes"
+            );
+        }
+    }
+}
+
+fn promtool_accepts_metrics(service: &str, exposition: &str) {
+    use std::io::Write;
+    let mut child = Command::new("promtool")
+        .args(["check", "metrics"])
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(exposition.as_bytes())
+        .unwrap();
+    let checked = child.wait_with_output().unwrap();
+    assert!(
+        checked.status.success(),
+        "{service}'s /metrics: {}",
+        text(&checked)
+    );
+}
+
+/// A Prometheus server on a free loopback port, killed when dropped.
+struct Prometheus {
+    _process: Process,
+    url: String,
+}
+
+impl Prometheus {
+    fn start(config: &Path, dir: &Path) -> Self {
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
+        let child = Command::new("prometheus")
+            .arg(format!("--config.file={}", config.display()))
+            .arg(format!(
+                "--storage.tsdb.path={}",
+                dir.join("data").display()
+            ))
+            .arg(format!("--web.listen-address=127.0.0.1:{port}"))
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .expect("prometheus starts");
+        Self {
+            _process: Process(child),
+            url: format!("http://127.0.0.1:{port}"),
+        }
+    }
+
+    async fn get(&self, path: &str) -> Option<Value> {
+        let answer = reqwest::get(format!("{}{path}", self.url)).await.ok()?;
+        answer.json().await.ok()
+    }
+
+    async fn wait_until_every_target_is_up(&self, expected: usize) {
+        let mut seen = Value::Null;
+        for _ in 0..120 {
+            if let Some(targets) = self.get("/api/v1/targets").await {
+                let active = targets["data"]["activeTargets"].as_array().cloned();
+                let up = active
+                    .iter()
+                    .flatten()
+                    .filter(|t| t["health"] == "up")
+                    .count();
+                if up == expected {
+                    return;
+                }
+                seen = targets;
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(500)).await;
+        }
+        panic!("not every target came up: {seen:#}");
+    }
+
+    /// `sum(payloom_payments_total)` as Prometheus has it now (0 before the first).
+    async fn payments(&self) -> f64 {
+        let query = "/api/v1/query?query=sum(payloom_payments_total)";
+        let Some(answer) = self.get(query).await else {
+            return 0.0;
+        };
+        answer["data"]["result"][0]["value"][1]
+            .as_str()
+            .and_then(|v| v.parse().ok())
+            .unwrap_or(0.0)
+    }
 }
