@@ -16,6 +16,7 @@ use payloom_platform::Db;
 use payloom_platform::config::Config;
 use payloom_platform::events::{Bus, Consumer, Outbox, Publisher, Relay, Subscription};
 use payloom_platform::kafka;
+use payloom_platform::outbox_metrics::OutboxMetrics;
 use payloom_platform::provenance::EventVerifier;
 use payloom_platform::registry::{Provided, Routes, Services, Settings, Wiring};
 use payloom_platform::server::ReadyCheck;
@@ -202,6 +203,7 @@ async fn start_events(w: &mut Wiring<'_>) -> anyhow::Result<()> {
         std::mem::take(&mut w.outboxes),
         std::mem::take(&mut w.consumers),
     );
+    let metrics = OutboxMetrics::register(&mut w.metrics);
     let relay = |db: Db, outbox: Outbox, publisher: Arc<dyn Publisher>| {
         Relay {
             db,
@@ -209,6 +211,7 @@ async fn start_events(w: &mut Wiring<'_>) -> anyhow::Result<()> {
             publisher,
             batch: config.relay_batch,
             poll: Duration::from_millis(config.relay_poll_ms),
+            metrics: metrics.clone(),
         }
         .spawn();
     };

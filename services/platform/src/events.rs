@@ -196,6 +196,7 @@ pub struct Relay {
     /// How often the outbox is read when nobody wakes the relay (rows left by a crash,
     /// or written by another node).
     pub poll: Duration,
+    pub metrics: crate::outbox_metrics::OutboxMetrics,
 }
 
 impl Relay {
@@ -245,6 +246,7 @@ impl Relay {
                 self.publisher.publish(&batch).await?;
                 self.delete(&mut tx, &batch).await?;
                 tx.commit().await?;
+                self.metrics.published(self.outbox.service, batch.len());
                 Ok(batch.len())
             }
             // SQLite has one node and one connection: no transaction is held while
@@ -259,6 +261,7 @@ impl Relay {
                 self.publisher.publish(&batch).await?;
                 let mut conn = self.db.pool().acquire().await?;
                 self.delete(&mut conn, &batch).await?;
+                self.metrics.published(self.outbox.service, batch.len());
                 Ok(batch.len())
             }
         }
@@ -272,7 +275,8 @@ impl Relay {
         .bind(self.batch)
         .fetch_all(conn)
         .await?;
-        rows.iter()
+        let outgoing = rows
+            .iter()
             .map(|row| {
                 let json: String = row.try_get("envelope")?;
                 Ok(Outgoing {
@@ -284,7 +288,12 @@ impl Relay {
                     trace_parent: row.try_get("trace_parent")?,
                 })
             })
-            .collect()
+            .collect::<anyhow::Result<Vec<_>>>()?;
+        // In sequence order, the first is the oldest waiting.
+        let oldest = outgoing.first().map(|o| o.envelope.occurred_at_ms);
+        let now = crate::clock::Clock::now_ms(&crate::clock::SystemClock);
+        self.metrics.read(self.outbox.service, oldest, now);
+        Ok(outgoing)
     }
 
     async fn delete(&self, conn: &mut AnyConnection, batch: &[Outgoing]) -> anyhow::Result<()> {

@@ -19,6 +19,7 @@ pub mod ids;
 pub mod kafka;
 pub mod money;
 pub mod operation;
+pub mod outbox_metrics;
 pub mod provenance;
 pub mod registry;
 pub mod seal;

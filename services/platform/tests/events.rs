@@ -15,6 +15,7 @@ use payloom_platform::events::{
     self, Consumer, Envelope, Outbox, Outgoing, Processed, Publisher, Relay, Subscription,
 };
 use payloom_platform::kafka::{self, KafkaPublisher};
+use payloom_platform::outbox_metrics::OutboxMetrics;
 use payloom_platform::provenance::{EventSigner, EventVerifier};
 use payloom_platform::{Db, db::sqlite_url};
 use rdkafka::consumer::StreamConsumer;
@@ -159,6 +160,7 @@ async fn the_relay_publishes_to_kafka_and_redelivery_changes_nothing() {
         publisher: publisher.clone(),
         batch: 10,
         poll: Duration::from_millis(100),
+        metrics: OutboxMetrics::default(),
     };
     assert_eq!(drain(&relay).await, 25);
     assert_eq!(
@@ -168,6 +170,9 @@ async fn the_relay_publishes_to_kafka_and_redelivery_changes_nothing() {
         0,
         "the outbox drains"
     );
+    // The relay counted what it published, and its last read found the outbox empty.
+    assert_eq!(relay.metrics.published_count("payment-gateway"), 25);
+    assert_eq!(relay.metrics.oldest_age("payment-gateway"), 0.0);
 
     // A separate consumer reads every event once.
     let subscription = Subscription::new(consumer_db.clone(), Arc::new(Counter));
@@ -298,4 +303,37 @@ async fn a_message_its_producer_did_not_sign_is_skipped() {
         .await
         .unwrap();
     assert_eq!(took, genuine.id);
+}
+
+/// A broker that refuses everything.
+struct Unreachable;
+
+#[async_trait]
+impl Publisher for Unreachable {
+    async fn publish(&self, _: &[Outgoing]) -> anyhow::Result<()> {
+        anyhow::bail!("no broker")
+    }
+}
+
+#[tokio::test]
+async fn an_outbox_that_cannot_drain_shows_its_oldest_events_age() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = database(&dir, "stuck").await;
+    let outbox = Outbox::new("payment-gateway");
+    let waiting: Vec<Envelope> = (1..=3).map(payment_event).collect();
+    append(&db, &outbox, &waiting).await;
+    let relay = Relay {
+        db: db.clone(),
+        outbox,
+        publisher: Arc::new(Unreachable),
+        batch: 10,
+        poll: Duration::from_millis(100),
+        metrics: OutboxMetrics::default(),
+    };
+    assert!(relay.relay_once().await.is_err());
+    // The first event occurred at 1_700_000_000_001 ms: years before now.
+    let age = relay.metrics.oldest_age("payment-gateway");
+    assert!(age > 365.0 * 24.0 * 3600.0, "{age}");
+    assert_eq!(relay.metrics.published_count("payment-gateway"), 0);
+    assert_eq!(events::pending(&db, "payment-gateway").await.unwrap(), 3);
 }

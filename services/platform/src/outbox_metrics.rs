@@ -1,0 +1,70 @@
+//! What an outbox relay reports: the events it published, and the age of the oldest event
+//! waiting when it last read its outbox. An outbox that stops draining (a broker down, a
+//! relay stuck) shows here first: the age climbs while every payment still answers.
+
+use std::sync::atomic::AtomicU64;
+
+use prometheus_client::encoding::EncodeLabelSet;
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::Gauge;
+use prometheus_client::registry::Registry;
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct ServiceLabel {
+    service: String,
+}
+
+/// The relays' series, one per service whose outbox this process relays.
+#[derive(Clone, Default)]
+pub struct OutboxMetrics {
+    published: Family<ServiceLabel, Counter>,
+    oldest_age: Family<ServiceLabel, Gauge<f64, AtomicU64>>,
+}
+
+impl OutboxMetrics {
+    pub fn register(registry: &mut Registry) -> Self {
+        let metrics = Self::default();
+        registry.register(
+            "payloom_outbox_published",
+            "Events relayed out of a service's outbox",
+            metrics.published.clone(),
+        );
+        registry.register(
+            "payloom_outbox_oldest_event_age_seconds",
+            "Age of the oldest event waiting in a service's outbox when its relay last read it (0: empty)",
+            metrics.oldest_age.clone(),
+        );
+        metrics
+    }
+
+    /// The relay read its outbox at `now_ms`; the oldest event waiting occurred at
+    /// `oldest_ms`, or none waits.
+    pub fn read(&self, service: &str, oldest_ms: Option<i64>, now_ms: i64) {
+        let age = oldest_ms.map_or(0.0, |at| now_ms.saturating_sub(at).max(0) as f64 / 1000.0);
+        self.oldest_age.get_or_create(&label(service)).set(age);
+    }
+
+    /// `count` events left the outbox.
+    pub fn published(&self, service: &str, count: usize) {
+        self.published
+            .get_or_create(&label(service))
+            .inc_by(count as u64);
+    }
+
+    /// The oldest-age gauge's value for `service` (tests).
+    pub fn oldest_age(&self, service: &str) -> f64 {
+        self.oldest_age.get_or_create(&label(service)).get()
+    }
+
+    /// The published counter's value for `service` (tests).
+    pub fn published_count(&self, service: &str) -> u64 {
+        self.published.get_or_create(&label(service)).get()
+    }
+}
+
+fn label(service: &str) -> ServiceLabel {
+    ServiceLabel {
+        service: service.to_owned(),
+    }
+}
