@@ -15,15 +15,21 @@ async fn next_event(events: &mut Receiver<WatchEvent>) -> WatchEvent {
         .unwrap()
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn watched_directory_swaps_good_files_and_reports_a_bad_one_once() {
+/// A watched folder holding the hostile test plugin (9.1.0), and its events.
+async fn watching_hostile() -> (tempfile::TempDir, TestHost, Watcher, Receiver<WatchEvent>) {
     let dir = tempfile::tempdir().unwrap();
     HOSTILE.write_to(dir.path()).unwrap();
     let host = TestHost::builder().build();
     let watcher = Watcher::start(host.registry.clone(), dir.path())
         .await
         .unwrap();
-    let mut events = watcher.subscribe();
+    let events = watcher.subscribe();
+    (dir, host, watcher, events)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn watched_directory_swaps_good_files_and_reports_a_bad_one_once() {
+    let (dir, host, _watcher, mut events) = watching_hostile().await;
     assert_eq!(
         host.registry.get("hostile").unwrap().version(),
         "9.1.0",
@@ -74,13 +80,7 @@ async fn watched_directory_swaps_good_files_and_reports_a_bad_one_once() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_file_caught_between_truncate_and_write_is_not_reported() {
-    let dir = tempfile::tempdir().unwrap();
-    HOSTILE.write_to(dir.path()).unwrap();
-    let host = TestHost::builder().build();
-    let watcher = Watcher::start(host.registry.clone(), dir.path())
-        .await
-        .unwrap();
-    let mut events = watcher.subscribe();
+    let (dir, host, _watcher, mut events) = watching_hostile().await;
 
     // What a reader sees of a rewrite between its truncate and its write.
     std::fs::write(dir.path().join("hostile.wasm"), b"").unwrap();

@@ -10,7 +10,7 @@ use std::time::Duration;
 
 use payloom_platform::Db;
 use payloom_platform::db::PoolOptions;
-use serde_json::{Value, json};
+use serde_json::Value;
 
 use crate::on_both_databases;
 use crate::receiver::Receiver;
@@ -141,14 +141,7 @@ async fn a_killed_platform_loses_no_payment_entry_or_webhook(backend: Backend) {
         return;
     };
     let receiver = Receiver::start().await;
-    let created = p
-        .merchant
-        .post(
-            "/v1/webhook_endpoints",
-            json!({"url": receiver.url, "events": ["payment.succeeded"]}),
-        )
-        .await;
-    assert_eq!(created.status, 201, "{}", created.text);
+    p.merchant.subscribe_to_payments(&receiver.url).await;
     // Every payment the API acknowledged, with the status it was acknowledged in.
     let acknowledged: Arc<Mutex<BTreeMap<String, String>>> = Arc::default();
     let cut: CutOff = Arc::default();

@@ -259,6 +259,17 @@ impl Merchant {
         self.post("/v1/payments", body).await
     }
 
+    /// A webhook endpoint at `url` for `payment.succeeded`, created or the test fails.
+    pub async fn subscribe_to_payments(&self, url: &str) {
+        let created = self
+            .post(
+                "/v1/webhook_endpoints",
+                serde_json::json!({"url": url, "events": ["payment.succeeded"]}),
+            )
+            .await;
+        assert_eq!(created.status, 201, "{}", created.text);
+    }
+
     /// How many payments the merchant has (up to 100).
     pub async fn count(&self) -> usize {
         let list = self.get("/v1/payments?limit=100").await;

@@ -318,14 +318,7 @@ async fn a_stopping_platform_finishes_the_webhook_under_way() {
     };
     let receiver = Receiver::start().await;
     receiver.hold_answers(Duration::from_millis(1_500));
-    let created = p
-        .merchant
-        .post(
-            "/v1/webhook_endpoints",
-            json!({"url": receiver.url, "events": ["payment.succeeded"]}),
-        )
-        .await;
-    assert_eq!(created.status, 201, "{}", created.text);
+    p.merchant.subscribe_to_payments(&receiver.url).await;
     let paid = p.merchant.pay(1_000, json!({})).await;
     assert_eq!(paid.json["status"], "succeeded", "{}", paid.text);
     receiver
