@@ -84,26 +84,7 @@ pub async fn run(args: LedgerArgs) -> anyhow::Result<()> {
     let mut booked = book(Duration::from_secs(args.duration_secs)).await?;
     // Rates count entries; latencies stay per transaction.
     booked.ok *= batch as u64;
-    let entries: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM journal_entries")
-        .fetch_one(db.pool())
-        .await?;
-    anyhow::ensure!(
-        entries as u64 >= booked.ok,
-        "only {entries} entries for {} events",
-        booked.ok
-    );
-    // The relay deletes what it publishes; here nobody relays, so the bench does.
-    sqlx::query("DELETE FROM payloom_outbox WHERE service = 'accounting'")
-        .execute(db.pool())
-        .await?;
-    let accounts = payloom_accounting::AccountingApi::accounts(ledger.as_ref()).await?;
-    for total in &accounts.totals {
-        anyhow::ensure!(
-            total.debits == total.credits,
-            "{} does not balance",
-            total.currency
-        );
-    }
+    check_books(&db, ledger.as_ref(), booked.ok).await?;
     let mut raw = baseline(
         &url,
         args.concurrency,
@@ -120,6 +101,32 @@ pub async fn run(args: LedgerArgs) -> anyhow::Result<()> {
         booked.rate() * 3.0 / raw.rate().max(f64::MIN_POSITIVE),
         booked.rate() / raw.rate().max(f64::MIN_POSITIVE)
     );
+    Ok(())
+}
+
+/// Every event booked left its entry, the outbox is emptied as a relay would, and every
+/// currency balances.
+async fn check_books(db: &Db, ledger: &Ledger, booked: u64) -> anyhow::Result<()> {
+    let entries: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM journal_entries")
+        .fetch_one(db.pool())
+        .await?;
+    anyhow::ensure!(
+        entries as u64 >= booked,
+        "only {entries} entries for {} events",
+        booked
+    );
+    // The relay deletes what it publishes; here nobody relays, so the bench does.
+    sqlx::query("DELETE FROM payloom_outbox WHERE service = 'accounting'")
+        .execute(db.pool())
+        .await?;
+    let accounts = payloom_accounting::AccountingApi::accounts(ledger).await?;
+    for total in &accounts.totals {
+        anyhow::ensure!(
+            total.debits == total.credits,
+            "{} does not balance",
+            total.currency
+        );
+    }
     Ok(())
 }
 

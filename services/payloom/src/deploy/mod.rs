@@ -88,10 +88,9 @@ fn scrape_elsewhere(args: &PrometheusArgs) -> anyhow::Result<()> {
             .with_context(|| format!("--target {target}: expected <service>=<host:port>"))?;
         let manifest = services.manifest(name)?;
         anyhow::ensure!(
-            address.parse::<std::net::SocketAddr>().is_ok()
-                || address
-                    .rsplit_once(':')
-                    .is_some_and(|(_, p)| p.parse::<u16>().is_ok()),
+            address
+                .rsplit_once(':')
+                .is_some_and(|(host, port)| !host.is_empty() && port.parse::<u16>().is_ok()),
             "--target {target}: {address} is not host:port"
         );
         jobs.push((manifest.name.to_owned(), address.to_owned()));
