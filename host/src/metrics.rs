@@ -5,6 +5,7 @@ use std::fmt::Write;
 use prometheus_client::encoding::{EncodeLabelSet, EncodeLabelValue, LabelValueEncoder};
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::metrics::histogram::Histogram;
 use prometheus_client::registry::Registry;
 
@@ -28,6 +29,17 @@ pub struct ErrorLabels {
     pub kind: ErrorKind,
 }
 
+/// Labels of the breaker gauge.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct BreakerLabels {
+    /// Plugin id.
+    pub plugin: String,
+    /// Plugin version.
+    pub version: String,
+    /// `calls` (what payments go through) or `notifications` (PSP notifications).
+    pub breaker: &'static str,
+}
+
 /// Why a call failed, as counted (label values `trap`, `timeout`, `memory`, `denied`,
 /// `refused`).
 #[derive(Clone, Copy, Debug, Hash, PartialEq, Eq)]
@@ -47,6 +59,15 @@ pub enum ErrorKind {
 }
 
 impl ErrorKind {
+    /// Every kind, for series that should read zero before the first error.
+    pub const ALL: [Self; 5] = [
+        Self::Trap,
+        Self::Timeout,
+        Self::Memory,
+        Self::Denied,
+        Self::Refused,
+    ];
+
     /// The label value.
     pub fn as_str(self) -> &'static str {
         match self {
@@ -74,6 +95,8 @@ pub struct PluginMetrics {
     pub errors: Family<ErrorLabels, Counter>,
     /// `payloom_plugin_call_duration_seconds`
     pub latency: Family<PluginLabels, Histogram>,
+    /// `payloom_plugin_breaker_open`
+    pub breaker_open: Family<BreakerLabels, Gauge>,
 }
 
 fn latency_histogram() -> Histogram {
@@ -91,6 +114,10 @@ pub struct PluginSeries {
     pub calls: Counter,
     /// Their latency.
     pub latency: Histogram,
+    /// Whether the breaker payments go through is open.
+    pub calls_breaker: Gauge,
+    /// Whether the breaker PSP notifications go through is open.
+    pub notifications_breaker: Gauge,
 }
 
 impl PluginMetrics {
@@ -100,9 +127,27 @@ impl PluginMetrics {
             plugin: plugin.to_owned(),
             version: version.to_owned(),
         };
+        // Zero errors of each kind is a reading too: an error-rate panel shows 0, not nothing.
+        for kind in ErrorKind::ALL {
+            self.errors.get_or_create_owned(&ErrorLabels {
+                plugin: plugin.to_owned(),
+                version: version.to_owned(),
+                kind,
+            });
+        }
+        let breaker = |breaker| {
+            let labels = BreakerLabels {
+                plugin: plugin.to_owned(),
+                version: version.to_owned(),
+                breaker,
+            };
+            self.breaker_open.get_or_create(&labels).clone()
+        };
         PluginSeries {
             calls: self.calls.get_or_create(&labels).clone(),
             latency: self.latency.get_or_create(&labels).clone(),
+            calls_breaker: breaker("calls"),
+            notifications_breaker: breaker("notifications"),
         }
     }
 
@@ -112,6 +157,7 @@ impl PluginMetrics {
             calls: Family::default(),
             errors: Family::default(),
             latency: Family::new_with_constructor(latency_histogram),
+            breaker_open: Family::default(),
         };
         registry.register(
             "payloom_plugin_calls",
@@ -127,6 +173,11 @@ impl PluginMetrics {
             "payloom_plugin_call_duration_seconds",
             "Wall time of plugin calls, instantiation included",
             metrics.latency.clone(),
+        );
+        registry.register(
+            "payloom_plugin_breaker_open",
+            "Whether a plugin version's circuit breaker is open (1) or closed (0)",
+            metrics.breaker_open.clone(),
         );
         metrics
     }

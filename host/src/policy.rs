@@ -4,6 +4,7 @@
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
+use prometheus_client::metrics::gauge::Gauge;
 use serde::Deserialize;
 
 /// What a failed plugin call becomes, per plugin kind.
@@ -27,6 +28,8 @@ pub struct CircuitBreaker {
     failures_max: u32,
     open_for: Duration,
     state: Mutex<BreakerState>,
+    /// 1 from opening until a call succeeds again (cool-down and trial included), else 0.
+    open_gauge: Gauge,
 }
 
 #[derive(Debug, Default)]
@@ -44,7 +47,15 @@ impl CircuitBreaker {
             failures_max,
             open_for,
             state: Mutex::default(),
+            open_gauge: Gauge::default(),
         }
+    }
+
+    /// Shows whether this breaker is open on `gauge`.
+    pub fn reporting_to(mut self, gauge: Gauge) -> Self {
+        gauge.set(0);
+        self.open_gauge = gauge;
+        self
     }
 
     /// Lets a call go ahead now, or not. While open, refuses; after the cool-down lets
@@ -70,11 +81,13 @@ impl CircuitBreaker {
         if ok {
             state.consecutive_failures = 0;
             state.open_until = None;
+            self.open_gauge.set(0);
             return;
         }
         state.consecutive_failures = state.consecutive_failures.saturating_add(1);
         if state.consecutive_failures >= self.failures_max {
             state.open_until = Some(now + self.open_for);
+            self.open_gauge.set(1);
         }
     }
 

@@ -248,18 +248,19 @@ impl Runtime {
         // Build the copy-on-write heap image now, so the first real call does not pay for it.
         compiled.initialize_copy_on_write_image()?;
         let series = self.metrics.series(&manifest.id, &manifest.version);
+        let breaker = |gauge| {
+            CircuitBreaker::new(
+                self.config.breaker_failures_max,
+                Duration::from_millis(self.config.breaker_open_ms),
+            )
+            .reporting_to(gauge)
+        };
         let plugin = Arc::new(Plugin {
+            notify_breaker: breaker(series.notifications_breaker.clone()),
+            breaker: breaker(series.calls_breaker.clone()),
             series,
             info: Arc::new(PluginInfo::new(manifest, component, uses_wasi)?),
             pre,
-            notify_breaker: CircuitBreaker::new(
-                self.config.breaker_failures_max,
-                Duration::from_millis(self.config.breaker_open_ms),
-            ),
-            breaker: CircuitBreaker::new(
-                self.config.breaker_failures_max,
-                Duration::from_millis(self.config.breaker_open_ms),
-            ),
         });
         Ok(plugin)
     }

@@ -172,6 +172,14 @@ async fn breaker_opens_after_repeated_failures_and_risk_fails_closed() {
     let error = closed_error(host.evaluate("hostile", risk_ctx(100), &[]).await);
     assert!(error.message.contains("circuit breaker"), "{error}");
     assert!(host.registry.list()[0].breaker_open);
+    let metrics = host.metrics_text();
+    let open = r#"payloom_plugin_breaker_open{plugin="hostile",version="9.1.0",breaker="calls"} 1"#;
+    assert!(metrics.contains(open), "{metrics}");
+    let trapped = r#"payloom_plugin_errors_total{plugin="hostile",version="9.1.0",kind="trap"} 3"#;
+    assert!(metrics.contains(trapped), "{metrics}");
+    // Kinds that never happened read zero rather than missing.
+    let none = r#"payloom_plugin_errors_total{plugin="hostile",version="9.1.0",kind="memory"} 0"#;
+    assert!(metrics.contains(none), "{metrics}");
 }
 
 /// A notification for the `fetcher` channel with `body`.

@@ -181,6 +181,36 @@ impl Notifications {
         })
     }
 
+    /// Reads the backlog and the disabled endpoints into the metrics every poll interval
+    /// (at most once a quarter second), until the service stops.
+    pub fn spawn_sampler(self: &Arc<Self>) -> tokio::task::JoinHandle<()> {
+        let service = self.clone();
+        let every = Duration::from_millis(self.config.poll_interval_ms.max(250));
+        tokio::spawn(async move {
+            while !service.attempts.is_closed() {
+                if let Err(e) = service.sample().await {
+                    tracing::warn!("reading the webhook backlog failed: {e:#}");
+                }
+                tokio::time::sleep(every).await;
+            }
+        })
+    }
+
+    async fn sample(&self) -> anyhow::Result<()> {
+        let (pending, oldest): (i64, Option<i64>) = sqlx::query_as(
+            "SELECT COUNT(*), MIN(created_at_ms) FROM webhook_deliveries WHERE status = 'pending'",
+        )
+        .fetch_one(self.db.pool())
+        .await?;
+        let (disabled,): (i64,) =
+            sqlx::query_as("SELECT COUNT(*) FROM webhook_endpoints WHERE status = 'disabled'")
+                .fetch_one(self.db.pool())
+                .await?;
+        self.metrics
+            .sampled(pending, oldest, disabled, self.clock.now_ms());
+        Ok(())
+    }
+
     /// Leases no more deliveries and waits, up to `grace`, for the attempts under way to
     /// be answered and recorded; whether they all were. One cut short goes out again,
     /// under the same event id, after the next start.
@@ -292,6 +322,7 @@ impl Notifications {
         let started = Instant::now();
         let answer = self.send(&url, &key, &event_id, body).await;
         let duration_ms = started.elapsed().as_millis() as i64;
+        self.metrics.attempted(answer.succeeded());
         let attempts: i64 = row.try_get("attempts")?;
         let failing_since: Option<i64> = row.try_get("failing_since_ms")?;
         let disabled = self

@@ -2,6 +2,7 @@
 
 pub mod delivery;
 pub mod email;
+pub mod metrics;
 pub mod service;
 pub mod signing;
 pub mod targets;
@@ -110,6 +111,7 @@ pub struct Notifications {
     wake: Arc<Notify>,
     /// The delivery attempts under way; closed when the service stops.
     attempts: tokio_util::task::TaskTracker,
+    metrics: metrics::WebhookMetrics,
 }
 
 const ENDPOINT_COLUMNS: &str = "id, merchant_id, url, description, event_types, alert_email, sealed_secret, status, disabled_reason, failing_since_ms, created_at_ms";
@@ -158,11 +160,17 @@ impl Notifications {
             mailer,
             wake: Arc::new(Notify::new()),
             attempts: tokio_util::task::TaskTracker::new(),
+            metrics: Default::default(),
         }))
     }
 
     pub fn db(&self) -> &Db {
         &self.db
+    }
+
+    /// What delivery counts and samples, to register on a service's `/metrics`.
+    pub fn metrics(&self) -> &metrics::WebhookMetrics {
+        &self.metrics
     }
 
     fn seal_context(endpoint_id: &str) -> String {

@@ -62,6 +62,8 @@ impl Service for NotificationService {
         let (key, clock) = (w.master_key.clone(), w.clock.clone());
         let service = Notifications::new(db, clock, key, config, mailer).await?;
         service.spawn_worker();
+        service.metrics().register(&mut w.metrics);
+        service.spawn_sampler();
         let parked = Arc::new(Subscription::new(service.db().clone(), service.clone()));
         w.park(SERVICE, parked.clone());
         w.consume(service.db().clone(), service.clone());

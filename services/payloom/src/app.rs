@@ -14,9 +14,9 @@ use payloom_host::watch::Watcher;
 use payloom_host::{HostConfig, Registry, Runtime};
 use payloom_platform::Db;
 use payloom_platform::config::Config;
+use payloom_platform::event_metrics::{ConsumerMetrics, OutboxMetrics};
 use payloom_platform::events::{Bus, Consumer, Outbox, Publisher, Relay, Subscription};
 use payloom_platform::kafka;
-use payloom_platform::outbox_metrics::OutboxMetrics;
 use payloom_platform::provenance::EventVerifier;
 use payloom_platform::registry::{Provided, Routes, Services, Settings, Wiring};
 use payloom_platform::server::ReadyCheck;
@@ -204,6 +204,7 @@ async fn start_events(w: &mut Wiring<'_>) -> anyhow::Result<()> {
         std::mem::take(&mut w.consumers),
     );
     let metrics = OutboxMetrics::register(&mut w.metrics);
+    let consumed = ConsumerMetrics::register(&mut w.metrics);
     let relay = |db: Db, outbox: Outbox, publisher: Arc<dyn Publisher>| {
         Relay {
             db,
@@ -219,15 +220,17 @@ async fn start_events(w: &mut Wiring<'_>) -> anyhow::Result<()> {
         let certs = w.settings.certs.as_deref().context(
             "events over Kafka are signed with the service certificates: run them under `serve` with --certs",
         )?;
-        for (db, outbox, publisher) in
-            start_kafka(w.services, &config, brokers, certs, outboxes, consumers).await?
+        for (db, outbox, publisher) in start_kafka(
+            w.services, &config, brokers, certs, outboxes, consumers, consumed,
+        )
+        .await?
         {
             relay(db, outbox, publisher);
         }
     } else if all_consumers_here {
         let mut bus = Bus::default();
         for (db, consumer) in consumers {
-            bus.subscribe(Subscription::new(db, consumer));
+            bus.subscribe(Subscription::new(db, consumer).counted_in(consumed.clone()));
         }
         let bus: Arc<dyn Publisher> = Arc::new(bus);
         for (db, outbox) in outboxes {
@@ -253,6 +256,7 @@ async fn start_kafka(
     certs: &Path,
     outboxes: Vec<(Db, Outbox)>,
     consumers: Vec<(Db, Arc<dyn Consumer>)>,
+    consumed: ConsumerMetrics,
 ) -> anyhow::Result<Vec<Relayed>> {
     let ca_path = certs.join("ca.pem");
     let ca = std::fs::read(&ca_path).with_context(|| format!("reading {}", ca_path.display()))?;
@@ -275,7 +279,7 @@ async fn start_kafka(
     kafka::ensure_topics(brokers, &topics, partitions, replication).await?;
     for (db, consumer) in consumers {
         let group = format!("{}.{}", config.consumer_group, consumer.name());
-        let subscription = Subscription::new(db, consumer);
+        let subscription = Subscription::new(db, consumer).counted_in(consumed.clone());
         kafka::spawn_consumer(
             brokers,
             &group,

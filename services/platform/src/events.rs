@@ -196,7 +196,7 @@ pub struct Relay {
     /// How often the outbox is read when nobody wakes the relay (rows left by a crash,
     /// or written by another node).
     pub poll: Duration,
-    pub metrics: crate::outbox_metrics::OutboxMetrics,
+    pub metrics: crate::event_metrics::OutboxMetrics,
 }
 
 impl Relay {
@@ -359,6 +359,7 @@ pub struct Subscription {
     /// Tries before an event is dead-lettered.
     pub max_attempts: u32,
     pub retry_base: Duration,
+    pub metrics: crate::event_metrics::ConsumerMetrics,
 }
 
 impl Subscription {
@@ -368,7 +369,23 @@ impl Subscription {
             consumer,
             max_attempts: 5,
             retry_base: Duration::from_millis(50),
+            metrics: Default::default(),
         }
+    }
+
+    /// Counts what this subscription handles into `metrics`.
+    pub fn counted_in(mut self, metrics: crate::event_metrics::ConsumerMetrics) -> Self {
+        metrics.declare(self.consumer.name());
+        self.metrics = metrics;
+        self
+    }
+
+    /// `event`'s effects are committed.
+    fn committed(&self, event: &Envelope) {
+        let now = crate::clock::Clock::now_ms(&crate::clock::SystemClock);
+        self.metrics
+            .committed(self.consumer.name(), event.occurred_at_ms, now);
+        self.consumer.committed(event);
     }
 
     /// Handles `event` at most once; retries a failing handler and dead-letters the event
@@ -424,7 +441,7 @@ impl Subscription {
             match self.try_batch(events).await {
                 Ok(handled) => {
                     for event in handled {
-                        self.consumer.committed(event);
+                        self.committed(event);
                     }
                     return Ok(());
                 }
@@ -466,7 +483,7 @@ impl Subscription {
         }
         self.consumer.handle(&mut tx, event).await?;
         tx.commit().await?;
-        self.consumer.committed(event);
+        self.committed(event);
         Ok(Processed::Handled)
     }
 

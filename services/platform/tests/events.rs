@@ -11,11 +11,11 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use payloom_platform::db::PoolOptions;
+use payloom_platform::event_metrics::{ConsumerMetrics, OutboxMetrics};
 use payloom_platform::events::{
     self, Consumer, Envelope, Outbox, Outgoing, Processed, Publisher, Relay, Subscription,
 };
 use payloom_platform::kafka::{self, KafkaPublisher};
-use payloom_platform::outbox_metrics::OutboxMetrics;
 use payloom_platform::provenance::{EventSigner, EventVerifier};
 use payloom_platform::{Db, db::sqlite_url};
 use rdkafka::consumer::StreamConsumer;
@@ -336,4 +336,33 @@ async fn an_outbox_that_cannot_drain_shows_its_oldest_events_age() {
     assert!(age > 365.0 * 24.0 * 3600.0, "{age}");
     assert_eq!(relay.metrics.published_count("payment-gateway"), 0);
     assert_eq!(events::pending(&db, "payment-gateway").await.unwrap(), 3);
+}
+
+#[tokio::test]
+async fn a_consumer_counts_what_it_commits_once_and_how_late() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = database(&dir, "counted").await;
+    let mut registry = prometheus_client::registry::Registry::default();
+    let metrics = ConsumerMetrics::register(&mut registry);
+    let subscription = Subscription::new(db.clone(), Arc::new(Counter)).counted_in(metrics);
+    let batch: Vec<Envelope> = (1..=3).map(payment_event).collect();
+    let refs: Vec<&Envelope> = batch.iter().collect();
+    subscription.process_batch(&refs).await.unwrap();
+    // A redelivery is a duplicate: no effect, and not counted again.
+    subscription.process(&batch[0]).await.unwrap();
+    assert_eq!(subscription.metrics.consumed_count("counter"), 3);
+
+    let mut text = String::new();
+    prometheus_client::encoding::text::encode(&mut text, &registry).unwrap();
+    assert!(
+        text.contains(r#"payloom_events_consumed_total{consumer="counter"} 3"#),
+        "{text}"
+    );
+    // The events occurred in 2023: the lag adds up to years.
+    let sum: f64 = text
+        .lines()
+        .find(|l| l.starts_with(r#"payloom_event_consume_lag_seconds_sum{consumer="counter"}"#))
+        .and_then(|l| l.rsplit(' ').next()?.parse().ok())
+        .unwrap_or_else(|| panic!("no lag sum in {text}"));
+    assert!(sum > 3.0 * 365.0 * 24.0 * 3600.0, "{sum}");
 }

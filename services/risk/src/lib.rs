@@ -1,6 +1,7 @@
 //! Risk decisions: an ordered set of rule components, aggregated and persisted.
 
 mod counters;
+pub mod metrics;
 pub mod service;
 
 use std::collections::BTreeMap;
@@ -23,6 +24,7 @@ pub use payloom_risk_contract::{
 };
 
 pub use crate::counters::RedisCounters;
+pub use crate::metrics::RiskMetrics;
 
 pub const MIGRATIONS: &[Migration] = &[Migration {
     version: 1,
@@ -56,6 +58,7 @@ pub struct Risk {
     counters: Arc<dyn Counters>,
     config: RiskConfig,
     clock: SharedClock,
+    metrics: RiskMetrics,
 }
 
 /// The counter fields velocity rules read, as `payments-by-<field>`.
@@ -69,6 +72,7 @@ impl Risk {
         counters: Arc<dyn Counters>,
         config: RiskConfig,
         clock: SharedClock,
+        metrics: RiskMetrics,
     ) -> anyhow::Result<Arc<Self>> {
         db.migrate("risk", MIGRATIONS).await?;
         Ok(Arc::new(Self {
@@ -77,6 +81,7 @@ impl Risk {
             counters,
             config,
             clock,
+            metrics,
         }))
     }
 
@@ -203,6 +208,7 @@ impl Risk {
 #[async_trait]
 impl RiskApi for Risk {
     async fn evaluate(&self, req: EvaluateIn) -> ApiResult<RiskDecision> {
+        let started = std::time::Instant::now();
         let now = self.clock.now_ms();
         let ctx = ri::Context {
             payment: req.payment.into(),
@@ -236,6 +242,11 @@ impl RiskApi for Risk {
         .bind(now)
         .execute(self.db.pool())
         .await?;
+        self.metrics.decided(
+            decision.action,
+            &decision.rules,
+            started.elapsed().as_secs_f64(),
+        );
         Ok(decision)
     }
 }

@@ -6,7 +6,7 @@ use payloom_host::Registry;
 use payloom_host::capabilities::counters::Counters;
 use payloom_platform::registry::{Manifest, Routes, Service, Wiring};
 
-use crate::{MIGRATIONS, Risk, RiskApi, RiskConfig, RiskHttp};
+use crate::{MIGRATIONS, Risk, RiskApi, RiskConfig, RiskHttp, RiskMetrics};
 
 pub const SERVICE: &str = "risk";
 
@@ -43,7 +43,8 @@ impl Service for RiskService {
         let plugins: Arc<Registry> = w.get()?;
         let counters: Arc<dyn Counters> = w.get()?;
         let db = w.db(SERVICE).await?;
-        let service = Risk::new(db, plugins, counters, config, w.clock.clone()).await?;
+        let metrics = RiskMetrics::register(&mut w.metrics);
+        let service = Risk::new(db, plugins, counters, config, w.clock.clone(), metrics).await?;
         let api: Arc<dyn RiskApi> = service.clone();
         w.provide(api);
         Ok(Routes {

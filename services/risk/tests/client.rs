@@ -53,9 +53,16 @@ async fn served() -> (RiskHttp, Arc<Risk>, tempfile::TempDir) {
         }],
         lists: BTreeMap::new(),
     };
-    let risk = Risk::new(db, registry, counters, config, Arc::new(SystemClock))
-        .await
-        .unwrap();
+    let risk = Risk::new(
+        db,
+        registry,
+        counters,
+        config,
+        Arc::new(SystemClock),
+        Default::default(),
+    )
+    .await
+    .unwrap();
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let url = format!("http://{}", listener.local_addr().unwrap());
     let router = payloom_risk::router(risk.clone());

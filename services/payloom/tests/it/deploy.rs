@@ -155,6 +155,30 @@ fn dashboard_queries() -> Vec<(String, String)> {
     queries
 }
 
+/// Every alert's expression in `prometheus/alerts.yml`, one-line or `|` blocks.
+fn alert_queries() -> Vec<(String, String)> {
+    let text = std::fs::read_to_string(compose_dir().join("prometheus/alerts.yml")).unwrap();
+    let (mut queries, mut alert) = (Vec::new(), String::new());
+    let mut lines = text.lines().peekable();
+    while let Some(line) = lines.next() {
+        let line = line.trim_start();
+        if let Some(name) = line.strip_prefix("- alert: ") {
+            alert = name.to_owned();
+        } else if line == "expr: |" {
+            let mut expr = String::new();
+            while let Some(next) = lines.next_if(|l| l.starts_with("          ")) {
+                expr += next.trim();
+                expr.push(' ');
+            }
+            queries.push((alert.clone(), expr));
+        } else if let Some(expr) = line.strip_prefix("expr: ") {
+            queries.push((alert.clone(), expr.to_owned()));
+        }
+    }
+    assert!(queries.len() > 10, "{queries:?}");
+    queries
+}
+
 /// The metric names a query reads: ours are `payloom_…`; `up` is Prometheus's own.
 fn metric_names(query: &str) -> Vec<String> {
     query
@@ -324,11 +348,11 @@ async fn prometheus_scrapes_every_service_of_the_split_and_sees_payments() {
                 }),
         );
     }
-    for (panel, query) in dashboard_queries() {
+    for (reader, query) in dashboard_queries().into_iter().chain(alert_queries()) {
         for metric in metric_names(&query) {
             assert!(
                 exposed.contains(&metric),
-                "{panel} reads {metric}, which no service exposes"
+                "{reader} reads {metric}, which no service exposes"
             );
         }
     }

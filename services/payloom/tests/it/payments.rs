@@ -104,6 +104,48 @@ async fn sandbox_outcomes(backend: Backend) {
         return;
     };
     assert_sandbox_outcomes(&p.merchant).await;
+
+    // What the operators' dashboards read: ten payments allowed, two blocked (one by each
+    // rule that fired), and the ledger consuming the payments' events.
+    let decisions = |action: &'static str| {
+        let p = &p;
+        async move {
+            let label = format!("action=\"{action}\"");
+            p.metric("payloom_risk_decisions_total", &[&label]).await
+        }
+    };
+    assert_eq!(
+        (
+            decisions("allow").await,
+            decisions("review").await,
+            decisions("block").await
+        ),
+        (10.0, 0.0, 2.0)
+    );
+    for rule in ["blocklist", "amount-limit"] {
+        let label = format!("rule=\"{rule}\"");
+        let fired = p
+            .metric(
+                "payloom_risk_rule_results_total",
+                &[&label, "action=\"block\""],
+            )
+            .await;
+        assert_eq!(fired, 1.0, "{rule}");
+    }
+    let mut booked = 0.0;
+    for _ in 0..50 {
+        booked = p
+            .metric(
+                "payloom_events_consumed_total",
+                &["consumer=\"accounting\""],
+            )
+            .await;
+        if booked > 0.0 {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    assert!(booked > 0.0, "the ledger consumed no event");
 }
 
 async fn capture_and_cancel(backend: Backend) {

@@ -198,14 +198,21 @@ async fn an_endpoint_that_only_fails_is_disabled_after_the_window(backend: Backe
     m.pay(1_500, json!({})).await;
 
     let mut listed = Value::Null;
+    let mut backlog_seen = 0.0f64;
     for _ in 0..100 {
         listed = m.get("/v1/webhook_endpoints").await.json["data"][0].clone();
         if listed["status"] == "disabled" {
             break;
         }
+        let pending = p.metric("payloom_webhook_deliveries_pending", &[]).await;
+        backlog_seen = backlog_seen.max(pending);
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
     assert_eq!(listed["status"], "disabled", "{listed}");
+    assert_eq!(
+        backlog_seen, 1.0,
+        "the retried delivery waits in the backlog"
+    );
     assert!(
         listed["disabled_reason"]
             .as_str()
@@ -219,6 +226,21 @@ async fn an_endpoint_that_only_fails_is_disabled_after_the_window(backend: Backe
         d.first().is_some_and(|d| d["status"] == "failed")
     })
     .await;
+    // The operators' view: three failed attempts, one endpoint disabled, nothing waiting.
+    let failed = p
+        .metric("payloom_webhook_attempts_total", &["result=\"failed\""])
+        .await;
+    assert_eq!(failed, 3.0);
+    let mut disabled = 0.0;
+    for _ in 0..50 {
+        disabled = p.metric("payloom_webhook_endpoints_disabled", &[]).await;
+        let pending = p.metric("payloom_webhook_deliveries_pending", &[]).await;
+        if disabled == 1.0 && pending == 0.0 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    assert_eq!(disabled, 1.0);
     let emails = std::fs::read_to_string(p.data.path().join("emails.jsonl")).unwrap();
     assert!(
         emails.contains("oncall@example.com") && emails.contains(&endpoint),
