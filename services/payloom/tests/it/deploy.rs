@@ -1,7 +1,7 @@
 //! The deployment files under `compose/`: what the service registry generates, accepted
 //! by a compose implementation and by promtool, with a health check, limits and a
-//! certificate per service and no secret written down; and the real Prometheus scraping
-//! every service of a split.
+//! certificate per service and no secret written down; the real Prometheus scraping
+//! every service of a split; and the image building a profile the workspace defines.
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
@@ -54,6 +54,33 @@ fn the_committed_deployment_files_are_what_the_registry_generates() {
 }
 
 /// The registered services, as the generated (and checked) settings name them.
+/// The image's builder cooks and builds one cargo profile that the workspace defines, and
+/// the runtime stage copies the binary from that profile's directory.
+#[test]
+fn the_dockerfile_builds_a_profile_the_workspace_defines() {
+    let root = compose_dir().join("..");
+    let dockerfile = std::fs::read_to_string(root.join("docker/Dockerfile")).unwrap();
+    let manifest = std::fs::read_to_string(root.join("Cargo.toml")).unwrap();
+    let profiles: Vec<&str> = dockerfile
+        .split("--profile ")
+        .skip(1)
+        .filter_map(|rest| rest.split_whitespace().next())
+        .collect();
+    assert_eq!(profiles.len(), 2, "cook and build: {profiles:?}");
+    assert!(profiles.iter().all(|p| *p == profiles[0]), "{profiles:?}");
+    let profile = profiles[0];
+    assert!(
+        manifest.contains(&format!("[profile.{profile}]")),
+        "Cargo.toml defines no profile `{profile}`"
+    );
+    let copied =
+        format!("COPY --from=builder /src/target/{profile}/payloom /usr/local/bin/payloom");
+    assert!(
+        dockerfile.contains(&copied),
+        "the runtime stage copies from elsewhere"
+    );
+}
+
 fn registered() -> Vec<String> {
     let settings: toml::Table =
         toml::from_str(&std::fs::read_to_string(compose_dir().join("payloom.toml")).unwrap())
