@@ -17,8 +17,8 @@ if [ ! -f .env ]; then
         echo "PAYLOOM_ADMIN_JWT_SECRET=$(head -c 32 /dev/urandom | od -An -tx1 | tr -d ' \n')"
         echo "GRAFANA_ADMIN_PASSWORD=$(head -c 12 /dev/urandom | od -An -tx1 | tr -d ' \n')"
         echo "PAYLOOM_IMAGE=$image"
-        echo "# The reference components inside the image are unsigned: sign your own and set false."
-        echo "PAYLOOM_ALLOW_UNSIGNED_PLUGINS=true"
+        echo "# Publisher keys whose signed plugins load, as a TOML array of hex keys."
+        echo "PAYLOOM_TRUSTED_PLUGIN_KEYS=[]"
     } > .env
     echo "wrote compose/.env: keep it, and keep it private"
 fi

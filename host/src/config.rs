@@ -37,8 +37,27 @@ pub struct HostConfig {
     pub allow_unsigned: bool,
     /// Where precompiled components are cached; unset means no cache.
     pub cache_dir: Option<PathBuf>,
+    /// Authenticates cache entries, so a file planted in `cache_dir` is never run. Set it
+    /// from a persistent secret to reuse entries across restarts; unset, each process
+    /// draws its own and recompiles what an earlier process cached.
+    #[serde(skip)]
+    pub cache_key: Option<CacheKey>,
+    /// Components this binary carries, by [`crate::signing::pair_digest`]: they load
+    /// unsigned, because the binary that embeds them is what vouches for them.
+    #[serde(skip)]
+    pub builtin_digests: Vec<[u8; 32]>,
     /// Let `http.send` reach loopback and private networks (tests, local mocks).
     pub http_allow_private: bool,
+}
+
+/// The secret that authenticates precompiled cache entries (see [`crate::cache`]).
+#[derive(Clone)]
+pub struct CacheKey(pub [u8; 32]);
+
+impl std::fmt::Debug for CacheKey {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("CacheKey(..)")
+    }
 }
 
 /// Byte caps at the host boundary. Memory caps do not see these, so they are separate.
@@ -98,6 +117,8 @@ impl Default for HostConfig {
             trusted_keys: Vec::new(),
             allow_unsigned: false,
             cache_dir: None,
+            cache_key: None,
+            builtin_digests: Vec::new(),
             http_allow_private: false,
         }
     }

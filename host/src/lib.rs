@@ -25,7 +25,7 @@ pub mod watch;
 
 pub use config::HostConfig;
 pub use manifest::{Manifest, PluginKind};
-pub use plugin::{Call, ChannelCall, Plugin, PolicyCall, Reply, RiskCall};
+pub use plugin::{Call, ChannelCall, Plugin, PolicyCall, Publisher, Reply, RiskCall};
 pub use registry::{CallFailure, Installed, Registry};
 pub use runtime::{CallError, CallReport, Runtime};
 pub use state::CallContext;

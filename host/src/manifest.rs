@@ -105,6 +105,11 @@ impl Manifest {
         Ok(manifest)
     }
 
+    /// The version as numbers, for ordering: `0.10.0` is newer than `0.9.1`.
+    pub fn version_key(&self) -> (u64, u64, u64) {
+        parse_version(&self.version).expect("validated at parse")
+    }
+
     fn validate(&self) -> anyhow::Result<()> {
         let id_ok = !self.id.is_empty()
             && self.id.len() <= ID_LEN_MAX
@@ -118,12 +123,8 @@ impl Manifest {
             "manifest id {:?} must be 1..={ID_LEN_MAX} of [a-z0-9-]",
             self.id
         );
-        let parts: Vec<&str> = self.version.split('.').collect();
         anyhow::ensure!(
-            parts.len() == 3
-                && parts
-                    .iter()
-                    .all(|p| !p.is_empty() && p.bytes().all(|b| b.is_ascii_digit())),
+            parse_version(&self.version).is_some(),
             "manifest version {:?} must be MAJOR.MINOR.PATCH",
             self.version
         );
@@ -140,6 +141,19 @@ impl Manifest {
             );
         }
         Ok(())
+    }
+}
+
+/// `MAJOR.MINOR.PATCH`, each a decimal number.
+fn parse_version(version: &str) -> Option<(u64, u64, u64)> {
+    let number = |p: &str| match !p.is_empty() && p.bytes().all(|b| b.is_ascii_digit()) {
+        true => p.parse().ok(),
+        false => None,
+    };
+    let mut parts = version.split('.').map(number);
+    match (parts.next(), parts.next(), parts.next(), parts.next()) {
+        (Some(Some(a)), Some(Some(b)), Some(Some(c)), None) => Some((a, b, c)),
+        _ => None,
     }
 }
 
@@ -164,6 +178,26 @@ mod tests {
         .unwrap();
         assert_eq!(m.world, PluginKind::Channel);
         assert_eq!(m.capabilities.secrets, ["api_key"]);
+        assert_eq!(m.version_key(), (1, 2, 3));
+    }
+
+    #[test]
+    fn versions_order_by_number_not_text() {
+        let at = |v: &str| {
+            Manifest::parse(&format!(
+                "id = \"x\"\nworld = \"risk-rule\"\nversion = \"{v}\""
+            ))
+            .unwrap()
+            .version_key()
+        };
+        assert!(at("0.10.0") > at("0.9.1"));
+        assert!(at("1.0.0") > at("0.99.99"));
+        assert!(
+            Manifest::parse(
+                "id = \"x\"\nworld = \"risk-rule\"\nversion = \"99999999999999999999.0.0\""
+            )
+            .is_err()
+        );
     }
 
     #[test]

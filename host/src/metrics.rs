@@ -97,6 +97,10 @@ pub struct PluginMetrics {
     pub latency: Family<PluginLabels, Histogram>,
     /// `payloom_plugin_breaker_open`
     pub breaker_open: Family<BreakerLabels, Gauge>,
+    /// `payloom_plugin_serving`
+    pub serving: Family<PluginLabels, Gauge>,
+    /// `payloom_plugin_cache_rejected_total`
+    pub cache_rejected: Counter,
 }
 
 fn latency_histogram() -> Histogram {
@@ -118,6 +122,8 @@ pub struct PluginSeries {
     pub calls_breaker: Gauge,
     /// Whether the breaker PSP notifications go through is open.
     pub notifications_breaker: Gauge,
+    /// Whether this version is the one its id serves (1) or not (0).
+    pub serving: Gauge,
 }
 
 impl PluginMetrics {
@@ -148,6 +154,7 @@ impl PluginMetrics {
             latency: self.latency.get_or_create(&labels).clone(),
             calls_breaker: breaker("calls"),
             notifications_breaker: breaker("notifications"),
+            serving: self.serving.get_or_create(&labels).clone(),
         }
     }
 
@@ -158,6 +165,8 @@ impl PluginMetrics {
             errors: Family::default(),
             latency: Family::new_with_constructor(latency_histogram),
             breaker_open: Family::default(),
+            serving: Family::default(),
+            cache_rejected: Counter::default(),
         };
         registry.register(
             "payloom_plugin_calls",
@@ -178,6 +187,16 @@ impl PluginMetrics {
             "payloom_plugin_breaker_open",
             "Whether a plugin version's circuit breaker is open (1) or closed (0)",
             metrics.breaker_open.clone(),
+        );
+        registry.register(
+            "payloom_plugin_serving",
+            "Whether a plugin version is the one its id serves on this node (1) or not (0)",
+            metrics.serving.clone(),
+        );
+        registry.register(
+            "payloom_plugin_cache_rejected",
+            "Precompiled cache entries discarded because they failed authentication or would not load",
+            metrics.cache_rejected.clone(),
         );
         metrics
     }

@@ -29,6 +29,38 @@ pub struct PluginInfo {
     pub uses_wasi: bool,
     /// Component size in bytes.
     pub size_bytes: usize,
+    /// Who vouches for it.
+    pub publisher: Publisher,
+    /// [`crate::signing::pair_digest`] of the component and its manifest text: two loads
+    /// are the same build exactly when these agree.
+    pub pair_digest: [u8; 32],
+}
+
+/// Who vouches for a loaded version.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Publisher {
+    /// A trusted publisher's ed25519 signature; the key, hex.
+    Signed(String),
+    /// Carried by this binary.
+    BuiltIn,
+    /// Nobody: loaded because unsigned plugins are allowed (development).
+    Unsigned,
+}
+
+impl std::fmt::Display for Publisher {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Self::Signed(key) => write!(f, "ed25519:{key}"),
+            Self::BuiltIn => f.write_str("built-in"),
+            Self::Unsigned => f.write_str("unsigned"),
+        }
+    }
+}
+
+impl serde::Serialize for Publisher {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        serializer.collect_str(self)
+    }
 }
 
 impl PluginInfo {
@@ -36,6 +68,8 @@ impl PluginInfo {
         manifest: Manifest,
         component: &[u8],
         uses_wasi: bool,
+        publisher: Publisher,
+        pair_digest: [u8; 32],
     ) -> anyhow::Result<Self> {
         let allowed_hosts = manifest
             .capabilities
@@ -50,6 +84,8 @@ impl PluginInfo {
             allowed_hosts,
             uses_wasi,
             size_bytes: component.len(),
+            publisher,
+            pair_digest,
         })
     }
 

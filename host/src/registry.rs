@@ -45,6 +45,8 @@ pub struct PluginStatus {
     pub digest: String,
     /// Version kept for rollback.
     pub previous: Option<String>,
+    /// Who vouches for the serving version.
+    pub publisher: crate::plugin::Publisher,
     /// Whether the breaker is refusing calls.
     pub breaker_open: bool,
     /// Whether the breaker of PSP notifications is refusing them.
@@ -80,6 +82,60 @@ pub enum CallFailure {
     },
 }
 
+/// Which way an activation may move a plugin's version.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Direction {
+    Forward,
+    Back,
+}
+
+/// Whether `new` may replace the serving `current` (same id, other bytes).
+fn may_replace(current: &Plugin, new: &Plugin, direction: Direction) -> anyhow::Result<()> {
+    let id = new.id();
+    anyhow::ensure!(
+        current.kind() == new.kind(),
+        "`{id}` is a {} plugin; a {} component cannot replace it",
+        current.kind(),
+        new.kind()
+    );
+    if direction == Direction::Back {
+        return Ok(());
+    }
+    let (serving, offered) = (
+        current.info().manifest.version_key(),
+        new.info().manifest.version_key(),
+    );
+    anyhow::ensure!(
+        offered != serving,
+        "`{id}` {} already serves other bytes; publish the change as a new version",
+        new.version()
+    );
+    anyhow::ensure!(
+        offered > serving,
+        "`{id}` {} is older than the serving {}: a downgrade needs an explicit rollback",
+        new.version(),
+        current.version()
+    );
+    Ok(())
+}
+
+/// Makes `plugin` its slot's active version and keeps the one it replaces as previous.
+fn swap(slot: &Slot, plugin: Arc<Plugin>) -> Installed {
+    let (id, version) = (plugin.id().to_owned(), plugin.version().to_owned());
+    plugin.series.serving.set(1);
+    let old = slot.active.swap(plugin);
+    if old.version() != version {
+        old.series.serving.set(0);
+    }
+    let replaced = Some(old.version().to_owned());
+    slot.previous.store(Some(old));
+    Installed {
+        id,
+        version,
+        replaced,
+    }
+}
+
 /// Active plugins by id.
 pub struct Registry {
     runtime: Arc<Runtime>,
@@ -113,12 +169,25 @@ impl Registry {
     }
 
     /// Makes a loaded plugin the active version of its id; the old one is kept for
-    /// rollback and drains as its in-flight calls finish.
+    /// rollback and drains as its in-flight calls finish. Only a newer version replaces
+    /// the serving one: an older one needs [`Registry::roll_back_to`], and the same
+    /// version with other bytes is refused (a version names one build).
     pub fn activate(&self, plugin: Arc<Plugin>) -> anyhow::Result<Installed> {
+        self.put(plugin, Direction::Forward)
+    }
+
+    /// Makes `plugin` active whatever its version: the explicit rollback to an older
+    /// build.
+    pub fn roll_back_to(&self, plugin: Arc<Plugin>) -> anyhow::Result<Installed> {
+        self.put(plugin, Direction::Back)
+    }
+
+    fn put(&self, plugin: Arc<Plugin>, direction: Direction) -> anyhow::Result<Installed> {
         let id = plugin.id().to_owned();
         let version = plugin.version().to_owned();
         let mut slots = self.slots.write().expect("registry lock");
         let Some(slot) = slots.get(&id) else {
+            plugin.series.serving.set(1);
             slots.insert(
                 id.clone(),
                 Arc::new(Slot {
@@ -133,20 +202,15 @@ impl Registry {
             });
         };
         let current = slot.active.load_full();
-        anyhow::ensure!(
-            current.kind() == plugin.kind(),
-            "`{id}` is a {} plugin; a {} component cannot replace it",
-            current.kind(),
-            plugin.kind()
-        );
-        let old = slot.active.swap(plugin);
-        let replaced = Some(old.version().to_owned());
-        slot.previous.store(Some(old));
-        Ok(Installed {
-            id,
-            version,
-            replaced,
-        })
+        if current.info().pair_digest == plugin.info().pair_digest {
+            return Ok(Installed {
+                id,
+                version,
+                replaced: None,
+            });
+        }
+        may_replace(&current, &plugin, direction)?;
+        Ok(swap(slot, plugin))
     }
 
     /// Puts the previous version back; the rolled-back one becomes the previous.
@@ -158,15 +222,7 @@ impl Registry {
             .previous
             .load_full()
             .ok_or_else(|| anyhow::anyhow!("`{id}` has no previous version"))?;
-        let version = previous.version().to_owned();
-        let old = slot.active.swap(previous);
-        let replaced = Some(old.version().to_owned());
-        slot.previous.store(Some(old));
-        Ok(Installed {
-            id: id.to_owned(),
-            version,
-            replaced,
-        })
+        Ok(swap(&slot, previous))
     }
 
     fn slot(&self, id: &str) -> Option<Arc<Slot>> {
@@ -191,6 +247,7 @@ impl Registry {
                     kind: active.kind(),
                     version: active.version().to_owned(),
                     digest: active.info().digest.clone(),
+                    publisher: active.info().publisher.clone(),
                     previous: slot
                         .previous
                         .load()

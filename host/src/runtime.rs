@@ -14,10 +14,10 @@ use crate::bindings::policy::{MerchantPolicy, MerchantPolicyPre};
 use crate::bindings::risk::{RiskRule, RiskRulePre};
 use crate::capabilities::HostServices;
 use crate::capabilities::log::LogLine;
-use crate::config::HostConfig;
+use crate::config::{CacheKey, HostConfig};
 use crate::manifest::{Manifest, PluginKind};
 use crate::metrics::{ErrorKind, ErrorLabels, PluginMetrics};
-use crate::plugin::{Call, ChannelCall, Plugin, PluginInfo, Reply, WorldPre};
+use crate::plugin::{Call, ChannelCall, Plugin, PluginInfo, Publisher, Reply, WorldPre};
 use crate::policy::CircuitBreaker;
 use crate::state::{CallContext, CallState};
 use crate::{cache, sandbox, signing};
@@ -115,6 +115,14 @@ fn start_epoch_ticker(engine: &Engine, tick: Duration) {
         .expect("spawning the epoch ticker at start-up");
 }
 
+/// A key for this process alone: entries it writes are reusable until it exits.
+fn random_cache_key() -> CacheKey {
+    let mut key = [0u8; 32];
+    ring::rand::SecureRandom::fill(&ring::rand::SystemRandom::new(), &mut key)
+        .expect("the system random source is available");
+    CacheKey(key)
+}
+
 struct Linkers {
     channel: Linker<CallState>,
     risk: Linker<CallState>,
@@ -148,6 +156,7 @@ pub struct Runtime {
     services: Arc<HostServices>,
     permits: Semaphore,
     trusted_keys: Vec<VerifyingKey>,
+    cache_key: CacheKey,
     metrics: PluginMetrics,
 }
 
@@ -173,6 +182,7 @@ impl Runtime {
             metrics: PluginMetrics::new(metrics),
             services: Arc::new(services),
             trusted_keys,
+            cache_key: config.cache_key.clone().unwrap_or_else(random_cache_key),
             engine,
             config,
         }))
@@ -216,13 +226,7 @@ impl Runtime {
     ) -> anyhow::Result<Arc<Plugin>> {
         let manifest =
             Manifest::parse(manifest_text).map_err(|e| anyhow::anyhow!("manifest: {e}"))?;
-        match signature {
-            Some(sig) => {
-                signing::verify(&self.trusted_keys, component, manifest_text.as_bytes(), sig)?
-            }
-            None if self.config.allow_unsigned => {}
-            None => anyhow::bail!("component is not signed and unsigned plugins are not allowed"),
-        }
+        let publisher = self.authenticate(component, manifest_text, signature)?;
         anyhow::ensure!(
             component.len() <= COMPONENT_BYTES_MAX,
             "component exceeds {COMPONENT_BYTES_MAX} bytes"
@@ -236,12 +240,19 @@ impl Runtime {
             "not a WebAssembly component"
         );
         let engine = self.engine.clone();
-        let cache_dir = self.config.cache_dir.clone();
+        let (cache_dir, cache_key) = (self.config.cache_dir.clone(), self.cache_key.clone());
         let bytes = component.to_vec();
-        let compiled = tokio::task::spawn_blocking(move || {
-            cache::compile(&engine, &bytes, cache_dir.as_deref())
+        let (compiled, lookup) = tokio::task::spawn_blocking(move || {
+            let cache = cache_dir.as_deref().map(|dir| cache::Cache {
+                dir,
+                key: &cache_key,
+            });
+            cache::compile(&engine, &bytes, cache)
         })
         .await??;
+        if lookup == cache::Lookup::Rejected {
+            self.metrics.cache_rejected.inc();
+        }
         let uses_wasi =
             sandbox::check_imports(&self.engine, &compiled, world_imports(manifest.world))?;
         let pre = self.pre(&manifest, &compiled)?;
@@ -259,10 +270,40 @@ impl Runtime {
             notify_breaker: breaker(series.notifications_breaker.clone()),
             breaker: breaker(series.calls_breaker.clone()),
             series,
-            info: Arc::new(PluginInfo::new(manifest, component, uses_wasi)?),
+            info: Arc::new(PluginInfo::new(
+                manifest,
+                component,
+                uses_wasi,
+                publisher,
+                signing::pair_digest(component, manifest_text.as_bytes()),
+            )?),
             pre,
         });
         Ok(plugin)
+    }
+
+    /// Who vouches for this component + manifest pair: a trusted publisher's signature,
+    /// this binary (its built-in plugins), or nobody, where unsigned plugins are allowed.
+    fn authenticate(
+        &self,
+        component: &[u8],
+        manifest_text: &str,
+        signature: Option<&str>,
+    ) -> anyhow::Result<Publisher> {
+        let manifest = manifest_text.as_bytes();
+        if let Some(sig) = signature {
+            let key = signing::verify(&self.trusted_keys, component, manifest, sig)?;
+            return Ok(Publisher::Signed(key));
+        }
+        let digest = signing::pair_digest(component, manifest);
+        if self.config.builtin_digests.contains(&digest) {
+            return Ok(Publisher::BuiltIn);
+        }
+        anyhow::ensure!(
+            self.config.allow_unsigned,
+            "component is not signed and unsigned plugins are not allowed"
+        );
+        Ok(Publisher::Unsigned)
     }
 
     fn pre(&self, manifest: &Manifest, component: &Component) -> anyhow::Result<WorldPre> {

@@ -20,6 +20,12 @@ pub fn signed_message(component: &[u8], manifest: &[u8]) -> Vec<u8> {
     .into_bytes()
 }
 
+/// SHA-256 of [`signed_message`]: names one component + manifest pair, as the binary's
+/// built-in plugins are trusted (see [`crate::HostConfig::builtin_digests`]).
+pub fn pair_digest(component: &[u8], manifest: &[u8]) -> [u8; 32] {
+    Sha256::digest(signed_message(component, manifest)).into()
+}
+
 /// Signs a component + manifest pair; returns the signature file's text.
 pub fn sign(key: &SigningKey, component: &[u8], manifest: &[u8]) -> String {
     let signature = key.sign(&signed_message(component, manifest));
@@ -39,13 +45,13 @@ pub fn parse_public_key(hex_key: &str) -> anyhow::Result<VerifyingKey> {
     Ok(VerifyingKey::from_bytes(&bytes)?)
 }
 
-/// Checks a signature file against the trusted keys.
+/// Checks a signature file against the trusted keys; returns the signer's key (hex).
 pub fn verify(
     trusted: &[VerifyingKey],
     component: &[u8],
     manifest: &[u8],
     signature_file: &str,
-) -> anyhow::Result<()> {
+) -> anyhow::Result<String> {
     let mut parts = signature_file.split_whitespace();
     let (Some(key_hex), Some(sig_hex), None) = (parts.next(), parts.next(), parts.next()) else {
         anyhow::bail!("signature file must hold `<public key hex> <signature hex>`");
@@ -60,7 +66,8 @@ pub fn verify(
         &signed_message(component, manifest),
         &Signature::from_bytes(&sig_bytes),
     )
-    .map_err(|_| anyhow::anyhow!("signature does not match the component and manifest"))
+    .map_err(|_| anyhow::anyhow!("signature does not match the component and manifest"))?;
+    Ok(hex::encode(key.as_bytes()))
 }
 
 #[cfg(test)]

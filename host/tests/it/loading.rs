@@ -157,9 +157,11 @@ async fn signatures_are_required_and_verified() {
 #[tokio::test]
 async fn precompiled_cache_is_written_once_and_reused() {
     let dir = tempfile::tempdir().unwrap();
-    let host = TestHost::builder()
-        .config(|c| c.cache_dir = Some(dir.path().to_owned()))
-        .build();
+    let cached = |c: &mut payloom_host::HostConfig| {
+        c.cache_dir = Some(dir.path().to_owned());
+        c.cache_key = Some(payloom_host::config::CacheKey([5; 32]));
+    };
+    let host = TestHost::builder().config(cached).build();
     host.install(&AMOUNT_LIMIT).await;
     let entries: Vec<_> = std::fs::read_dir(dir.path())
         .unwrap()
@@ -174,10 +176,8 @@ async fn precompiled_cache_is_written_once_and_reused() {
     );
     assert_eq!(entry, &expected);
     let written = std::fs::metadata(entry).unwrap().modified().unwrap();
-    // A second host with the same engine configuration loads from the cache.
-    let again = TestHost::builder()
-        .config(|c| c.cache_dir = Some(dir.path().to_owned()))
-        .build();
+    // A second host with the same engine configuration and key loads from the cache.
+    let again = TestHost::builder().config(cached).build();
     again.install(&AMOUNT_LIMIT).await;
     assert_eq!(
         std::fs::metadata(entry).unwrap().modified().unwrap(),

@@ -9,4 +9,5 @@ mod http;
 mod loading;
 mod reference;
 mod swap;
+mod trust;
 mod watch;

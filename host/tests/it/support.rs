@@ -156,15 +156,5 @@ pub fn risk_ctx(amount_minor: i64) -> Context {
 
 /// A copy of `plugin` whose version strings read `to` instead of `from` (same length).
 pub fn patched(plugin: &Bundled, from: &str, to: &str) -> (Vec<u8>, String) {
-    assert_eq!(from.len(), to.len());
-    let mut wasm = plugin.wasm.to_vec();
-    let mut hits = 0;
-    for i in 0..wasm.len() - from.len() {
-        if &wasm[i..i + from.len()] == from.as_bytes() {
-            wasm[i..i + from.len()].copy_from_slice(to.as_bytes());
-            hits += 1;
-        }
-    }
-    assert!(hits > 0, "{from} not found in {}", plugin.name);
-    (wasm, plugin.manifest.replace(from, to))
+    plugin.relabelled(from, to)
 }

@@ -50,6 +50,23 @@ pub mod testing {
 }
 
 impl Bundled {
+    /// The same component relabelled as another version, for tests of version handling:
+    /// every occurrence of `from` in the bytes and the manifest becomes `to` (same length,
+    /// so the component stays valid and its `describe` agrees with the manifest).
+    pub fn relabelled(&self, from: &str, to: &str) -> (Vec<u8>, String) {
+        assert_eq!(from.len(), to.len(), "a relabel keeps the length");
+        let mut wasm = self.wasm.to_vec();
+        let mut hits = 0;
+        for i in 0..wasm.len() - from.len() {
+            if &wasm[i..i + from.len()] == from.as_bytes() {
+                wasm[i..i + from.len()].copy_from_slice(to.as_bytes());
+                hits += 1;
+            }
+        }
+        assert!(hits > 0, "{from} not found in {}", self.name);
+        (wasm, self.manifest.replace(from, to))
+    }
+
     /// Writes `<name>.wasm` and `<name>.toml` into `dir`.
     pub fn write_to(&self, dir: &std::path::Path) -> std::io::Result<()> {
         std::fs::write(dir.join(format!("{}.wasm", self.name)), self.wasm)?;

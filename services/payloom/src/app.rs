@@ -10,8 +10,9 @@ use payloom_host::capabilities::HostServices;
 use payloom_host::capabilities::counters::{Counters, MemoryCounters};
 use payloom_host::capabilities::http::HttpClient;
 use payloom_host::capabilities::lists::MemoryLists;
+use payloom_host::config::CacheKey;
 use payloom_host::watch::Watcher;
-use payloom_host::{HostConfig, Registry, Runtime};
+use payloom_host::{HostConfig, Registry, Runtime, signing};
 use payloom_platform::Db;
 use payloom_platform::config::Config;
 use payloom_platform::event_metrics::{ConsumerMetrics, OutboxMetrics};
@@ -40,10 +41,13 @@ struct EventsConfig {
     relay_batch: i64,
 }
 
+/// `[plugins]`.
 #[derive(Debug, Clone, Default, Deserialize)]
+#[serde(default, deny_unknown_fields)]
 struct PluginsConfig {
     dir: Option<PathBuf>,
     allow_unsigned: bool,
+    trusted_keys: Vec<String>,
 }
 
 /// Logs and traces for a process running `service` (its name in exported spans), with
@@ -173,7 +177,9 @@ async fn start_plugins(w: &mut Wiring<'_>) -> anyhow::Result<(Arc<Registry>, Wat
         Some(conn) => Arc::new(RedisCounters::new(conn.clone(), "payloom:")),
         None => Arc::new(MemoryCounters::default()),
     };
-    let (registry, watcher) = plugin_host(w.settings, counters.clone(), &mut w.metrics).await?;
+    let cache_key = CacheKey(w.master_key.derive("plugin-cache"));
+    let (registry, watcher) =
+        plugin_host(w.settings, counters.clone(), cache_key, &mut w.metrics).await?;
     let loaded = registry.clone();
     w.check(
         "plugins",
@@ -300,11 +306,14 @@ async fn start_kafka(
         .collect()
 }
 
-/// The plugin runtime, the registry loaded from the plugins directory (seeded with the
-/// reference plugins) and watched for hot swaps; plugins read `counters`.
+/// The plugin runtime and its registry: the built-in plugins this binary carries, then
+/// what the plugins directory holds, watched for hot swaps; plugins read `counters`.
+/// Anything not built in needs a trusted publisher's signature unless unsigned plugins
+/// are allowed, which is said at start.
 pub(crate) async fn plugin_host(
     settings: &Settings,
     counters: Arc<dyn Counters>,
+    cache_key: CacheKey,
     metrics: &mut Metrics,
 ) -> anyhow::Result<(Arc<Registry>, Watcher)> {
     let plugins: PluginsConfig = settings.config.section("plugins")?;
@@ -312,13 +321,43 @@ pub(crate) async fn plugin_host(
         .dir
         .clone()
         .unwrap_or_else(|| settings.data_dir.join("plugins"));
-    seed_plugins(&dir)?;
+    std::fs::create_dir_all(&dir).with_context(|| format!("creating {}", dir.display()))?;
+    if plugins.allow_unsigned {
+        tracing::warn!(
+            "[plugins] allow_unsigned is on: components nobody signed will load. Development only"
+        );
+    }
     let config = HostConfig {
         allow_unsigned: plugins.allow_unsigned,
+        trusted_keys: plugins.trusted_keys.clone(),
         cache_dir: Some(settings.data_dir.join("cache")),
+        cache_key: Some(cache_key),
+        builtin_digests: payloom_reference_plugins::ALL
+            .iter()
+            .map(|p| signing::pair_digest(p.wasm, p.manifest.as_bytes()))
+            .collect(),
         ..HostConfig::default()
     };
-    let http = HttpClient::from_config(&config)?;
+    let services = host_services(settings, counters, &config)?;
+    let runtime = Runtime::new(config, services, metrics).context("[plugins]")?;
+    let registry = Registry::new(runtime);
+    for plugin in payloom_reference_plugins::ALL {
+        registry
+            .install(plugin.wasm, plugin.manifest, None)
+            .await
+            .with_context(|| format!("loading the built-in plugin {}", plugin.name))?;
+    }
+    let watcher = Watcher::start(registry.clone(), &dir).await?;
+    Ok((registry, watcher))
+}
+
+/// What plugins may reach: outbound HTTP, the counters, the configured risk lists.
+fn host_services(
+    settings: &Settings,
+    counters: Arc<dyn Counters>,
+    config: &HostConfig,
+) -> anyhow::Result<HostServices> {
+    let http = HttpClient::from_config(config)?;
     let lists = Arc::new(MemoryLists::default());
     let risk: RiskConfig = settings.config.section("risk")?;
     for (name, values) in &risk.lists {
@@ -326,26 +365,11 @@ pub(crate) async fn plugin_host(
             lists.add(name, value);
         }
     }
-    let services = HostServices {
+    Ok(HostServices {
         http: Arc::new(http),
         counters,
         lists,
-    };
-    let runtime = Runtime::new(config, services, metrics)?;
-    let registry = Registry::new(runtime);
-    let watcher = Watcher::start(registry.clone(), &dir).await?;
-    Ok((registry, watcher))
-}
-
-/// Writes the reference plugins that are not there yet; an operator's edits stay.
-pub fn seed_plugins(dir: &Path) -> anyhow::Result<()> {
-    std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
-    for plugin in payloom_reference_plugins::ALL {
-        if !dir.join(format!("{}.wasm", plugin.name)).exists() {
-            plugin.write_to(dir)?;
-        }
-    }
-    Ok(())
+    })
 }
 
 pub fn ops(assembly: &Assembly) -> payloom_platform::server::Ops {

@@ -110,7 +110,8 @@ async fn serve(args: DevArgs) -> anyhow::Result<()> {
     )?;
     // People at a terminal read plain text, warnings and up.
     let telemetry = app::telemetry(&config, "payloom", false, "warn")?;
-    // The reference plugins are built on this machine and not signed.
+    // The built-in plugins need no signature; what a developer drops into the folder is
+    // built on their machine and not signed. `serve` refuses it unless told otherwise.
     config.set("plugins.allow_unsigned", toml::Value::Boolean(true));
     let listener = tokio::net::TcpListener::bind(args.listen)
         .await
@@ -146,12 +147,13 @@ async fn serve(args: DevArgs) -> anyhow::Result<()> {
     println!("  health         {base_url}/health  {base_url}/ready  {base_url}/metrics");
     println!("  database       {}", assembly.database_url);
     println!(
-        "  plugins        {} (watched; drop a .wasm + .toml pair in to hot-swap)",
+        "  plugins        {} (watched; drop a .wasm + .toml pair in to hot-swap; unsigned allowed under dev)",
         args.data_dir.join("plugins").display()
     );
     if let Some(registry) = &assembly.registry {
         for row in registry.list() {
-            println!("    loaded {}@{} ({})", row.id, row.version, row.kind);
+            let (id, version, kind, publisher) = (row.id, row.version, row.kind, row.publisher);
+            println!("    loaded {id}@{version} ({kind}, {publisher})");
         }
     }
     println!(

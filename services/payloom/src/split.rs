@@ -95,7 +95,6 @@ async fn start(
             owner: None,
         }))?;
     }
-    app::seed_plugins(&dir.join("plugins"))?;
     let created = create_databases(&backing.postgres).await?;
     let previous = crate::demo::load_credentials(dir).ok();
     // admin-bff makes its first operator from the bootstrap password, on a new database

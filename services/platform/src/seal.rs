@@ -42,6 +42,17 @@ impl MasterKey {
         hex::encode(*self.0)
     }
 
+    /// A key for one purpose, derived so that no use of it can reveal the master key or
+    /// another purpose's key: HMAC-SHA256(master, domain || purpose).
+    pub fn derive(&self, purpose: &str) -> [u8; 32] {
+        use hmac::Mac;
+        let mut mac = <hmac::Hmac<sha2::Sha256> as Mac>::new_from_slice(&*self.0)
+            .expect("HMAC takes any key length");
+        mac.update(b"payloom-derived-key-v1\n");
+        mac.update(purpose.as_bytes());
+        mac.finalize().into_bytes().into()
+    }
+
     fn cipher(&self) -> Aes256Gcm {
         Aes256Gcm::new_from_slice(&*self.0).expect("32-byte key")
     }
@@ -107,5 +118,17 @@ mod tests {
         );
         assert!(MasterKey::from_hex(&key.to_hex()).is_ok());
         assert!(MasterKey::from_hex("abcd").is_err());
+    }
+
+    #[test]
+    fn derived_keys_differ_by_purpose_and_master() {
+        let key = MasterKey::from_hex(&"11".repeat(32)).unwrap();
+        assert_eq!(key.derive("plugin-cache"), key.derive("plugin-cache"));
+        assert_ne!(key.derive("plugin-cache"), key.derive("other"));
+        assert_ne!(key.derive("plugin-cache"), *key.0);
+        assert_ne!(
+            MasterKey::generate().derive("plugin-cache"),
+            key.derive("plugin-cache")
+        );
     }
 }

@@ -111,11 +111,9 @@ fn environment(m: &Manifest) -> String {
         db = database(m.name),
     );
     if m.uses_plugins {
-        // The reference components are built unsigned; a deployment that signs its own
-        // (`payloom plugin sign`) leaves this false.
-        out.push_str(
-            "      PAYLOOM_PLUGINS__ALLOW_UNSIGNED: \"${PAYLOOM_ALLOW_UNSIGNED_PLUGINS:-false}\"\n",
-        );
+        // The built-in components need no signature; anything else must be signed by a
+        // publisher key listed here (a TOML array of hex keys).
+        out.push_str("      PAYLOOM_PLUGINS__TRUSTED_KEYS: '${PAYLOOM_TRUSTED_PLUGIN_KEYS:-[]}'\n");
     }
     out
 }

@@ -26,6 +26,22 @@ pub(crate) fn serve(
     services: &[&str],
     last: &str,
 ) -> crate::support::Process {
+    spawn_and_wait(serve_command(config, data, db, services), &listening(last)).0
+}
+
+/// The line `serve` prints when `service` is up.
+pub(crate) fn listening(service: &str) -> String {
+    format!("payloom serve: {service} listening on ")
+}
+
+/// `payloom serve <services>` on `config`, `data` and `db`, with the certificates beside
+/// the config.
+pub(crate) fn serve_command(
+    config: &std::path::Path,
+    data: &std::path::Path,
+    db: &str,
+    services: &[&str],
+) -> Command {
     let mut command = Command::new(env!("CARGO_BIN_EXE_payloom"));
     let certs = config.parent().expect("a config in a folder").join("certs");
     command
@@ -38,7 +54,7 @@ pub(crate) fn serve(
         .arg("--data-dir")
         .arg(data)
         .args(["--database-url", db]);
-    spawn_and_wait(command, &format!("payloom serve: {last} listening on ")).0
+    command
 }
 
 /// The merchant-facing services in one process and notification in another, as deployed,
@@ -114,7 +130,7 @@ pub(crate) fn certs_init(dir: &Path) {
 /// every service, and `extra` (TOML) at the end.
 pub(crate) fn serve_config(dir: &Path, extra: &str) -> (PathBuf, Urls) {
     let mut config = format!(
-        "[plugins]\nallow_unsigned = true\n[security]\nmaster_key = \"{}\"\nadmin_jwt_secret = \"{}\"\n",
+        "[security]\nmaster_key = \"{}\"\nadmin_jwt_secret = \"{}\"\n",
         payloom_platform::ids::random_hex(32),
         payloom_platform::ids::random_hex(32)
     );

@@ -642,12 +642,17 @@ pub fn kafka_brokers() -> Option<String> {
 
 /// Starts `command` and waits for the line starting with `marker`; returns the URL after it.
 /// Drains the rest of its output in the background so the child never blocks on a pipe.
-pub fn spawn_and_wait(mut command: Command, marker: &str) -> (Process, String) {
+pub fn spawn_and_wait(command: Command, marker: &str) -> (Process, String) {
     // Warnings and errors reach the test output; the rest stays quiet.
+    spawn_logging_to(command, marker, Stdio::inherit())
+}
+
+/// [`spawn_and_wait`], with the child's log (warnings and up) sent to `log`.
+pub fn spawn_logging_to(mut command: Command, marker: &str, log: Stdio) -> (Process, String) {
     let mut child = command
         .env("PAYLOOM_LOG", "warn")
         .stdout(Stdio::piped())
-        .stderr(Stdio::inherit())
+        .stderr(log)
         .spawn()
         .unwrap();
     let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
