@@ -10,3 +10,4 @@ CREATE DATABASE payloom_merchant_policy;
 CREATE DATABASE payloom_merchant_quota;
 CREATE DATABASE payloom_accounting;
 CREATE DATABASE payloom_notification;
+CREATE DATABASE payloom_plugin_registry;

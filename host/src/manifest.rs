@@ -145,7 +145,7 @@ impl Manifest {
 }
 
 /// `MAJOR.MINOR.PATCH`, each a decimal number.
-fn parse_version(version: &str) -> Option<(u64, u64, u64)> {
+pub fn parse_version(version: &str) -> Option<(u64, u64, u64)> {
     let number = |p: &str| match !p.is_empty() && p.bytes().all(|b| b.is_ascii_digit()) {
         true => p.parse().ok(),
         false => None,

@@ -3,6 +3,7 @@
 
 mod login;
 mod money;
+mod plugins;
 pub mod service;
 
 pub use login::LoginConfig;
@@ -21,6 +22,7 @@ use payloom_channel_contract::ChannelApi;
 use payloom_merchant_auth_contract::{ApiKeyOut, Merchant, MerchantAuthApi, MerchantIn};
 use payloom_notification_contract::NotificationApi;
 use payloom_platform::events::DeadLetterApi;
+use payloom_plugin_registry_contract::PluginRegistryApi;
 use payloom_policy_contract::{PolicyApi, PolicyIn};
 
 use payloom_platform::cache::KeyStore;
@@ -64,6 +66,7 @@ pub struct Admin {
     policy: Arc<dyn PolicyApi>,
     accounting: Arc<dyn AccountingApi>,
     notifications: Arc<dyn NotificationApi>,
+    plugins: Arc<dyn PluginRegistryApi>,
     dead_letters: Vec<(String, Arc<dyn DeadLetterApi>)>,
 }
 
@@ -74,6 +77,7 @@ pub struct AdminClients {
     pub policy: Arc<dyn PolicyApi>,
     pub accounting: Arc<dyn AccountingApi>,
     pub notifications: Arc<dyn NotificationApi>,
+    pub plugins: Arc<dyn PluginRegistryApi>,
     /// Each event consumer's dead letters, by consumer name.
     pub dead_letters: Vec<(String, Arc<dyn DeadLetterApi>)>,
 }
@@ -106,6 +110,7 @@ impl Admin {
             policy: clients.policy,
             accounting: clients.accounting,
             notifications: clients.notifications,
+            plugins: clients.plugins,
             dead_letters: clients.dead_letters,
         }))
     }
@@ -200,7 +205,25 @@ impl Admin {
 }
 
 /// An operator with a valid token.
-struct Operator(#[allow(dead_code)] Claims);
+struct Operator(Claims);
+
+impl Operator {
+    /// `username (adm_…)`: how the operator appears in histories other services keep.
+    async fn named(&self, admin: &Admin) -> ApiResult<String> {
+        let username: Option<String> =
+            sqlx::query_scalar("SELECT username FROM admins WHERE id = $1")
+                .bind(&self.0.sub)
+                .fetch_optional(admin.db.pool())
+                .await?;
+        let username = username.ok_or_else(|| {
+            ApiError::unauthorized(
+                "token_invalid",
+                "the operator of this token no longer exists",
+            )
+        })?;
+        Ok(format!("{username} ({})", self.0.sub))
+    }
+}
 
 impl FromRequestParts<Arc<Admin>> for Operator {
     type Rejection = ApiError;
@@ -236,6 +259,7 @@ pub fn router(admin: Arc<Admin>) -> Router {
         )
         .route("/admin/v1/merchants/{id}/policy", put(set_policy))
         .merge(money::routes())
+        .merge(plugins::routes())
         .with_state(admin)
 }
 

@@ -21,6 +21,7 @@ static MANIFEST: Manifest = Manifest {
         "merchant-policy",
         "accounting",
         "notification",
+        "plugin-registry",
     ],
     produces: &[],
     consumes: &[],
@@ -60,6 +61,7 @@ impl Service for AdminService {
             policy: w.get()?,
             accounting: w.get()?,
             notifications: w.get()?,
+            plugins: w.get()?,
             dead_letters: w.take_dead_letters(),
         };
         let attempts = w.key_store("payloom:admin:");

@@ -17,7 +17,8 @@ static MANIFEST: Manifest = Manifest {
     port: 40022,
     config_section: Some("policy"),
     migrations: MIGRATIONS,
-    calls: &[],
+    // Its node follows the active plugin versions there.
+    calls: &["plugin-registry"],
     produces: &[],
     consumes: &[],
     uses_plugins: true,

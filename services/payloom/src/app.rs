@@ -22,6 +22,8 @@ use payloom_platform::provenance::EventVerifier;
 use payloom_platform::registry::{Provided, Routes, Services, Settings, Wiring};
 use payloom_platform::server::ReadyCheck;
 use payloom_platform::tls::ServiceIdentity;
+use payloom_plugin_registry::PluginRegistryApi;
+use payloom_plugin_registry::follow::Follower;
 use payloom_risk::{RedisCounters, RiskConfig};
 use prometheus_client::registry::Registry as Metrics;
 use serde::Deserialize;
@@ -136,6 +138,9 @@ pub async fn assemble(settings: &Settings, local: &[&str]) -> anyhow::Result<Ass
         false => (None, None),
     };
     let routes = services.start(&mut w).await?;
+    if let Some(host) = &registry {
+        follow_plugin_registry(&mut w, host.clone())?;
+    }
     let local = w.local().to_vec();
     start_events(&mut w).await?;
     for db in w.dbs.opened().cloned().collect::<Vec<_>>() {
@@ -196,6 +201,19 @@ async fn start_plugins(w: &mut Wiring<'_>) -> anyhow::Result<(Arc<Registry>, Wat
     w.provide(registry.clone());
     w.provide(counters);
     Ok((registry, watcher))
+}
+
+/// How often a node asks the plugin registry for the active set: activations reach every
+/// node within a second.
+const PLUGIN_FOLLOW_PERIOD: Duration = Duration::from_millis(250);
+
+/// Keeps this node's plugins on the registry's active versions, local or remote.
+fn follow_plugin_registry(w: &mut Wiring<'_>, host: Arc<Registry>) -> anyhow::Result<()> {
+    let api: Arc<dyn PluginRegistryApi> = w
+        .get()
+        .context("a node that runs plugins follows the plugin registry")?;
+    Follower::new(api, host, &mut w.metrics).spawn(PLUGIN_FOLLOW_PERIOD);
+    Ok(())
 }
 
 /// Relays this process's outboxes and feeds its consumers: through Kafka when brokers are
@@ -397,6 +415,10 @@ mod tests {
             (
                 payloom_accounting_contract::TOPIC,
                 payloom_accounting_contract::PRODUCER,
+            ),
+            (
+                payloom_plugin_registry::TOPIC,
+                payloom_plugin_registry::PRODUCER,
             ),
         ];
         assert_eq!(declared.len(), contracts.len());

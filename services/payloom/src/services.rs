@@ -3,7 +3,7 @@
 
 use payloom_platform::registry::{Service, Services};
 
-const REGISTERED: [&dyn Service; 10] = [
+const REGISTERED: [&dyn Service; 11] = [
     &payloom_admin_bff::service::AdminService,
     &payloom_payment_gateway::service::GatewayService,
     &payloom_order::service::OrderService,
@@ -14,6 +14,7 @@ const REGISTERED: [&dyn Service; 10] = [
     &payloom_merchant_quota::service::QuotaService,
     &payloom_accounting::service::AccountingService,
     &payloom_notification::service::NotificationService,
+    &payloom_plugin_registry::service::PluginRegistryService,
 ];
 
 /// The registry, checked (names, calls and topics resolve; no circular calls).

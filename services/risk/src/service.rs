@@ -18,7 +18,8 @@ static MANIFEST: Manifest = Manifest {
     port: 40006,
     config_section: Some("risk"),
     migrations: MIGRATIONS,
-    calls: &[],
+    // Its node follows the active plugin versions there.
+    calls: &["plugin-registry"],
     produces: &[],
     consumes: &[],
     uses_plugins: true,

@@ -58,7 +58,12 @@ async fn services_in_two_processes_exchange_events_through_kafka() {
     // librdkafka's mock cluster has no CreateTopics: the topics are made here, and `serve`
     // finds them (creation itself is tested against a real broker in the platform crate).
     let cluster = MockCluster::new(1).unwrap();
-    for (topic, _) in PRODUCERS {
+    // Plugin activations have a topic too; this journey publishes nothing on it.
+    for topic in PRODUCERS
+        .iter()
+        .map(|(topic, _)| *topic)
+        .chain(["plugin.events"])
+    {
         cluster.create_topic(topic, 3, 1).unwrap();
     }
     let brokers = cluster.bootstrap_servers();

@@ -20,6 +20,7 @@ mod multiprocess;
 mod openapi;
 mod otlp;
 mod payments;
+mod plugin_ops;
 mod plugin_trust;
 mod policy_fees;
 mod receiver;

@@ -151,6 +151,7 @@ pub(crate) fn serve_config(dir: &Path, extra: &str) -> (PathBuf, Urls) {
         "merchant-quota",
         "accounting",
         "notification",
+        "plugin-registry",
     ] {
         let (port, internal) = (free_port(), free_port());
         config.push_str(&format!(

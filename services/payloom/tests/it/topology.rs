@@ -18,7 +18,8 @@ use crate::receiver::Receiver;
 use crate::support::{Merchant, REDIS_URL, TestDatabase, kafka_brokers, redis};
 
 /// Every registered service, callees before their callers.
-const EVERY_SERVICE: [&str; 10] = [
+const EVERY_SERVICE: [&str; 11] = [
+    "plugin-registry",
     "merchant-auth",
     "order",
     "merchant-quota",

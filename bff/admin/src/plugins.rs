@@ -1,0 +1,73 @@
+//! Plugin operations: push a signed version, list, inspect, activate, roll back. The
+//! operator's username is what the registry's history records as who.
+
+use std::sync::Arc;
+
+use axum::extract::{DefaultBodyLimit, Path, State};
+use axum::http::StatusCode;
+use axum::routing::{get, post};
+use axum::{Json, Router};
+use payloom_platform::{ApiJson, ApiResult};
+use payloom_plugin_registry_contract::{
+    ActivateIn, Activation, PluginOut, PluginVersion, PushIn, RollbackIn,
+};
+use serde_json::{Value, json};
+
+use crate::{Admin, Operator};
+
+/// The largest push: a 64 MiB component in base64, with room for manifest and signature.
+const PUSH_BODY_MAX: usize = (64 << 20) / 3 * 4 + (1 << 20);
+
+pub(crate) fn routes() -> Router<Arc<Admin>> {
+    Router::new()
+        .route(
+            "/admin/v1/plugins",
+            get(list)
+                .post(push)
+                .layer(DefaultBodyLimit::max(PUSH_BODY_MAX)),
+        )
+        .route("/admin/v1/plugins/{id}", get(plugin))
+        .route("/admin/v1/plugins/{id}/activate", post(activate))
+        .route("/admin/v1/plugins/{id}/rollback", post(rollback))
+}
+
+async fn push(
+    State(a): State<Arc<Admin>>,
+    operator: Operator,
+    ApiJson(mut input): ApiJson<PushIn>,
+) -> ApiResult<(StatusCode, Json<PluginVersion>)> {
+    input.uploaded_by = operator.named(&a).await?;
+    Ok((StatusCode::CREATED, Json(a.plugins.push(input).await?)))
+}
+
+async fn list(State(a): State<Arc<Admin>>, _: Operator) -> ApiResult<Json<Value>> {
+    Ok(Json(json!({ "data": a.plugins.plugins().await? })))
+}
+
+async fn plugin(
+    State(a): State<Arc<Admin>>,
+    _: Operator,
+    Path(id): Path<String>,
+) -> ApiResult<Json<PluginOut>> {
+    a.plugins.plugin(&id).await.map(Json)
+}
+
+async fn activate(
+    State(a): State<Arc<Admin>>,
+    operator: Operator,
+    Path(id): Path<String>,
+    ApiJson(mut input): ApiJson<ActivateIn>,
+) -> ApiResult<Json<Activation>> {
+    input.actor = operator.named(&a).await?;
+    a.plugins.activate(&id, input).await.map(Json)
+}
+
+async fn rollback(
+    State(a): State<Arc<Admin>>,
+    operator: Operator,
+    Path(id): Path<String>,
+    ApiJson(mut input): ApiJson<RollbackIn>,
+) -> ApiResult<Json<Activation>> {
+    input.actor = operator.named(&a).await?;
+    a.plugins.rollback(&id, input).await.map(Json)
+}

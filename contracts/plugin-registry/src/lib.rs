@@ -1,0 +1,266 @@
+//! plugin-registry's contract: the versions of each plugin an operator pushed, which one
+//! is active, the history of activations with who and why, and the active set every node
+//! running plugins follows. The admin API and the nodes depend on this crate, not on the
+//! service.
+
+use async_trait::async_trait;
+use payloom_platform::ApiResult;
+use payloom_platform::client::ServiceClient;
+use payloom_platform::events::Envelope;
+use serde::{Deserialize, Serialize};
+
+/// The service that owns plugin versions and produces their events.
+pub const PRODUCER: &str = "plugin-registry";
+/// Where activations are published.
+pub const TOPIC: &str = "plugin.events";
+
+/// A component, its manifest and its signature, as an operator pushes them.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct PushIn {
+    /// The component's bytes, base64 (standard alphabet, padded).
+    pub component_base64: String,
+    /// The manifest's text, exactly as signed.
+    pub manifest: String,
+    /// The signature file's text (`<public key hex> <signature hex>`).
+    #[serde(default)]
+    pub signature: Option<String>,
+    /// Who pushed it (the operator's username).
+    #[serde(default)]
+    pub uploaded_by: String,
+}
+
+/// Where a version stands.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum VersionStatus {
+    /// Checked and stored; serves nobody.
+    Staged,
+    /// Serves its plugin id on every node.
+    Active,
+    /// Served once, replaced since.
+    Retired,
+}
+
+/// One pushed version.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PluginVersion {
+    pub plugin_id: String,
+    pub version: String,
+    /// `channel-adapter`, `risk-rule` or `merchant-policy`.
+    pub world: String,
+    /// Hex SHA-256 of the component: where its bytes are stored.
+    pub digest: String,
+    /// `ed25519:<key>`, `built-in` or `unsigned`.
+    pub publisher: String,
+    pub uploaded_by: String,
+    pub status: VersionStatus,
+    pub size_bytes: i64,
+    pub created_at_ms: i64,
+}
+
+/// Make `version` the active one.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct ActivateIn {
+    pub version: String,
+    /// Why, for the history.
+    pub reason: String,
+    /// Allows a version older than the active one.
+    #[serde(default)]
+    pub rollback: bool,
+    /// Who (the operator's username).
+    #[serde(default)]
+    pub actor: String,
+}
+
+/// Put back the version that was active before the current one.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct RollbackIn {
+    pub reason: String,
+    #[serde(default)]
+    pub actor: String,
+}
+
+/// One entry of a plugin's activation history.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Activation {
+    /// Position in the registry's history: the active set's generation after it.
+    pub seq: i64,
+    pub plugin_id: String,
+    pub version: String,
+    /// The version it replaced, if one was active.
+    pub previous: Option<String>,
+    /// `activate` or `rollback`.
+    pub action: String,
+    pub actor: String,
+    pub reason: String,
+    pub at_ms: i64,
+}
+
+/// A plugin: its versions, newest first, and its activation history, latest first.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct PluginOut {
+    pub plugin_id: String,
+    pub world: String,
+    pub active: Option<String>,
+    pub versions: Vec<PluginVersion>,
+    pub history: Vec<Activation>,
+}
+
+/// What every node should serve: the active version of each plugin the registry
+/// manages. `generation` grows with every activation.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ActiveSet {
+    pub generation: i64,
+    pub plugins: Vec<ActivePlugin>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ActivePlugin {
+    pub plugin_id: String,
+    pub version: String,
+    pub digest: String,
+}
+
+/// What a node loads: the stored component, manifest and signature of one version.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Artifact {
+    pub component_base64: String,
+    pub manifest: String,
+    pub signature: Option<String>,
+}
+
+#[async_trait]
+pub trait PluginRegistryApi: Send + Sync {
+    /// Checks a component (signature, world, imports, manifest, smoke test under
+    /// production limits) and stages it; 422 `plugin_refused` says why not. Pushing the
+    /// same build again answers the stored version; other bytes under a taken version
+    /// are 409 `version_exists`.
+    async fn push(&self, push: PushIn) -> ApiResult<PluginVersion>;
+    /// Every plugin the registry holds, by id.
+    async fn plugins(&self) -> ApiResult<Vec<PluginOut>>;
+    async fn plugin(&self, plugin_id: &str) -> ApiResult<PluginOut>;
+    /// Makes a staged or retired version active; an older one than the active needs
+    /// `rollback` (409 `downgrade_needs_rollback`).
+    async fn activate(&self, plugin_id: &str, input: ActivateIn) -> ApiResult<Activation>;
+    /// Makes the version active before the current one active again.
+    async fn rollback(&self, plugin_id: &str, input: RollbackIn) -> ApiResult<Activation>;
+    async fn active_set(&self) -> ApiResult<ActiveSet>;
+    async fn artifact(&self, plugin_id: &str, version: &str) -> ApiResult<Artifact>;
+}
+
+/// The internal operations, each declared once for the client and the router.
+pub mod operations {
+    use payloom_platform::operation::Operation;
+
+    use super::*;
+
+    pub const PUSH: Operation<PushIn, PluginVersion> =
+        Operation::post("/internal/v1/plugin-versions");
+    pub const LIST: Operation<(), Vec<PluginOut>> = Operation::get("/internal/v1/plugins");
+    pub const GET: Operation<(), PluginOut> = Operation::get("/internal/v1/plugins/{id}");
+    pub const ACTIVATE: Operation<ActivateIn, Activation> =
+        Operation::post("/internal/v1/plugins/{id}/activate");
+    pub const ROLLBACK: Operation<RollbackIn, Activation> =
+        Operation::post("/internal/v1/plugins/{id}/rollback");
+    pub const ACTIVE_SET: Operation<(), ActiveSet> = Operation::get("/internal/v1/plugin-set");
+    pub const ARTIFACT: Operation<(), Artifact> =
+        Operation::get("/internal/v1/plugins/{id}/versions/{version}/artifact");
+}
+
+/// [`PluginRegistryApi`] over HTTP.
+pub struct PluginRegistryHttp(pub ServiceClient);
+
+#[async_trait]
+impl PluginRegistryApi for PluginRegistryHttp {
+    async fn push(&self, push: PushIn) -> ApiResult<PluginVersion> {
+        operations::PUSH.call(&self.0, &[], &push).await
+    }
+    async fn plugins(&self) -> ApiResult<Vec<PluginOut>> {
+        operations::LIST.call(&self.0, &[], &()).await
+    }
+    async fn plugin(&self, plugin_id: &str) -> ApiResult<PluginOut> {
+        operations::GET.call(&self.0, &[plugin_id], &()).await
+    }
+    async fn activate(&self, plugin_id: &str, input: ActivateIn) -> ApiResult<Activation> {
+        operations::ACTIVATE
+            .call(&self.0, &[plugin_id], &input)
+            .await
+    }
+    async fn rollback(&self, plugin_id: &str, input: RollbackIn) -> ApiResult<Activation> {
+        operations::ROLLBACK
+            .call(&self.0, &[plugin_id], &input)
+            .await
+    }
+    async fn active_set(&self) -> ApiResult<ActiveSet> {
+        operations::ACTIVE_SET.call(&self.0, &[], &()).await
+    }
+    async fn artifact(&self, plugin_id: &str, version: &str) -> ApiResult<Artifact> {
+        operations::ARTIFACT
+            .call(&self.0, &[plugin_id, version], &())
+            .await
+    }
+}
+
+/// The events of `plugin.events`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum PluginEvent {
+    /// A version became active (an activation or a rollback).
+    Activated(Activation),
+}
+
+impl PluginEvent {
+    pub const ACTIVATED: &str = "plugin.activated";
+
+    pub fn envelope(&self) -> Envelope {
+        let Self::Activated(activation) = self;
+        let data = serde_json::to_value(activation).expect("an activation serialises");
+        let id = format!("{}@{}", activation.plugin_id, activation.version);
+        Envelope::new(Self::ACTIVATED, "plugin", id, activation.at_ms, data)
+    }
+
+    /// Activations of one plugin keep their order.
+    pub fn key(&self) -> &str {
+        let Self::Activated(activation) = self;
+        &activation.plugin_id
+    }
+
+    /// The plugin event in `envelope`; `None` when it is not one.
+    pub fn read(envelope: &Envelope) -> anyhow::Result<Option<Self>> {
+        if !envelope.kind.starts_with("plugin.") {
+            return Ok(None);
+        }
+        anyhow::ensure!(
+            envelope.kind == Self::ACTIVATED,
+            "unknown plugin event {}",
+            envelope.kind
+        );
+        Ok(Some(Self::Activated(serde_json::from_value(
+            envelope.data.clone(),
+        )?)))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn an_activation_travels_on_its_topic_and_reads_back() {
+        let event = PluginEvent::Activated(Activation {
+            seq: 3,
+            plugin_id: "sandbox".into(),
+            version: "0.2.0".into(),
+            previous: Some("0.1.0".into()),
+            action: "activate".into(),
+            actor: "ops".into(),
+            reason: "new decline codes".into(),
+            at_ms: 1,
+        });
+        let envelope = event.envelope();
+        assert_eq!((envelope.topic().as_str(), event.key()), (TOPIC, "sandbox"));
+        assert_eq!(PluginEvent::read(&envelope).unwrap(), Some(event));
+        let mut other = envelope;
+        other.kind = "plugin.erased".into();
+        assert!(PluginEvent::read(&other).is_err());
+    }
+}

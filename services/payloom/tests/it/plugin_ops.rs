@@ -1,0 +1,273 @@
+//! Plugin operations through the admin API: a push is checked and staged or refused with
+//! its reason, activation and rollback are one call each with who and why in the
+//! history, and every node that runs plugins follows the active version.
+
+use std::time::{Duration, Instant};
+
+use base64::Engine as _;
+use ed25519_dalek::SigningKey;
+use payloom_host::signing;
+use payloom_reference_plugins::Bundled;
+use payloom_reference_plugins::testing::HOSTILE;
+use serde_json::{Value, json};
+
+use crate::support::{Answer, Backend, Platform};
+
+fn push_body(wasm: &[u8], manifest: &str, signature: Option<String>) -> Value {
+    json!({
+        "component_base64": base64::engine::general_purpose::STANDARD.encode(wasm),
+        "manifest": manifest,
+        "signature": signature,
+    })
+}
+
+fn version(plugin: &Bundled, to: &str) -> (Vec<u8>, String) {
+    plugin.relabelled("9.1.0", to)
+}
+
+async fn push(p: &Platform, wasm: &[u8], manifest: &str) -> Answer {
+    p.admin("POST", "/admin/v1/plugins", push_body(wasm, manifest, None))
+        .await
+}
+
+/// Waits until `version` of hostile serves on every node; returns how long it took.
+async fn serves(p: &Platform, version: &str) -> Duration {
+    let start = Instant::now();
+    let labels = [
+        "plugin=\"hostile\"".to_owned(),
+        format!("version=\"{version}\""),
+    ];
+    let labels: Vec<&str> = labels.iter().map(String::as_str).collect();
+    while p.metric("payloom_plugin_serving", &labels).await < 1.0 {
+        assert!(
+            start.elapsed() < Duration::from_secs(10),
+            "{version} never served"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    start.elapsed()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn push_activate_and_roll_back_through_the_admin_api() {
+    let Some(p) = Platform::start(Backend::Sqlite).await else {
+        return;
+    };
+    let operator = p.credentials["admin"]["username"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let staged = push(&p, HOSTILE.wasm, HOSTILE.manifest).await;
+    assert_eq!(staged.status, 201, "{}", staged.text);
+    assert_eq!(staged.json["status"], "staged");
+    assert_eq!(staged.json["publisher"], "unsigned", "dev allows unsigned");
+    let uploader = staged.json["uploaded_by"].as_str().unwrap().to_owned();
+    assert!(
+        uploader.starts_with(&format!("{operator} (adm_")),
+        "{uploader}"
+    );
+    let again = push(&p, HOSTILE.wasm, HOSTILE.manifest).await;
+    assert_eq!(
+        again.json["digest"], staged.json["digest"],
+        "a second push of one build is the same version"
+    );
+
+    let activate = |version: &str, rollback: bool| {
+        let body =
+            json!({"version": version, "reason": format!("to {version}"), "rollback": rollback});
+        p.admin("POST", "/admin/v1/plugins/hostile/activate", body)
+    };
+    let first = activate("9.1.0", false).await;
+    assert_eq!(first.status, 200, "{}", first.text);
+    let took = serves(&p, "9.1.0").await;
+    eprintln!("9.1.0 served {took:?} after its activation answered");
+
+    let (v2, m2) = version(&HOSTILE, "9.2.0");
+    assert_eq!(push(&p, &v2, &m2).await.status, 201);
+    assert_eq!(activate("9.2.0", false).await.status, 200);
+    serves(&p, "9.2.0").await;
+    assert_eq!(
+        p.metric(
+            "payloom_plugin_serving",
+            &["plugin=\"hostile\"", "version=\"9.1.0\""]
+        )
+        .await,
+        0.0
+    );
+
+    // An older version needs the rollback flag; rollback puts back the one before.
+    let (v0, m0) = version(&HOSTILE, "9.0.0");
+    assert_eq!(push(&p, &v0, &m0).await.status, 201);
+    let downgrade = activate("9.0.0", false).await;
+    assert_eq!(
+        (downgrade.status, downgrade.error_code()),
+        (409, "downgrade_needs_rollback")
+    );
+    let same = activate("9.2.0", false).await;
+    assert_eq!((same.status, same.error_code()), (409, "already_active"));
+    let rolled = p
+        .admin(
+            "POST",
+            "/admin/v1/plugins/hostile/rollback",
+            json!({"reason": "errors up"}),
+        )
+        .await;
+    assert_eq!(rolled.status, 200, "{}", rolled.text);
+    assert_eq!(
+        (
+            rolled.json["version"].as_str(),
+            rolled.json["action"].as_str()
+        ),
+        (Some("9.1.0"), Some("rollback"))
+    );
+    serves(&p, "9.1.0").await;
+    assert_eq!(activate("9.0.0", true).await.status, 200);
+    serves(&p, "9.0.0").await;
+
+    let plugin = p
+        .admin("GET", "/admin/v1/plugins/hostile", json!(null))
+        .await;
+    assert_eq!(plugin.json["active"], "9.0.0");
+    let history: Vec<(String, String, String)> = plugin.json["history"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|a| {
+            (
+                a["version"].as_str().unwrap().into(),
+                a["actor"].as_str().unwrap().into(),
+                a["reason"].as_str().unwrap().into(),
+            )
+        })
+        .collect();
+    let by = |v: &str, why: &str| (v.to_owned(), uploader.clone(), why.to_owned());
+    assert_eq!(
+        history,
+        [
+            by("9.0.0", "to 9.0.0"),
+            by("9.1.0", "errors up"),
+            by("9.2.0", "to 9.2.0"),
+            by("9.1.0", "to 9.1.0")
+        ]
+    );
+    let statuses: Vec<(&str, &str)> = plugin.json["versions"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|v| {
+            (
+                v["version"].as_str().unwrap(),
+                v["status"].as_str().unwrap(),
+            )
+        })
+        .collect();
+    assert_eq!(
+        statuses,
+        [
+            ("9.2.0", "retired"),
+            ("9.1.0", "retired"),
+            ("9.0.0", "active")
+        ]
+    );
+}
+
+/// A component whose only import is `name`.
+fn importing(name: &str) -> Vec<u8> {
+    wat::parse_str(format!("(component (import \"{name}\" (instance)))")).unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn bad_pushes_are_refused_with_their_reason_and_change_nothing() {
+    let Some(p) = Platform::start(Backend::Sqlite).await else {
+        return;
+    };
+    let (v2, m2) = version(&HOSTILE, "9.2.0");
+    let stranger = SigningKey::from_bytes(&[9; 32]);
+    let signed = signing::sign(&stranger, &v2, m2.as_bytes());
+    let mut tampered = signing::sign(&stranger, &v2, m2.as_bytes());
+    tampered.replace_range(
+        70..72,
+        if &tampered[70..72] == "00" {
+            "11"
+        } else {
+            "00"
+        },
+    );
+    let as_channel = m2.replace("risk-rule", "channel-adapter");
+    let under_sandbox = m2.replace("id = \"hostile\"", "id = \"sandbox\"");
+    let cases: Vec<(&str, Value, u16, &str)> = vec![
+        (
+            "not wasm",
+            push_body(b"MZ\x90\x00 not a component", &m2, None),
+            422,
+            "not a WebAssembly component",
+        ),
+        (
+            "wrong world",
+            push_body(&v2, &as_channel, None),
+            422,
+            "does not implement world",
+        ),
+        (
+            "a WASI interface plugins may not use",
+            push_body(&importing("wasi:http/outgoing-handler@0.2.0"), &m2, None),
+            422,
+            "which plugins may not use",
+        ),
+        (
+            "an unknown import",
+            push_body(&importing("evil:net/raw@1.0.0"), &m2, None),
+            422,
+            "which plugins may not use",
+        ),
+        (
+            "an untrusted key",
+            push_body(&v2, &m2, Some(signed.clone())),
+            422,
+            "signed by untrusted key",
+        ),
+        (
+            "a bad signature",
+            push_body(&v2, &m2, Some(tampered)),
+            422,
+            "signed by untrusted key",
+        ),
+        (
+            "a manifest the component's describe contradicts",
+            push_body(&v2, &under_sandbox, None),
+            422,
+            "describe says hostile@9.2.0",
+        ),
+        (
+            "not base64",
+            json!({"component_base64": "%%%", "manifest": m2}),
+            400,
+            "base64",
+        ),
+    ];
+    for (what, body, status, says) in cases {
+        let answer = p.admin("POST", "/admin/v1/plugins", body).await;
+        assert_eq!(answer.status, status, "{what}: {}", answer.text);
+        assert!(answer.text.contains(says), "{what}: {}", answer.text);
+    }
+    // Larger than any component may be.
+    let huge = vec![0u8; (64 << 20) + 1];
+    let answer = p
+        .admin("POST", "/admin/v1/plugins", push_body(&huge, &m2, None))
+        .await;
+    assert_eq!(
+        (answer.status, answer.error_code()),
+        (413, "component_too_large")
+    );
+    // Without a token nothing is read.
+    let anonymous = reqwest::Client::new()
+        .post(format!("{}/admin/v1/plugins", p.admin_base))
+        .json(&push_body(&v2, &m2, None))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(anonymous.status(), 401);
+
+    let listed = p.admin("GET", "/admin/v1/plugins", json!(null)).await;
+    assert_eq!(listed.json["data"], json!([]), "nothing was stored");
+}

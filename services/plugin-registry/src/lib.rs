@@ -1,0 +1,259 @@
+//! Plugin versions an operator pushed, which one is active, and who moved it and why.
+//!
+//! A push goes through the plugin host's whole load pipeline before anything is stored,
+//! so what the registry holds is what any node will accept. Component bytes are stored
+//! once per SHA-256. An activation is one transaction: the statuses, the history row
+//! and the `plugin.activated` event commit together. Nodes follow the active set
+//! ([`follow`]).
+
+pub mod follow;
+mod routes;
+pub mod service;
+mod store;
+
+use std::sync::Arc;
+
+use async_trait::async_trait;
+use base64::Engine as _;
+use payloom_host::Registry;
+use payloom_host::runtime::COMPONENT_BYTES_MAX;
+use payloom_platform::clock::SharedClock;
+use payloom_platform::db::Migration;
+use payloom_platform::events::{self, Outbox};
+use payloom_platform::{ApiError, ApiResult, Db};
+pub use payloom_plugin_registry_contract::*;
+
+pub use routes::router;
+
+pub const SERVICE: &str = "plugin-registry";
+
+pub const MIGRATIONS: &[Migration] = &[Migration {
+    version: 1,
+    name: "plugin versions, blobs and activations",
+    sql: include_str!("../migrations/0001_plugins.sql"),
+}];
+
+/// Longest activation reason and actor name kept in the history.
+const TEXT_LEN_MAX: usize = 500;
+
+/// The registry: its database, the plugin host that checks pushes, and its outbox.
+pub struct PluginRegistry {
+    db: Db,
+    clock: SharedClock,
+    outbox: Outbox,
+    host: Arc<Registry>,
+}
+
+impl PluginRegistry {
+    /// `host` checks pushes with this node's trust settings and limits.
+    pub async fn new(db: Db, clock: SharedClock, host: Arc<Registry>) -> anyhow::Result<Arc<Self>> {
+        db.migrate(SERVICE, MIGRATIONS).await?;
+        events::install(&db).await?;
+        Ok(Arc::new(Self {
+            db,
+            clock,
+            outbox: Outbox::new(SERVICE),
+            host,
+        }))
+    }
+
+    pub fn db(&self) -> &Db {
+        &self.db
+    }
+
+    pub fn outbox(&self) -> &Outbox {
+        &self.outbox
+    }
+
+    /// Loads the component as a node would; any failure is the push's refusal.
+    async fn check(&self, push: &PushIn, component: &[u8]) -> ApiResult<Arc<payloom_host::Plugin>> {
+        let plugin = self
+            .host
+            .runtime()
+            .load(component, &push.manifest, push.signature.as_deref())
+            .await
+            .map_err(|e| {
+                ApiError::new(
+                    422,
+                    "invalid_request_error",
+                    "plugin_refused",
+                    format!("{e:#}"),
+                )
+            })?;
+        let Some(serving) = self.host.get(plugin.id()) else {
+            return Ok(plugin);
+        };
+        if serving.kind() != plugin.kind() {
+            return Err(ApiError::new(
+                422,
+                "invalid_request_error",
+                "plugin_refused",
+                format!(
+                    "`{}` is a {} plugin; this component is a {}",
+                    plugin.id(),
+                    serving.kind(),
+                    plugin.kind()
+                ),
+            ));
+        }
+        if serving.version() == plugin.version()
+            && serving.info().pair_digest != plugin.info().pair_digest
+        {
+            return Err(ApiError::conflict(
+                "version_exists",
+                format!(
+                    "{}@{} already serves with other bytes; push the change as a new version",
+                    plugin.id(),
+                    plugin.version()
+                ),
+            ));
+        }
+        Ok(plugin)
+    }
+}
+
+/// The component's bytes, or why they cannot be.
+fn decode_component(push: &PushIn) -> ApiResult<Vec<u8>> {
+    // Base64 holds 3 bytes in 4 characters: a longer text cannot decode under the cap.
+    let too_large = || {
+        ApiError::new(
+            413,
+            "invalid_request_error",
+            "component_too_large",
+            format!("a component may be at most {COMPONENT_BYTES_MAX} bytes"),
+        )
+    };
+    if push.component_base64.len() / 4 * 3 > COMPONENT_BYTES_MAX + 3 {
+        return Err(too_large());
+    }
+    let bytes = base64::engine::general_purpose::STANDARD
+        .decode(push.component_base64.trim())
+        .map_err(|_| ApiError::invalid("component_base64", "is not standard, padded base64"))?;
+    match bytes.len() {
+        0 => Err(ApiError::invalid("component_base64", "is empty")),
+        n if n > COMPONENT_BYTES_MAX => Err(too_large()),
+        _ => Ok(bytes),
+    }
+}
+
+fn bounded(param: &str, text: &str, required: bool) -> ApiResult<()> {
+    if required && text.trim().is_empty() {
+        return Err(ApiError::invalid(param, "is required"));
+    }
+    if text.len() > TEXT_LEN_MAX {
+        return Err(ApiError::invalid(
+            param,
+            format!("is longer than {TEXT_LEN_MAX} bytes"),
+        ));
+    }
+    Ok(())
+}
+
+/// `MAJOR.MINOR.PATCH` as numbers; the registry only stores versions the host parsed.
+fn version_key(version: &str) -> (u64, u64, u64) {
+    payloom_host::manifest::parse_version(version).unwrap_or_default()
+}
+
+#[async_trait]
+impl PluginRegistryApi for PluginRegistry {
+    async fn push(&self, push: PushIn) -> ApiResult<PluginVersion> {
+        bounded("uploaded_by", &push.uploaded_by, false)?;
+        let component = decode_component(&push)?;
+        let plugin = self.check(&push, &component).await?;
+        let info = plugin.info();
+        if let Some(stored) = store::version(&self.db, plugin.id(), plugin.version()).await? {
+            let same = stored.version.digest == info.digest && stored.manifest == push.manifest;
+            return match same {
+                true => Ok(stored.version),
+                false => Err(ApiError::conflict(
+                    "version_exists",
+                    format!(
+                        "{}@{} is already stored with other bytes; push the change as a new version",
+                        plugin.id(),
+                        plugin.version()
+                    ),
+                )),
+            };
+        }
+        let version = PluginVersion {
+            plugin_id: plugin.id().to_owned(),
+            version: plugin.version().to_owned(),
+            world: plugin.kind().world().to_owned(),
+            digest: info.digest.clone(),
+            publisher: info.publisher.to_string(),
+            uploaded_by: push.uploaded_by.clone(),
+            status: VersionStatus::Staged,
+            size_bytes: component.len() as i64,
+            created_at_ms: self.clock.now_ms(),
+        };
+        store::insert_version(&self.db, &version, &push).await?;
+        tracing::info!(plugin = %version.plugin_id, version = %version.version, by = %version.uploaded_by, "plugin version staged");
+        Ok(version)
+    }
+
+    async fn plugins(&self) -> ApiResult<Vec<PluginOut>> {
+        let mut out = Vec::new();
+        for id in store::plugin_ids(&self.db).await? {
+            out.push(self.plugin(&id).await?);
+        }
+        Ok(out)
+    }
+
+    async fn plugin(&self, plugin_id: &str) -> ApiResult<PluginOut> {
+        store::plugin(&self.db, plugin_id)
+            .await?
+            .ok_or_else(|| ApiError::not_found("plugin", plugin_id))
+    }
+
+    async fn activate(&self, plugin_id: &str, input: ActivateIn) -> ApiResult<Activation> {
+        bounded("reason", &input.reason, true)?;
+        bounded("actor", &input.actor, false)?;
+        let action = match input.rollback {
+            true => "rollback",
+            false => "activate",
+        };
+        let activation = store::activate(
+            &self.db,
+            &self.outbox,
+            plugin_id,
+            &input,
+            action,
+            self.clock.now_ms(),
+        )
+        .await?;
+        self.outbox.wake();
+        tracing::info!(plugin = plugin_id, version = %activation.version, by = %activation.actor, "plugin version activated");
+        Ok(activation)
+    }
+
+    async fn rollback(&self, plugin_id: &str, input: RollbackIn) -> ApiResult<Activation> {
+        let plugin = self.plugin(plugin_id).await?;
+        let previous = plugin
+            .history
+            .first()
+            .and_then(|latest| latest.previous.clone())
+            .ok_or_else(|| {
+                ApiError::conflict(
+                    "nothing_to_roll_back",
+                    format!("`{plugin_id}` has no version active before the current one"),
+                )
+            })?;
+        let activate = ActivateIn {
+            version: previous,
+            reason: input.reason,
+            rollback: true,
+            actor: input.actor,
+        };
+        self.activate(plugin_id, activate).await
+    }
+
+    async fn active_set(&self) -> ApiResult<ActiveSet> {
+        Ok(store::active_set(&self.db).await?)
+    }
+
+    async fn artifact(&self, plugin_id: &str, version: &str) -> ApiResult<Artifact> {
+        store::artifact(&self.db, plugin_id, version)
+            .await?
+            .ok_or_else(|| ApiError::not_found("plugin version", &format!("{plugin_id}@{version}")))
+    }
+}
