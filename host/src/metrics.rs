@@ -99,6 +99,8 @@ pub struct PluginMetrics {
     pub breaker_open: Family<BreakerLabels, Gauge>,
     /// `payloom_plugin_serving`
     pub serving: Family<PluginLabels, Gauge>,
+    /// `payloom_plugin_canary_percent`
+    pub canary_percent: Family<PluginLabels, Gauge>,
     /// `payloom_plugin_cache_rejected_total`
     pub cache_rejected: Counter,
 }
@@ -124,6 +126,8 @@ pub struct PluginSeries {
     pub notifications_breaker: Gauge,
     /// Whether this version is the one its id serves (1) or not (0).
     pub serving: Gauge,
+    /// The share of calls this version takes as a canary (0 when it is none).
+    pub canary_percent: Gauge,
 }
 
 impl PluginMetrics {
@@ -155,6 +159,7 @@ impl PluginMetrics {
             calls_breaker: breaker("calls"),
             notifications_breaker: breaker("notifications"),
             serving: self.serving.get_or_create(&labels).clone(),
+            canary_percent: self.canary_percent.get_or_create(&labels).clone(),
         }
     }
 
@@ -166,6 +171,7 @@ impl PluginMetrics {
             latency: Family::new_with_constructor(latency_histogram),
             breaker_open: Family::default(),
             serving: Family::default(),
+            canary_percent: Family::default(),
             cache_rejected: Counter::default(),
         };
         registry.register(
@@ -192,6 +198,11 @@ impl PluginMetrics {
             "payloom_plugin_serving",
             "Whether a plugin version is the one its id serves on this node (1) or not (0)",
             metrics.serving.clone(),
+        );
+        registry.register(
+            "payloom_plugin_canary_percent",
+            "The percentage of calls a canary version takes on this node (0 when it is none)",
+            metrics.canary_percent.clone(),
         );
         registry.register(
             "payloom_plugin_cache_rejected",

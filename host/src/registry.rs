@@ -15,10 +15,28 @@ use crate::policy::FailurePolicy;
 use crate::runtime::{CallError, CallReport, Runtime};
 use crate::state::CallContext;
 
-/// One plugin id: the version serving now and the one before it.
+/// One plugin id: the version serving now, the one before it, and a candidate taking a
+/// share of calls.
 struct Slot {
     active: ArcSwap<Plugin>,
     previous: ArcSwapOption<Plugin>,
+    canary: ArcSwapOption<Canary>,
+}
+
+/// A candidate version taking `percent` of calls, chosen by routing key.
+pub struct Canary {
+    pub plugin: Arc<Plugin>,
+    pub percent: u8,
+}
+
+/// Whether a call keyed by `key` goes to a canary taking `percent` of calls. Each key has
+/// a fixed bucket in 0..100 (from its SHA-256), so every call about one payment reaches
+/// the same version, and raising the share only moves keys toward the canary.
+pub fn in_canary(key: &str, percent: u8) -> bool {
+    use sha2::{Digest, Sha256};
+    let digest = Sha256::digest(key.as_bytes());
+    let bucket = u64::from_be_bytes(digest[..8].try_into().expect("8 bytes")) % 100;
+    bucket < u64::from(percent)
 }
 
 /// What an install did.
@@ -47,6 +65,8 @@ pub struct PluginStatus {
     pub previous: Option<String>,
     /// Who vouches for the serving version.
     pub publisher: crate::plugin::Publisher,
+    /// A canary's version and the percentage of calls it takes.
+    pub canary: Option<(String, u8)>,
     /// Whether the breaker is refusing calls.
     pub breaker_open: bool,
     /// Whether the breaker of PSP notifications is refusing them.
@@ -122,6 +142,15 @@ fn may_replace(current: &Plugin, new: &Plugin, direction: Direction) -> anyhow::
 /// Makes `plugin` its slot's active version and keeps the one it replaces as previous.
 fn swap(slot: &Slot, plugin: Arc<Plugin>) -> Installed {
     let (id, version) = (plugin.id().to_owned(), plugin.version().to_owned());
+    // A canary that becomes the active version has been promoted.
+    let promoted = slot
+        .canary
+        .load()
+        .as_ref()
+        .is_some_and(|c| c.plugin.info().pair_digest == plugin.info().pair_digest);
+    if promoted && let Some(canary) = slot.canary.swap(None) {
+        canary.plugin.series.canary_percent.set(0);
+    }
     plugin.series.serving.set(1);
     let old = slot.active.swap(plugin);
     if old.version() != version {
@@ -193,6 +222,7 @@ impl Registry {
                 Arc::new(Slot {
                     active: ArcSwap::new(plugin),
                     previous: ArcSwapOption::empty(),
+                    canary: ArcSwapOption::empty(),
                 }),
             );
             return Ok(Installed {
@@ -225,6 +255,66 @@ impl Registry {
         Ok(swap(&slot, previous))
     }
 
+    /// Sends `percent` (1..=99) of the calls of `plugin`'s id to it, chosen by routing
+    /// key, beside the active version; replaces any canary before it.
+    pub fn set_canary(&self, plugin: Arc<Plugin>, percent: u8) -> anyhow::Result<()> {
+        anyhow::ensure!(
+            (1..=99).contains(&percent),
+            "a canary takes 1 to 99 percent of calls"
+        );
+        let id = plugin.id();
+        let slot = self.slot(id).ok_or_else(|| {
+            anyhow::anyhow!("`{id}` has no active version to run a canary beside")
+        })?;
+        let active = slot.active.load_full();
+        anyhow::ensure!(
+            active.kind() == plugin.kind(),
+            "`{id}` is a {} plugin; a {} component cannot be its canary",
+            active.kind(),
+            plugin.kind()
+        );
+        anyhow::ensure!(
+            active.info().pair_digest != plugin.info().pair_digest,
+            "`{id}` {} is the active version already",
+            plugin.version()
+        );
+        plugin.series.canary_percent.set(i64::from(percent));
+        let canary = Arc::new(Canary { plugin, percent });
+        if let Some(old) = slot.canary.swap(Some(canary.clone()))
+            && old.plugin.version() != canary.plugin.version()
+        {
+            old.plugin.series.canary_percent.set(0);
+        }
+        Ok(())
+    }
+
+    /// Ends `id`'s canary, if it has one: every call goes to the active version again.
+    pub fn clear_canary(&self, id: &str) {
+        if let Some(slot) = self.slot(id)
+            && let Some(old) = slot.canary.swap(None)
+        {
+            old.plugin.series.canary_percent.set(0);
+        }
+    }
+
+    /// `id`'s canary and its share, if one runs.
+    pub fn canary(&self, id: &str) -> Option<(Arc<Plugin>, u8)> {
+        let canary = self.slot(id)?.canary.load_full()?;
+        Some((canary.plugin.clone(), canary.percent))
+    }
+
+    /// The version a call keyed by `routing_key` reaches: the canary for its share of
+    /// keys, the active version otherwise.
+    pub fn get_for(&self, id: &str, routing_key: Option<&str>) -> Option<Arc<Plugin>> {
+        let slot = self.slot(id)?;
+        if let (Some(key), Some(canary)) = (routing_key, slot.canary.load_full())
+            && in_canary(key, canary.percent)
+        {
+            return Some(canary.plugin.clone());
+        }
+        Some(slot.active.load_full())
+    }
+
     fn slot(&self, id: &str) -> Option<Arc<Slot>> {
         self.slots.read().expect("registry lock").get(id).cloned()
     }
@@ -248,6 +338,11 @@ impl Registry {
                     version: active.version().to_owned(),
                     digest: active.info().digest.clone(),
                     publisher: active.info().publisher.clone(),
+                    canary: slot
+                        .canary
+                        .load()
+                        .as_ref()
+                        .map(|c| (c.plugin.version().to_owned(), c.percent)),
                     previous: slot
                         .previous
                         .load()
@@ -308,7 +403,9 @@ impl Registry {
             id: id.to_owned(),
             kind,
         };
-        let plugin = self.get(id).ok_or_else(not_found)?;
+        let plugin = self
+            .get_for(id, ctx.routing_key.as_deref())
+            .ok_or_else(not_found)?;
         if plugin.kind() != kind {
             return Err(not_found());
         }

@@ -27,6 +27,9 @@ pub struct CallContext {
     /// The merchant whose payment this call decides: `counters.get` reads only this
     /// merchant's counters. Unset, every counter reads zero.
     pub merchant_id: Option<String>,
+    /// What the call is about (a payment id): a canary takes a fixed share of keys, so
+    /// every call about one payment reaches the same version. Unset, the active serves.
+    pub routing_key: Option<String>,
 }
 
 impl CallContext {
@@ -45,6 +48,12 @@ impl CallContext {
     /// A context whose clock reads `now_ms`.
     pub fn at(mut self, now_ms: i64) -> Self {
         self.now_ms = Some(now_ms);
+        self
+    }
+
+    /// A context whose version is chosen by `key` while a canary runs.
+    pub fn routed_by(mut self, key: &str) -> Self {
+        self.routing_key = Some(key.to_owned());
         self
     }
 

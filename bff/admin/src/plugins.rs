@@ -9,7 +9,7 @@ use axum::routing::{get, post};
 use axum::{Json, Router};
 use payloom_platform::{ApiJson, ApiResult};
 use payloom_plugin_registry_contract::{
-    ActivateIn, Activation, PluginOut, PluginVersion, PushIn, RollbackIn,
+    ActivateIn, Activation, CanaryIn, PluginOut, PluginVersion, PushIn, RollbackIn,
 };
 use serde_json::{Value, json};
 
@@ -29,6 +29,8 @@ pub(crate) fn routes() -> Router<Arc<Admin>> {
         .route("/admin/v1/plugins/{id}", get(plugin))
         .route("/admin/v1/plugins/{id}/activate", post(activate))
         .route("/admin/v1/plugins/{id}/rollback", post(rollback))
+        .route("/admin/v1/plugins/{id}/canary", post(canary))
+        .route("/admin/v1/plugins/{id}/promote", post(promote))
 }
 
 async fn push(
@@ -70,4 +72,24 @@ async fn rollback(
 ) -> ApiResult<Json<Activation>> {
     input.actor = operator.named(&a).await?;
     a.plugins.rollback(&id, input).await.map(Json)
+}
+
+async fn canary(
+    State(a): State<Arc<Admin>>,
+    operator: Operator,
+    Path(id): Path<String>,
+    ApiJson(mut input): ApiJson<CanaryIn>,
+) -> ApiResult<Json<Activation>> {
+    input.actor = operator.named(&a).await?;
+    a.plugins.canary(&id, input).await.map(Json)
+}
+
+async fn promote(
+    State(a): State<Arc<Admin>>,
+    operator: Operator,
+    Path(id): Path<String>,
+    ApiJson(mut input): ApiJson<RollbackIn>,
+) -> ApiResult<Json<Activation>> {
+    input.actor = operator.named(&a).await?;
+    a.plugins.promote(&id, input).await.map(Json)
 }

@@ -22,6 +22,19 @@ pub enum ChannelCall {
     HandleNotification(Notification),
 }
 
+impl ChannelCall {
+    /// The payment the call is about. A refund query names only its refund, and a
+    /// notification nothing until it is verified: those go to the active version.
+    pub fn payment_id(&self) -> Option<&str> {
+        match self {
+            Self::CreatePayment(r) => Some(&r.payment.id),
+            Self::QueryPayment(r) | Self::Capture(r) | Self::Cancel(r) => Some(&r.payment_id),
+            Self::Refund(r) => Some(&r.payment_id),
+            Self::QueryRefund(_) | Self::HandleNotification(_) => None,
+        }
+    }
+}
+
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct CreateRequest {
     pub payment: Payment,

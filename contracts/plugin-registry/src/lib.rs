@@ -37,6 +37,8 @@ pub enum VersionStatus {
     Staged,
     /// Serves its plugin id on every node.
     Active,
+    /// Takes a share of calls beside the active version, chosen by payment id.
+    Canary,
     /// Served once, replaced since.
     Retired,
 }
@@ -54,6 +56,8 @@ pub struct PluginVersion {
     pub publisher: String,
     pub uploaded_by: String,
     pub status: VersionStatus,
+    /// The share of calls it takes while it is the canary.
+    pub canary_percent: Option<i64>,
     pub size_bytes: i64,
     pub created_at_ms: i64,
 }
@@ -72,7 +76,18 @@ pub struct ActivateIn {
     pub actor: String,
 }
 
-/// Put back the version that was active before the current one.
+/// Run `version` as a canary taking `percent` (1 to 99) of calls, by payment id.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct CanaryIn {
+    pub version: String,
+    pub percent: i64,
+    pub reason: String,
+    #[serde(default)]
+    pub actor: String,
+}
+
+/// Make the canary the active version, or (rollback) end a canary or put back the version
+/// that was active before the current one.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct RollbackIn {
     pub reason: String,
@@ -89,8 +104,10 @@ pub struct Activation {
     pub version: String,
     /// The version it replaced, if one was active.
     pub previous: Option<String>,
-    /// `activate` or `rollback`.
+    /// `activate`, `rollback`, `canary`, `promote` or `canary_rollback`.
     pub action: String,
+    /// The canary's share, for `canary`.
+    pub percent: Option<i64>,
     pub actor: String,
     pub reason: String,
     pub at_ms: i64,
@@ -119,6 +136,14 @@ pub struct ActivePlugin {
     pub plugin_id: String,
     pub version: String,
     pub digest: String,
+    pub canary: Option<ActiveCanary>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ActiveCanary {
+    pub version: String,
+    pub digest: String,
+    pub percent: i64,
 }
 
 /// What a node loads: the stored component, manifest and signature of one version.
@@ -142,8 +167,13 @@ pub trait PluginRegistryApi: Send + Sync {
     /// Makes a staged or retired version active; an older one than the active needs
     /// `rollback` (409 `downgrade_needs_rollback`).
     async fn activate(&self, plugin_id: &str, input: ActivateIn) -> ApiResult<Activation>;
-    /// Makes the version active before the current one active again.
+    /// Ends the canary if one runs; otherwise makes the version active before the
+    /// current one active again.
     async fn rollback(&self, plugin_id: &str, input: RollbackIn) -> ApiResult<Activation>;
+    /// Sends a share of calls to a newer version beside the active one.
+    async fn canary(&self, plugin_id: &str, input: CanaryIn) -> ApiResult<Activation>;
+    /// Makes the canary the active version.
+    async fn promote(&self, plugin_id: &str, input: RollbackIn) -> ApiResult<Activation>;
     async fn active_set(&self) -> ApiResult<ActiveSet>;
     async fn artifact(&self, plugin_id: &str, version: &str) -> ApiResult<Artifact>;
 }
@@ -162,6 +192,10 @@ pub mod operations {
         Operation::post("/internal/v1/plugins/{id}/activate");
     pub const ROLLBACK: Operation<RollbackIn, Activation> =
         Operation::post("/internal/v1/plugins/{id}/rollback");
+    pub const CANARY: Operation<CanaryIn, Activation> =
+        Operation::post("/internal/v1/plugins/{id}/canary");
+    pub const PROMOTE: Operation<RollbackIn, Activation> =
+        Operation::post("/internal/v1/plugins/{id}/promote");
     pub const ACTIVE_SET: Operation<(), ActiveSet> = Operation::get("/internal/v1/plugin-set");
     pub const ARTIFACT: Operation<(), Artifact> =
         Operation::get("/internal/v1/plugins/{id}/versions/{version}/artifact");
@@ -188,6 +222,14 @@ impl PluginRegistryApi for PluginRegistryHttp {
     }
     async fn rollback(&self, plugin_id: &str, input: RollbackIn) -> ApiResult<Activation> {
         operations::ROLLBACK
+            .call(&self.0, &[plugin_id], &input)
+            .await
+    }
+    async fn canary(&self, plugin_id: &str, input: CanaryIn) -> ApiResult<Activation> {
+        operations::CANARY.call(&self.0, &[plugin_id], &input).await
+    }
+    async fn promote(&self, plugin_id: &str, input: RollbackIn) -> ApiResult<Activation> {
+        operations::PROMOTE
             .call(&self.0, &[plugin_id], &input)
             .await
     }
@@ -252,6 +294,7 @@ mod tests {
             version: "0.2.0".into(),
             previous: Some("0.1.0".into()),
             action: "activate".into(),
+            percent: None,
             actor: "ops".into(),
             reason: "new decline codes".into(),
             at_ms: 1,

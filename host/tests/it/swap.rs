@@ -139,3 +139,50 @@ async fn a_manifest_cannot_relabel_another_component() {
     );
     assert_eq!(host.registry.get("hostile").unwrap().version(), "9.1.0");
 }
+
+#[tokio::test]
+async fn a_canary_takes_its_share_of_keys_and_the_same_key_always_reaches_the_same_version() {
+    use payloom_host::registry::in_canary;
+    let host = TestHost::with(&[HOSTILE]).await;
+    let (wasm, manifest) = patched(&HOSTILE, "9.1.0", "9.2.0");
+    let runtime = host.registry.runtime();
+    let candidate = runtime.load(&wasm, &manifest, None).await.unwrap();
+    host.registry.set_canary(candidate.clone(), 10).unwrap();
+    assert!(host.registry.set_canary(candidate.clone(), 100).is_err());
+
+    let keys: Vec<String> = (0..2_000).map(|i| format!("pay_{i:05}")).collect();
+    let reached = |key: &str| {
+        host.registry
+            .get_for("hostile", Some(key))
+            .unwrap()
+            .version()
+            .to_owned()
+    };
+    let to_canary = keys.iter().filter(|k| reached(k) == "9.2.0").count();
+    // 10 % of 2,000 keys is 200; three standard deviations (13.4) either side.
+    assert!((160..=240).contains(&to_canary), "{to_canary} of 2000 keys");
+    for key in &keys {
+        assert_eq!(reached(key) == "9.2.0", in_canary(key, 10), "{key}");
+        assert_eq!(reached(key), reached(key));
+    }
+    // A call is served by the version its key reaches; no key means the active version.
+    let key = keys.iter().find(|k| in_canary(k, 10)).unwrap();
+    let ctx = payloom_host::CallContext::default()
+        .at(crate::support::NOW_MS)
+        .routed_by(key);
+    let call = payloom_host::Call::Risk(payloom_host::RiskCall::Evaluate {
+        ctx: risk_ctx(100),
+        config: vec![],
+    });
+    let report = host.registry.call("hostile", ctx, call).await.unwrap();
+    assert_eq!(version_of(&report), "version=9.2.0");
+    assert_eq!(
+        host.registry.get_for("hostile", None).unwrap().version(),
+        "9.1.0"
+    );
+
+    // Promotion ends the canary; clearing one sends everything back to the active.
+    host.registry.activate(candidate).unwrap();
+    assert!(host.registry.canary("hostile").is_none());
+    assert!(keys.iter().all(|k| reached(k) == "9.2.0"));
+}

@@ -54,6 +54,16 @@ impl Bundled {
     /// every occurrence of `from` in the bytes and the manifest becomes `to` (same length,
     /// so the component stays valid and its `describe` agrees with the manifest).
     pub fn relabelled(&self, from: &str, to: &str) -> (Vec<u8>, String) {
+        (
+            self.bytes_replaced(from, to),
+            self.manifest.replace(from, to),
+        )
+    }
+
+    /// The component with every occurrence of `from` in its bytes replaced by `to` (same
+    /// length). Where a version string also names WIT packages, replace a longer,
+    /// unique neighbourhood of it (`sandbox0.1.0`).
+    pub fn bytes_replaced(&self, from: &str, to: &str) -> Vec<u8> {
         assert_eq!(from.len(), to.len(), "a relabel keeps the length");
         let mut wasm = self.wasm.to_vec();
         let mut hits = 0;
@@ -64,7 +74,7 @@ impl Bundled {
             }
         }
         assert!(hits > 0, "{from} not found in {}", self.name);
-        (wasm, self.manifest.replace(from, to))
+        wasm
     }
 
     /// Writes `<name>.wasm` and `<name>.toml` into `dir`.

@@ -145,11 +145,17 @@ impl ChannelAdapter {
         serde_json::from_slice(&plain).map_err(ApiError::internal)
     }
 
-    /// The call context for `channel`: only what its manifest names.
-    async fn context(&self, merchant_id: &str, channel: &str) -> ApiResult<CallContext> {
+    /// The call context for `channel`: only what the manifest of the version that will
+    /// serve `routing_key` names.
+    async fn context(
+        &self,
+        merchant_id: &str,
+        channel: &str,
+        routing_key: Option<&str>,
+    ) -> ApiResult<CallContext> {
         let plugin = self
             .registry
-            .get(channel)
+            .get_for(channel, routing_key)
             .filter(|p| p.kind() == PluginKind::Channel)
             .ok_or_else(|| unknown_channel(channel))?;
         let mut credentials = self.credentials(merchant_id, channel).await?;
@@ -164,10 +170,14 @@ impl ChannelAdapter {
             })
             .collect();
         credentials.retain(|name, _| caps.secrets.contains(name));
-        Ok(CallContext::default()
+        let ctx = CallContext::default()
             .with_secrets(credentials)
             .with_keys(keys)
-            .at(self.clock.now_ms()))
+            .at(self.clock.now_ms());
+        Ok(match routing_key {
+            Some(key) => ctx.routed_by(key),
+            None => ctx,
+        })
     }
 }
 
@@ -184,7 +194,10 @@ fn unknown_channel(channel: &str) -> ApiError {
 #[async_trait]
 impl ChannelApi for ChannelAdapter {
     async fn call(&self, req: ChannelIn) -> ApiResult<ChannelOut> {
-        let ctx = self.context(&req.merchant_id, &req.channel).await?;
+        let payment_id = req.call.payment_id().map(str::to_owned);
+        let ctx = self
+            .context(&req.merchant_id, &req.channel, payment_id.as_deref())
+            .await?;
         let call = wit::call(req.call);
         let operation = call.name();
         let result = self

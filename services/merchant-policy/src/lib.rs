@@ -234,7 +234,9 @@ impl PolicyApi for MerchantPolicy {
         let channels = self.channel_options().await;
         let amount_minor = req.payment.amount.amount_minor;
         // The policy reads the counters of this payment's merchant only.
-        let call_ctx = CallContext::default().for_merchant(&req.payment.merchant_id);
+        let call_ctx = CallContext::default()
+            .for_merchant(&req.payment.merchant_id)
+            .routed_by(&req.payment.id);
         let all_channels: Vec<String> = channels.iter().map(|c| c.id.clone()).collect();
         let ctx = po::Context {
             payment: req.payment.into(),

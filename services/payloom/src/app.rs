@@ -22,8 +22,8 @@ use payloom_platform::provenance::EventVerifier;
 use payloom_platform::registry::{Provided, Routes, Services, Settings, Wiring};
 use payloom_platform::server::ReadyCheck;
 use payloom_platform::tls::ServiceIdentity;
-use payloom_plugin_registry::PluginRegistryApi;
 use payloom_plugin_registry::follow::Follower;
+use payloom_plugin_registry::{BuiltIns, PluginRegistryApi};
 use payloom_risk::{RedisCounters, RiskConfig};
 use prometheus_client::registry::Registry as Metrics;
 use serde::Deserialize;
@@ -200,6 +200,12 @@ async fn start_plugins(w: &mut Wiring<'_>) -> anyhow::Result<(Arc<Registry>, Wat
     );
     w.provide(registry.clone());
     w.provide(counters);
+    w.provide(BuiltIns(
+        payloom_reference_plugins::ALL
+            .iter()
+            .map(|p| (p.wasm, p.manifest))
+            .collect(),
+    ));
     Ok((registry, watcher))
 }
 

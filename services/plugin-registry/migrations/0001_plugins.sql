@@ -12,6 +12,7 @@ CREATE TABLE plugin_versions (
     publisher TEXT NOT NULL,
     uploaded_by TEXT NOT NULL,
     status TEXT NOT NULL,
+    canary_percent BIGINT,
     size_bytes BIGINT NOT NULL,
     created_at_ms BIGINT NOT NULL,
     PRIMARY KEY (plugin_id, version)
@@ -22,6 +23,7 @@ CREATE TABLE plugin_activations (
     version TEXT NOT NULL,
     previous TEXT,
     action TEXT NOT NULL,
+    percent BIGINT,
     actor TEXT NOT NULL,
     reason TEXT NOT NULL,
     at_ms BIGINT NOT NULL

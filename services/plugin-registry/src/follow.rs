@@ -12,7 +12,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use base64::Engine as _;
-use payloom_host::{Installed, Registry};
+use payloom_host::{Installed, Plugin, Registry};
 use payloom_plugin_registry_contract::{ActivePlugin, ActiveSet, PluginRegistryApi};
 use prometheus_client::encoding::EncodeLabelSet;
 use prometheus_client::metrics::counter::Counter;
@@ -80,7 +80,8 @@ impl Follower {
         })
     }
 
-    /// Brings every plugin of `set` to its active version; returns what it swapped.
+    /// Brings every plugin of `set` to its active version and canary; returns the
+    /// active versions it swapped in.
     pub async fn apply(
         &self,
         set: &ActiveSet,
@@ -89,38 +90,117 @@ impl Follower {
         let mut swapped = Vec::new();
         for wanted in &set.plugins {
             let serving = self.host.get(&wanted.plugin_id);
-            if serving
-                .is_some_and(|p| p.version() == wanted.version && p.info().digest == wanted.digest)
+            let current = serving
+                .is_some_and(|p| p.version() == wanted.version && p.info().digest == wanted.digest);
+            if !current
+                && let Some(plugin) = self
+                    .fetch(&wanted.plugin_id, &wanted.version, &wanted.digest, refused)
+                    .await
             {
-                continue;
-            }
-            let key = (wanted.plugin_id.clone(), wanted.version.clone());
-            if refused.contains(&key) {
-                continue;
-            }
-            match self.load(wanted).await {
-                Ok(installed) => {
-                    tracing::info!(plugin = %installed.id, version = %installed.version, "plugin version from the registry serves");
-                    swapped.push(installed);
-                }
-                Err(e) => {
-                    tracing::error!(plugin = %wanted.plugin_id, version = %wanted.version, "keeping the serving version: cannot load the active one: {e:#}");
-                    let labels = VersionLabels {
-                        plugin: key.0.clone(),
-                        version: key.1.clone(),
-                    };
-                    self.failures.get_or_create(&labels).inc();
-                    refused.insert(key);
+                match self.swap_active(plugin) {
+                    Ok(installed) => swapped.push(installed),
+                    Err(e) => self.refuse(&wanted.plugin_id, &wanted.version, &e, refused),
                 }
             }
+            self.follow_canary(wanted, refused).await;
         }
         swapped
     }
 
-    async fn load(&self, wanted: &ActivePlugin) -> anyhow::Result<Installed> {
+    /// The registry decided: an older version than the serving one is its rollback.
+    fn swap_active(&self, plugin: Arc<Plugin>) -> anyhow::Result<Installed> {
+        let older = self.host.get(plugin.id()).is_some_and(|serving| {
+            serving.info().manifest.version_key() > plugin.info().manifest.version_key()
+        });
+        let installed = match older {
+            true => self.host.roll_back_to(plugin)?,
+            false => self.host.activate(plugin)?,
+        };
+        tracing::info!(plugin = %installed.id, version = %installed.version, "plugin version from the registry serves");
+        Ok(installed)
+    }
+
+    async fn follow_canary(&self, wanted: &ActivePlugin, refused: &mut HashSet<(String, String)>) {
+        let id = &wanted.plugin_id;
+        let running = self.host.canary(id);
+        let Some(canary) = &wanted.canary else {
+            if running.is_some() {
+                self.host.clear_canary(id);
+                tracing::info!(plugin = %id, "canary ended");
+            }
+            return;
+        };
+        let percent = u8::try_from(canary.percent).unwrap_or(0);
+        let same = running.is_some_and(|(p, share)| {
+            p.version() == canary.version && p.info().digest == canary.digest && share == percent
+        });
+        if same {
+            return;
+        }
+        let Some(plugin) = self
+            .fetch(id, &canary.version, &canary.digest, refused)
+            .await
+        else {
+            return;
+        };
+        match self.host.set_canary(plugin, percent) {
+            Ok(()) => {
+                tracing::info!(plugin = %id, version = %canary.version, percent, "canary serves")
+            }
+            Err(e) => self.refuse(id, &canary.version, &e, refused),
+        }
+    }
+
+    fn refuse(
+        &self,
+        plugin: &str,
+        version: &str,
+        error: &anyhow::Error,
+        refused: &mut HashSet<(String, String)>,
+    ) {
+        tracing::error!(
+            plugin,
+            version,
+            "keeping what serves: cannot load the registry's version: {error:#}"
+        );
+        let labels = VersionLabels {
+            plugin: plugin.to_owned(),
+            version: version.to_owned(),
+        };
+        self.failures.get_or_create(&labels).inc();
+        refused.insert(labels.into());
+    }
+
+    /// Loads a stored version through this node's checks; `None` when it cannot (said
+    /// once per version and active set).
+    async fn fetch(
+        &self,
+        plugin_id: &str,
+        version: &str,
+        digest: &str,
+        refused: &mut HashSet<(String, String)>,
+    ) -> Option<Arc<Plugin>> {
+        if refused.contains(&(plugin_id.to_owned(), version.to_owned())) {
+            return None;
+        }
+        match self.load(plugin_id, version, digest).await {
+            Ok(plugin) => Some(plugin),
+            Err(e) => {
+                self.refuse(plugin_id, version, &e, refused);
+                None
+            }
+        }
+    }
+
+    async fn load(
+        &self,
+        plugin_id: &str,
+        version: &str,
+        digest: &str,
+    ) -> anyhow::Result<Arc<Plugin>> {
         let artifact = self
             .api
-            .artifact(&wanted.plugin_id, &wanted.version)
+            .artifact(plugin_id, version)
             .await
             .map_err(|e| anyhow::anyhow!("fetching it: {e}"))?;
         let component =
@@ -135,22 +215,21 @@ impl Follower {
             )
             .await?;
         anyhow::ensure!(
-            plugin.info().digest == wanted.digest,
+            plugin.info().digest == digest,
             "the stored component's digest is not the one the registry activated"
         );
         anyhow::ensure!(
-            plugin.id() == wanted.plugin_id && plugin.version() == wanted.version,
+            plugin.id() == plugin_id && plugin.version() == version,
             "the stored manifest names {}@{}",
             plugin.id(),
             plugin.version()
         );
-        // The registry decided; an older version here is its explicit rollback.
-        let older = self.host.get(plugin.id()).is_some_and(|serving| {
-            serving.info().manifest.version_key() > plugin.info().manifest.version_key()
-        });
-        match older {
-            true => self.host.roll_back_to(plugin),
-            false => self.host.activate(plugin),
-        }
+        Ok(plugin)
+    }
+}
+
+impl From<VersionLabels> for (String, String) {
+    fn from(labels: VersionLabels) -> Self {
+        (labels.plugin, labels.version)
     }
 }

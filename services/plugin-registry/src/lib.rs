@@ -6,6 +6,8 @@
 //! and the `plugin.activated` event commit together. Nodes follow the active set
 //! ([`follow`]).
 
+mod builtin;
+pub use builtin::BuiltIns;
 pub mod follow;
 mod routes;
 pub mod service;
@@ -112,6 +114,41 @@ impl PluginRegistry {
     }
 }
 
+impl PluginRegistry {
+    fn change<'a>(
+        &self,
+        plugin_id: &'a str,
+        version: &'a str,
+        action: &'a str,
+        actor: &'a str,
+        reason: &'a str,
+    ) -> store::Change<'a> {
+        store::Change {
+            plugin_id,
+            version,
+            action,
+            percent: None,
+            actor,
+            reason,
+            at_ms: self.clock.now_ms(),
+        }
+    }
+
+    /// Tells the relay and the log about a committed change.
+    fn changed(&self, done: ApiResult<Activation>) -> ApiResult<Activation> {
+        let activation = done?;
+        self.outbox.wake();
+        tracing::info!(
+            plugin = %activation.plugin_id,
+            version = %activation.version,
+            action = %activation.action,
+            by = %activation.actor,
+            "plugin registry changed what serves"
+        );
+        Ok(activation)
+    }
+}
+
 /// The component's bytes, or why they cannot be.
 fn decode_component(push: &PushIn) -> ApiResult<Vec<u8>> {
     // Base64 holds 3 bytes in 4 characters: a longer text cannot decode under the cap.
@@ -183,6 +220,7 @@ impl PluginRegistryApi for PluginRegistry {
             publisher: info.publisher.to_string(),
             uploaded_by: push.uploaded_by.clone(),
             status: VersionStatus::Staged,
+            canary_percent: None,
             size_bytes: component.len() as i64,
             created_at_ms: self.clock.now_ms(),
         };
@@ -212,25 +250,35 @@ impl PluginRegistryApi for PluginRegistry {
             true => "rollback",
             false => "activate",
         };
-        let activation = store::activate(
-            &self.db,
-            &self.outbox,
+        let change = self.change(
             plugin_id,
-            &input,
+            &input.version,
             action,
-            self.clock.now_ms(),
-        )
-        .await?;
-        self.outbox.wake();
-        tracing::info!(plugin = plugin_id, version = %activation.version, by = %activation.actor, "plugin version activated");
-        Ok(activation)
+            &input.actor,
+            &input.reason,
+        );
+        let done = store::activate(&self.db, &self.outbox, change, input.rollback).await;
+        self.changed(done)
     }
 
     async fn rollback(&self, plugin_id: &str, input: RollbackIn) -> ApiResult<Activation> {
+        bounded("reason", &input.reason, true)?;
+        bounded("actor", &input.actor, false)?;
+        if let Some(canary) = store::canary(&self.db, plugin_id).await? {
+            let change = self.change(
+                plugin_id,
+                &canary,
+                "canary_rollback",
+                &input.actor,
+                &input.reason,
+            );
+            return self.changed(store::end_canary(&self.db, &self.outbox, change).await);
+        }
         let plugin = self.plugin(plugin_id).await?;
         let previous = plugin
             .history
-            .first()
+            .iter()
+            .find(|a| a.action != "canary" && a.action != "canary_rollback")
             .and_then(|latest| latest.previous.clone())
             .ok_or_else(|| {
                 ApiError::conflict(
@@ -238,13 +286,47 @@ impl PluginRegistryApi for PluginRegistry {
                     format!("`{plugin_id}` has no version active before the current one"),
                 )
             })?;
-        let activate = ActivateIn {
-            version: previous,
-            reason: input.reason,
-            rollback: true,
-            actor: input.actor,
-        };
-        self.activate(plugin_id, activate).await
+        let change = self.change(
+            plugin_id,
+            &previous,
+            "rollback",
+            &input.actor,
+            &input.reason,
+        );
+        self.changed(store::activate(&self.db, &self.outbox, change, true).await)
+    }
+
+    async fn canary(&self, plugin_id: &str, input: CanaryIn) -> ApiResult<Activation> {
+        bounded("reason", &input.reason, true)?;
+        bounded("actor", &input.actor, false)?;
+        if !(1..=99).contains(&input.percent) {
+            return Err(ApiError::invalid(
+                "percent",
+                "is 1 to 99: 100 is a promotion",
+            ));
+        }
+        let mut change = self.change(
+            plugin_id,
+            &input.version,
+            "canary",
+            &input.actor,
+            &input.reason,
+        );
+        change.percent = Some(input.percent);
+        self.changed(store::start_canary(&self.db, &self.outbox, change).await)
+    }
+
+    async fn promote(&self, plugin_id: &str, input: RollbackIn) -> ApiResult<Activation> {
+        bounded("reason", &input.reason, true)?;
+        bounded("actor", &input.actor, false)?;
+        let canary = store::canary(&self.db, plugin_id).await?.ok_or_else(|| {
+            ApiError::conflict(
+                "no_canary",
+                format!("`{plugin_id}` has no canary to promote"),
+            )
+        })?;
+        let change = self.change(plugin_id, &canary, "promote", &input.actor, &input.reason);
+        self.changed(store::activate(&self.db, &self.outbox, change, false).await)
     }
 
     async fn active_set(&self) -> ApiResult<ActiveSet> {

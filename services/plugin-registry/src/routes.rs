@@ -9,8 +9,8 @@ use payloom_host::runtime::COMPONENT_BYTES_MAX;
 use payloom_platform::{ApiJson, ApiResult};
 
 use crate::{
-    ActivateIn, Activation, ActiveSet, Artifact, PluginOut, PluginRegistry, PluginRegistryApi,
-    PluginVersion, PushIn, RollbackIn, operations,
+    ActivateIn, Activation, ActiveSet, Artifact, CanaryIn, PluginOut, PluginRegistry,
+    PluginRegistryApi, PluginVersion, PushIn, RollbackIn, operations,
 };
 
 /// The largest push body: the largest component in base64, with room for the manifest and
@@ -27,6 +27,8 @@ pub fn router(registry: Arc<PluginRegistry>) -> Router {
     let router = operations::GET.route(router, get);
     let router = operations::ACTIVATE.route(router, activate);
     let router = operations::ROLLBACK.route(router, rollback);
+    let router = operations::CANARY.route(router, canary);
+    let router = operations::PROMOTE.route(router, promote);
     let router = operations::ACTIVE_SET.route(router, active_set);
     let router = operations::ARTIFACT.route(router, artifact);
     router.merge(push_route).with_state(registry)
@@ -61,6 +63,22 @@ async fn rollback(
     ApiJson(input): ApiJson<RollbackIn>,
 ) -> ApiResult<Json<Activation>> {
     r.rollback(&id, input).await.map(Json)
+}
+
+async fn canary(
+    State(r): Registry,
+    Path(id): Path<String>,
+    ApiJson(input): ApiJson<CanaryIn>,
+) -> ApiResult<Json<Activation>> {
+    r.canary(&id, input).await.map(Json)
+}
+
+async fn promote(
+    State(r): Registry,
+    Path(id): Path<String>,
+    ApiJson(input): ApiJson<RollbackIn>,
+) -> ApiResult<Json<Activation>> {
+    r.promote(&id, input).await.map(Json)
 }
 
 async fn active_set(State(r): Registry) -> ApiResult<Json<ActiveSet>> {

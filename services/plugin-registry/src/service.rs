@@ -4,7 +4,7 @@ use std::sync::Arc;
 
 use payloom_platform::registry::{Manifest, Routes, Service, Wiring};
 
-use crate::{MIGRATIONS, PluginRegistry, PluginRegistryApi, PluginRegistryHttp, SERVICE};
+use crate::{BuiltIns, MIGRATIONS, PluginRegistry, PluginRegistryApi, PluginRegistryHttp, SERVICE};
 
 /// Plugin versions, their activation, and the active set nodes follow.
 pub struct PluginRegistryService;
@@ -39,6 +39,8 @@ impl Service for PluginRegistryService {
         let db = w.db(SERVICE).await?;
         let host: Arc<payloom_host::Registry> = w.get()?;
         let registry = PluginRegistry::new(db, w.clock.clone(), host).await?;
+        let built_ins: BuiltIns = w.get().unwrap_or_default();
+        registry.seed_built_ins(&built_ins).await?;
         w.relay(registry.db().clone(), registry.outbox().clone());
         let api: Arc<dyn PluginRegistryApi> = registry.clone();
         w.provide(api);

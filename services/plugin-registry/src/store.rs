@@ -5,7 +5,7 @@ use payloom_platform::db::is_unique_violation;
 use payloom_platform::events::Outbox;
 use payloom_platform::{ApiError, ApiResult, Db};
 use payloom_plugin_registry_contract::{
-    ActivateIn, Activation, ActivePlugin, ActiveSet, Artifact, PluginEvent, PluginOut,
+    Activation, ActiveCanary, ActivePlugin, ActiveSet, Artifact, PluginEvent, PluginOut,
     PluginVersion, PushIn, VersionStatus,
 };
 use sqlx::Row;
@@ -19,12 +19,12 @@ pub struct Stored {
     pub manifest: String,
 }
 
-const VERSION_COLUMNS: &str =
-    "plugin_id, version, world, digest, publisher, uploaded_by, status, size_bytes, created_at_ms";
+const VERSION_COLUMNS: &str = "plugin_id, version, world, digest, publisher, uploaded_by, status, canary_percent, size_bytes, created_at_ms";
 
 fn status_of(text: &str) -> VersionStatus {
     match text {
         "active" => VersionStatus::Active,
+        "canary" => VersionStatus::Canary,
         "retired" => VersionStatus::Retired,
         _ => VersionStatus::Staged,
     }
@@ -34,6 +34,7 @@ fn status_text(status: VersionStatus) -> &'static str {
     match status {
         VersionStatus::Staged => "staged",
         VersionStatus::Active => "active",
+        VersionStatus::Canary => "canary",
         VersionStatus::Retired => "retired",
     }
 }
@@ -47,6 +48,7 @@ fn version_of(row: &AnyRow) -> sqlx::Result<PluginVersion> {
         publisher: row.try_get("publisher")?,
         uploaded_by: row.try_get("uploaded_by")?,
         status: status_of(&row.try_get::<String, _>("status")?),
+        canary_percent: row.try_get("canary_percent")?,
         size_bytes: row.try_get("size_bytes")?,
         created_at_ms: row.try_get("created_at_ms")?,
     })
@@ -59,6 +61,7 @@ fn activation_of(row: &AnyRow) -> sqlx::Result<Activation> {
         version: row.try_get("version")?,
         previous: row.try_get("previous")?,
         action: row.try_get("action")?,
+        percent: row.try_get("percent")?,
         actor: row.try_get("actor")?,
         reason: row.try_get("reason")?,
         at_ms: row.try_get("at_ms")?,
@@ -124,6 +127,41 @@ pub async fn insert_version(db: &Db, v: &PluginVersion, push: &PushIn) -> ApiRes
     }
 }
 
+/// A built-in version rebuilt with other bytes: the binary is its source of truth.
+pub async fn replace_built_in(db: &Db, v: &PluginVersion, push: &PushIn) -> ApiResult<()> {
+    let mut tx = db.pool().begin().await?;
+    sqlx::query("INSERT INTO plugin_blobs (digest, component_base64) VALUES ($1, $2) ON CONFLICT (digest) DO NOTHING")
+        .bind(&v.digest)
+        .bind(&push.component_base64)
+        .execute(&mut *tx)
+        .await?;
+    sqlx::query(
+        "UPDATE plugin_versions SET digest = $3, manifest = $4, size_bytes = $5 \
+         WHERE plugin_id = $1 AND version = $2 AND publisher = 'built-in'",
+    )
+    .bind(&v.plugin_id)
+    .bind(&v.version)
+    .bind(&v.digest)
+    .bind(&push.manifest)
+    .bind(v.size_bytes)
+    .execute(&mut *tx)
+    .await?;
+    tx.commit().await?;
+    Ok(())
+}
+
+/// The active version of `plugin_id`.
+pub async fn active_version(db: &Db, plugin_id: &str) -> sqlx::Result<Option<PluginVersion>> {
+    let sql = format!(
+        "SELECT {VERSION_COLUMNS} FROM plugin_versions WHERE plugin_id = $1 AND status = 'active'"
+    );
+    let row = sqlx::query(&sql)
+        .bind(plugin_id)
+        .fetch_optional(db.pool())
+        .await?;
+    row.as_ref().map(version_of).transpose()
+}
+
 pub async fn plugin_ids(db: &Db) -> sqlx::Result<Vec<String>> {
     sqlx::query_scalar("SELECT DISTINCT plugin_id FROM plugin_versions ORDER BY plugin_id")
         .fetch_all(db.pool())
@@ -165,61 +203,169 @@ pub async fn plugin(db: &Db, plugin_id: &str) -> sqlx::Result<Option<PluginOut>>
     }))
 }
 
-/// Moves the active mark, records who and why, and queues the event: all or nothing.
-pub async fn activate(
-    db: &Db,
-    outbox: &Outbox,
-    plugin_id: &str,
-    input: &ActivateIn,
-    action: &str,
-    now_ms: i64,
-) -> ApiResult<Activation> {
-    let mut tx = db.pool().begin().await?;
-    let target: Option<String> = sqlx::query_scalar(
+/// One change of what serves a plugin, as the history records it.
+pub struct Change<'a> {
+    pub plugin_id: &'a str,
+    pub version: &'a str,
+    pub action: &'a str,
+    pub percent: Option<i64>,
+    pub actor: &'a str,
+    pub reason: &'a str,
+    pub at_ms: i64,
+}
+
+type Tx = sqlx::Transaction<'static, sqlx::Any>;
+
+async fn exists(tx: &mut Tx, plugin_id: &str, version: &str) -> ApiResult<()> {
+    let found: Option<String> = sqlx::query_scalar(
         "SELECT status FROM plugin_versions WHERE plugin_id = $1 AND version = $2",
     )
     .bind(plugin_id)
-    .bind(&input.version)
-    .fetch_optional(&mut *tx)
+    .bind(version)
+    .fetch_optional(&mut **tx)
     .await?;
-    if target.is_none() {
-        return Err(ApiError::not_found(
+    match found {
+        Some(_) => Ok(()),
+        None => Err(ApiError::not_found(
             "plugin version",
-            &format!("{plugin_id}@{}", input.version),
+            &format!("{plugin_id}@{version}"),
+        )),
+    }
+}
+
+/// The version of `plugin_id` with `status`, if there is one.
+async fn with_status(tx: &mut Tx, plugin_id: &str, status: &str) -> sqlx::Result<Option<String>> {
+    sqlx::query_scalar("SELECT version FROM plugin_versions WHERE plugin_id = $1 AND status = $2")
+        .bind(plugin_id)
+        .bind(status)
+        .fetch_optional(&mut **tx)
+        .await
+}
+
+async fn set_status(
+    tx: &mut Tx,
+    plugin_id: &str,
+    version: &str,
+    status: &str,
+    percent: Option<i64>,
+) -> sqlx::Result<()> {
+    sqlx::query("UPDATE plugin_versions SET status = $3, canary_percent = $4 WHERE plugin_id = $1 AND version = $2")
+        .bind(plugin_id)
+        .bind(version)
+        .bind(status)
+        .bind(percent)
+        .execute(&mut **tx)
+        .await
+        .map(drop)
+}
+
+/// Makes `change.version` active (retiring the active one, ending a canary it was),
+/// records who and why, and queues the event: all or nothing.
+pub async fn activate(
+    db: &Db,
+    outbox: &Outbox,
+    change: Change<'_>,
+    rollback: bool,
+) -> ApiResult<Activation> {
+    let mut tx = db.pool().begin().await?;
+    exists(&mut tx, change.plugin_id, change.version).await?;
+    let active = with_status(&mut tx, change.plugin_id, "active").await?;
+    may_activate(
+        change.plugin_id,
+        active.as_deref(),
+        change.version,
+        rollback,
+    )?;
+    if let Some(active) = &active {
+        set_status(&mut tx, change.plugin_id, active, "retired", None).await?;
+    }
+    set_status(&mut tx, change.plugin_id, change.version, "active", None).await?;
+    record(tx, outbox, change, active).await
+}
+
+/// Runs `change.version` as the canary beside the active version, replacing any other.
+pub async fn start_canary(db: &Db, outbox: &Outbox, change: Change<'_>) -> ApiResult<Activation> {
+    let mut tx = db.pool().begin().await?;
+    exists(&mut tx, change.plugin_id, change.version).await?;
+    let Some(active) = with_status(&mut tx, change.plugin_id, "active").await? else {
+        return Err(ApiError::conflict(
+            "no_active_version",
+            format!(
+                "`{}` has no active version to run a canary beside",
+                change.plugin_id
+            ),
+        ));
+    };
+    if version_key(change.version) <= version_key(&active) {
+        return Err(ApiError::conflict(
+            "canary_not_newer",
+            format!(
+                "a canary must be newer than the active {active}; roll back to an older version instead"
+            ),
         ));
     }
-    let active: Option<String> = sqlx::query_scalar(
-        "SELECT version FROM plugin_versions WHERE plugin_id = $1 AND status = 'active'",
+    if let Some(old) = with_status(&mut tx, change.plugin_id, "canary").await? {
+        set_status(&mut tx, change.plugin_id, &old, "staged", None).await?;
+    }
+    set_status(
+        &mut tx,
+        change.plugin_id,
+        change.version,
+        "canary",
+        change.percent,
+    )
+    .await?;
+    record(tx, outbox, change, Some(active)).await
+}
+
+/// The canary's version, if one runs.
+pub async fn canary(db: &Db, plugin_id: &str) -> sqlx::Result<Option<String>> {
+    sqlx::query_scalar(
+        "SELECT version FROM plugin_versions WHERE plugin_id = $1 AND status = 'canary'",
     )
     .bind(plugin_id)
-    .fetch_optional(&mut *tx)
-    .await?;
-    may_activate(plugin_id, active.as_deref(), input)?;
-    sqlx::query(
-        "UPDATE plugin_versions SET status = 'retired' WHERE plugin_id = $1 AND status = 'active'",
-    )
-    .bind(plugin_id)
-    .execute(&mut *tx)
-    .await?;
-    sqlx::query(
-        "UPDATE plugin_versions SET status = 'active' WHERE plugin_id = $1 AND version = $2",
-    )
-    .bind(plugin_id)
-    .bind(&input.version)
-    .execute(&mut *tx)
-    .await?;
+    .fetch_optional(db.pool())
+    .await
+}
+
+/// Ends the canary `change.version`: every call goes to the active version again.
+pub async fn end_canary(db: &Db, outbox: &Outbox, change: Change<'_>) -> ApiResult<Activation> {
+    let mut tx = db.pool().begin().await?;
+    if with_status(&mut tx, change.plugin_id, "canary")
+        .await?
+        .as_deref()
+        != Some(change.version)
+    {
+        return Err(ApiError::conflict(
+            "no_canary",
+            format!("{}@{} is not the canary", change.plugin_id, change.version),
+        ));
+    }
+    set_status(&mut tx, change.plugin_id, change.version, "staged", None).await?;
+    let active = with_status(&mut tx, change.plugin_id, "active").await?;
+    record(tx, outbox, change, active).await
+}
+
+/// Appends the history row and the event, then commits.
+async fn record(
+    mut tx: Tx,
+    outbox: &Outbox,
+    change: Change<'_>,
+    previous: Option<String>,
+) -> ApiResult<Activation> {
     let seq: i64 = sqlx::query_scalar("SELECT COALESCE(MAX(seq), 0) + 1 FROM plugin_activations")
         .fetch_one(&mut *tx)
         .await?;
     let activation = Activation {
         seq,
-        plugin_id: plugin_id.to_owned(),
-        version: input.version.clone(),
-        previous: active,
-        action: action.to_owned(),
-        actor: input.actor.clone(),
-        reason: input.reason.clone(),
-        at_ms: now_ms,
+        plugin_id: change.plugin_id.to_owned(),
+        version: change.version.to_owned(),
+        previous,
+        action: change.action.to_owned(),
+        percent: change.percent,
+        actor: change.actor.to_owned(),
+        reason: change.reason.to_owned(),
+        at_ms: change.at_ms,
     };
     insert_activation(&mut tx, &activation).await?;
     let event = PluginEvent::Activated(activation.clone());
@@ -230,24 +376,28 @@ pub async fn activate(
     Ok(activation)
 }
 
-/// Whether `input.version` may replace `active`: not the same, and not older unless this
-/// is a rollback.
-fn may_activate(plugin_id: &str, active: Option<&str>, input: &ActivateIn) -> ApiResult<()> {
+/// Whether `version` may replace `active`: not the same, and not older unless this is a
+/// rollback.
+fn may_activate(
+    plugin_id: &str,
+    active: Option<&str>,
+    version: &str,
+    rollback: bool,
+) -> ApiResult<()> {
     let Some(active) = active else {
         return Ok(());
     };
-    if active == input.version {
+    if active == version {
         return Err(ApiError::conflict(
             "already_active",
             format!("{plugin_id}@{active} is already active"),
         ));
     }
-    if !input.rollback && version_key(&input.version) < version_key(active) {
+    if !rollback && version_key(version) < version_key(active) {
         return Err(ApiError::conflict(
             "downgrade_needs_rollback",
             format!(
-                "{plugin_id}@{} is older than the active {active}: roll back to it explicitly",
-                input.version
+                "{plugin_id}@{version} is older than the active {active}: roll back to it explicitly"
             ),
         ));
     }
@@ -256,13 +406,14 @@ fn may_activate(plugin_id: &str, active: Option<&str>, input: &ActivateIn) -> Ap
 
 async fn insert_activation(tx: &mut sqlx::AnyConnection, a: &Activation) -> ApiResult<()> {
     let inserted = sqlx::query(
-        "INSERT INTO plugin_activations (seq, plugin_id, version, previous, action, actor, reason, at_ms) VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
+        "INSERT INTO plugin_activations (seq, plugin_id, version, previous, action, percent, actor, reason, at_ms) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)",
     )
     .bind(a.seq)
     .bind(&a.plugin_id)
     .bind(&a.version)
     .bind(a.previous.as_deref())
     .bind(&a.action)
+    .bind(a.percent)
     .bind(&a.actor)
     .bind(&a.reason)
     .bind(a.at_ms)
@@ -282,15 +433,32 @@ pub async fn active_set(db: &Db) -> sqlx::Result<ActiveSet> {
         sqlx::query_scalar("SELECT COALESCE(MAX(seq), 0) FROM plugin_activations")
             .fetch_one(db.pool())
             .await?;
-    let plugins = sqlx::query("SELECT plugin_id, version, digest FROM plugin_versions WHERE status = 'active' ORDER BY plugin_id")
-        .fetch_all(db.pool())
-        .await?
+    let rows = sqlx::query(
+        "SELECT a.plugin_id, a.version, a.digest, c.version AS canary_version, c.digest AS canary_digest, c.canary_percent \
+         FROM plugin_versions a LEFT JOIN plugin_versions c ON c.plugin_id = a.plugin_id AND c.status = 'canary' \
+         WHERE a.status = 'active' ORDER BY a.plugin_id",
+    )
+    .fetch_all(db.pool())
+    .await?;
+    let plugins = rows
         .iter()
         .map(|row| {
+            let canary_version: Option<String> = row.try_get("canary_version")?;
+            let canary = match canary_version {
+                Some(version) => Some(ActiveCanary {
+                    version,
+                    digest: row.try_get("canary_digest")?,
+                    percent: row
+                        .try_get::<Option<i64>, _>("canary_percent")?
+                        .unwrap_or(0),
+                }),
+                None => None,
+            };
             Ok(ActivePlugin {
                 plugin_id: row.try_get("plugin_id")?,
                 version: row.try_get("version")?,
                 digest: row.try_get("digest")?,
+                canary,
             })
         })
         .collect::<sqlx::Result<Vec<_>>>()?;

@@ -100,12 +100,14 @@ impl Risk {
         });
         let version = self
             .registry
-            .get(&rule.plugin)
+            .get_for(&rule.plugin, Some(&ctx.payment.id))
             .map(|p| p.version().to_owned());
-        // Rules read the counters of this payment's merchant only.
+        // Rules read the counters of this payment's merchant only; a canary takes the
+        // same payments on every evaluation.
         let call_ctx = CallContext::default()
             .at(now_ms)
-            .for_merchant(&ctx.payment.merchant_id);
+            .for_merchant(&ctx.payment.merchant_id)
+            .routed_by(&ctx.payment.id);
         let verdict = match self.registry.call(&rule.plugin, call_ctx, call).await {
             Ok(report) => match report.verdict() {
                 Some(v) => v.clone(),

@@ -6,6 +6,7 @@
 
 mod admin;
 mod auth;
+mod balancer;
 mod capture_cancel;
 mod crash;
 mod deploy;
@@ -20,6 +21,7 @@ mod multiprocess;
 mod openapi;
 mod otlp;
 mod payments;
+mod plugin_fleet;
 mod plugin_ops;
 mod plugin_trust;
 mod policy_fees;

@@ -25,7 +25,7 @@ fn drop_in(dir: &Path, name: &str, wasm: &[u8], manifest: &str, key: Option<&Sig
 
 /// `payloom_plugin_serving` for one version on this node: 1 serving, 0 replaced, `None`
 /// never loaded.
-async fn serving(metrics_url: &str, plugin: &str, version: &str) -> Option<u8> {
+pub(crate) async fn serving(metrics_url: &str, plugin: &str, version: &str) -> Option<u8> {
     let text = reqwest::get(metrics_url)
         .await
         .unwrap()

@@ -54,7 +54,7 @@ async fn the_split_keeps_its_merchant_across_a_restart() {
     assert_eq!(again.status, 200, "{}", again.text);
     assert_eq!(again.json["status"], "succeeded");
     let services = p.credentials["services"].as_object().unwrap();
-    assert_eq!(services.len(), 10, "{services:?}");
+    assert_eq!(services.len(), 11, "{services:?}");
     let gateway_db = p.database_of("payment-gateway");
     let pool = sqlx::PgPool::connect(&gateway_db).await.unwrap();
     let payments: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM payments")

@@ -33,7 +33,7 @@ const EVERY_SERVICE: [&str; 11] = [
 ];
 
 /// The two tests here each start a dozen processes; one at a time, so two cores serve them.
-static ONE_TOPOLOGY: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
+pub(crate) static ONE_TOPOLOGY: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn every_service_in_its_own_process_over_mtls_kafka_and_redis() {
