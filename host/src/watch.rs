@@ -15,6 +15,31 @@ use tokio::sync::{broadcast, mpsc};
 
 use crate::registry::{Installed, Registry};
 
+/// Where a watched folder's components go: straight into this node's [`Registry`], or
+/// through something that checks and records them first (the plugin registry service).
+#[async_trait::async_trait]
+pub trait Installer: Send + Sync {
+    /// Checks and activates one component; any failure leaves what serves alone.
+    async fn install(
+        &self,
+        component: &[u8],
+        manifest: &str,
+        signature: Option<&str>,
+    ) -> anyhow::Result<Installed>;
+}
+
+#[async_trait::async_trait]
+impl Installer for Registry {
+    async fn install(
+        &self,
+        component: &[u8],
+        manifest: &str,
+        signature: Option<&str>,
+    ) -> anyhow::Result<Installed> {
+        Registry::install(self, component, manifest, signature).await
+    }
+}
+
 /// What the watcher did with a plugin file set.
 #[derive(Debug, Clone)]
 pub enum WatchEvent {
@@ -42,11 +67,12 @@ pub struct Watcher {
 }
 
 impl Watcher {
-    /// Loads every plugin in `dir`, then watches it. Must run inside a tokio runtime.
-    pub async fn start(registry: Arc<Registry>, dir: &Path) -> anyhow::Result<Self> {
+    /// Loads every plugin in `dir` through `installer`, then watches it. Must run inside a
+    /// tokio runtime.
+    pub async fn start(installer: Arc<dyn Installer>, dir: &Path) -> anyhow::Result<Self> {
         let (events, _) = broadcast::channel(EVENTS_BUFFERED_MAX);
         let mut state = DirState {
-            registry,
+            installer,
             dir: dir.to_owned(),
             seen: HashMap::new(),
             events: events.clone(),
@@ -91,7 +117,7 @@ fn plugin_stem(path: &Path) -> Option<PathBuf> {
 }
 
 struct DirState {
-    registry: Arc<Registry>,
+    installer: Arc<dyn Installer>,
     dir: PathBuf,
     /// Digest of the last file set tried per stem.
     seen: HashMap<PathBuf, [u8; 32]>,
@@ -138,7 +164,7 @@ impl DirState {
             return;
         }
         let event = match self
-            .registry
+            .installer
             .install(&component, &manifest, signature.as_deref())
             .await
         {

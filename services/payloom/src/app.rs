@@ -11,7 +11,7 @@ use payloom_host::capabilities::counters::{Counters, MemoryCounters};
 use payloom_host::capabilities::http::HttpClient;
 use payloom_host::capabilities::lists::MemoryLists;
 use payloom_host::config::CacheKey;
-use payloom_host::watch::Watcher;
+use payloom_host::watch::{Installer, Watcher};
 use payloom_host::{HostConfig, Registry, Runtime, signing};
 use payloom_platform::Db;
 use payloom_platform::config::Config;
@@ -22,6 +22,7 @@ use payloom_platform::provenance::EventVerifier;
 use payloom_platform::registry::{Provided, Routes, Services, Settings, Wiring};
 use payloom_platform::server::ReadyCheck;
 use payloom_platform::tls::ServiceIdentity;
+use payloom_plugin_registry::folder::FolderPublisher;
 use payloom_plugin_registry::follow::Follower;
 use payloom_plugin_registry::{BuiltIns, PluginRegistryApi};
 use payloom_risk::{RedisCounters, RiskConfig};
@@ -50,6 +51,7 @@ struct PluginsConfig {
     dir: Option<PathBuf>,
     allow_unsigned: bool,
     trusted_keys: Vec<String>,
+    dir_publishes: bool,
 }
 
 /// Logs and traces for a process running `service` (its name in exported spans), with
@@ -130,17 +132,15 @@ pub async fn assemble(settings: &Settings, local: &[&str]) -> anyhow::Result<Ass
         .local()
         .iter()
         .any(|name| services.manifest(name).is_ok_and(|m| m.uses_plugins));
-    let (registry, watcher) = match uses_plugins {
-        true => {
-            let (registry, watcher) = start_plugins(&mut w).await?;
-            (Some(registry), Some(watcher))
-        }
-        false => (None, None),
+    let registry = match uses_plugins {
+        true => Some(start_plugins(&mut w).await?),
+        false => None,
     };
     let routes = services.start(&mut w).await?;
-    if let Some(host) = &registry {
-        follow_plugin_registry(&mut w, host.clone())?;
-    }
+    let watcher = match &registry {
+        Some(host) => Some(follow_and_watch(&mut w, host.clone()).await?),
+        None => None,
+    };
     let local = w.local().to_vec();
     start_events(&mut w).await?;
     for db in w.dbs.opened().cloned().collect::<Vec<_>>() {
@@ -177,14 +177,13 @@ pub async fn assemble(settings: &Settings, local: &[&str]) -> anyhow::Result<Ass
 /// The plugin host, and the velocity counters its risk rules read: shared through Redis
 /// when there is one, so every node counts every payment. Both are provided to the
 /// services that run plugins.
-async fn start_plugins(w: &mut Wiring<'_>) -> anyhow::Result<(Arc<Registry>, Watcher)> {
+async fn start_plugins(w: &mut Wiring<'_>) -> anyhow::Result<Arc<Registry>> {
     let counters: Arc<dyn Counters> = match &w.redis {
         Some(conn) => Arc::new(RedisCounters::new(conn.clone(), "payloom:")),
         None => Arc::new(MemoryCounters::default()),
     };
     let cache_key = CacheKey(w.master_key.derive("plugin-cache"));
-    let (registry, watcher) =
-        plugin_host(w.settings, counters.clone(), cache_key, &mut w.metrics).await?;
+    let registry = plugin_host(w.settings, counters.clone(), cache_key, &mut w.metrics).await?;
     let loaded = registry.clone();
     w.check(
         "plugins",
@@ -206,20 +205,32 @@ async fn start_plugins(w: &mut Wiring<'_>) -> anyhow::Result<(Arc<Registry>, Wat
             .map(|p| (p.wasm, p.manifest))
             .collect(),
     ));
-    Ok((registry, watcher))
+    Ok(registry)
 }
 
 /// How often a node asks the plugin registry for the active set: activations reach every
 /// node within a second.
 const PLUGIN_FOLLOW_PERIOD: Duration = Duration::from_millis(250);
 
-/// Keeps this node's plugins on the registry's active versions, local or remote.
-fn follow_plugin_registry(w: &mut Wiring<'_>, host: Arc<Registry>) -> anyhow::Result<()> {
+/// Keeps this node's plugins on the registry's active versions, local or remote, and
+/// watches the plugins folder: under `[plugins] dir_publishes` (as `dev` runs) what is
+/// dropped there is pushed to the registry and activated for every node; otherwise it
+/// goes live on this node alone, through the same checks.
+async fn follow_and_watch(w: &mut Wiring<'_>, host: Arc<Registry>) -> anyhow::Result<Watcher> {
     let api: Arc<dyn PluginRegistryApi> = w
         .get()
         .context("a node that runs plugins follows the plugin registry")?;
-    Follower::new(api, host, &mut w.metrics).spawn(PLUGIN_FOLLOW_PERIOD);
-    Ok(())
+    Follower::new(api.clone(), host.clone(), &mut w.metrics).spawn(PLUGIN_FOLLOW_PERIOD);
+    let plugins: PluginsConfig = w.settings.config.section("plugins")?;
+    let dir = plugins
+        .dir
+        .clone()
+        .unwrap_or_else(|| w.settings.data_dir.join("plugins"));
+    let installer: Arc<dyn Installer> = match plugins.dir_publishes {
+        true => Arc::new(FolderPublisher::new(api, &dir)),
+        false => host,
+    };
+    Watcher::start(installer, &dir).await
 }
 
 /// Relays this process's outboxes and feeds its consumers: through Kafka when brokers are
@@ -330,8 +341,8 @@ async fn start_kafka(
         .collect()
 }
 
-/// The plugin runtime and its registry: the built-in plugins this binary carries, then
-/// what the plugins directory holds, watched for hot swaps; plugins read `counters`.
+/// The plugin runtime and its registry, with the built-in plugins this binary carries
+/// (the plugins folder is watched once the services run); plugins read `counters`.
 /// Anything not built in needs a trusted publisher's signature unless unsigned plugins
 /// are allowed, which is said at start.
 pub(crate) async fn plugin_host(
@@ -339,7 +350,7 @@ pub(crate) async fn plugin_host(
     counters: Arc<dyn Counters>,
     cache_key: CacheKey,
     metrics: &mut Metrics,
-) -> anyhow::Result<(Arc<Registry>, Watcher)> {
+) -> anyhow::Result<Arc<Registry>> {
     let plugins: PluginsConfig = settings.config.section("plugins")?;
     let dir = plugins
         .dir
@@ -371,8 +382,7 @@ pub(crate) async fn plugin_host(
             .await
             .with_context(|| format!("loading the built-in plugin {}", plugin.name))?;
     }
-    let watcher = Watcher::start(registry.clone(), &dir).await?;
-    Ok((registry, watcher))
+    Ok(registry)
 }
 
 /// What plugins may reach: outbound HTTP, the counters, the configured risk lists.

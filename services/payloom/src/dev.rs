@@ -113,6 +113,8 @@ async fn serve(args: DevArgs) -> anyhow::Result<()> {
     // The built-in plugins need no signature; what a developer drops into the folder is
     // built on their machine and not signed. `serve` refuses it unless told otherwise.
     config.set("plugins.allow_unsigned", toml::Value::Boolean(true));
+    // A component dropped into the folder goes through the plugin registry, as a push.
+    config.set("plugins.dir_publishes", toml::Value::Boolean(true));
     let listener = tokio::net::TcpListener::bind(args.listen)
         .await
         .with_context(|| format!("binding {}", args.listen))?;

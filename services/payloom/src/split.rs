@@ -320,6 +320,7 @@ fn shared_settings(
     let plugins = dir.join("plugins").display().to_string();
     set_default(table, "plugins.dir", plugins);
     set(table, "plugins.allow_unsigned", true);
+    set(table, "plugins.dir_publishes", true);
     set(table, "notification.allow_loopback", true);
     let emails = dir.join("emails.jsonl").display().to_string();
     set_default(table, "email.file", emails);

@@ -8,6 +8,7 @@
 
 mod builtin;
 pub use builtin::BuiltIns;
+pub mod folder;
 pub mod follow;
 mod routes;
 pub mod service;

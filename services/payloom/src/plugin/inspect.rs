@@ -146,9 +146,10 @@ pub async fn run(command: PluginCommand) -> anyhow::Result<ExitCode> {
             threads,
         } => run_bench(&target, fixture.as_deref(), calls, threads).await,
         PluginCommand::Sign { target, key } => sign(&target, &key).await,
-        PluginCommand::New { .. } | PluginCommand::Build { .. } | PluginCommand::Keygen { .. } => {
-            unreachable!("handled without a runtime")
-        }
+        PluginCommand::New { .. }
+        | PluginCommand::Build { .. }
+        | PluginCommand::Keygen { .. }
+        | PluginCommand::Ops(_) => unreachable!("handled before"),
     }
 }
 

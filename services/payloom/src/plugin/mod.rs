@@ -1,6 +1,7 @@
 //! `payloom plugin …`
 
 mod inspect;
+mod ops;
 mod scaffold;
 
 use std::path::{Path, PathBuf};
@@ -84,6 +85,10 @@ pub enum PluginCommand {
         #[arg(long)]
         key: PathBuf,
     },
+    /// Operations through the admin API: push, list, status, activate, canary, promote,
+    /// rollback.
+    #[command(flatten)]
+    Ops(ops::OpsCommand),
 }
 
 #[derive(Clone, Copy, ValueEnum)]
@@ -124,6 +129,10 @@ pub fn run(command: PluginCommand) -> anyhow::Result<ExitCode> {
             Ok(ExitCode::SUCCESS)
         }
         PluginCommand::Keygen { out } => keygen(&out),
+        PluginCommand::Ops(command) => tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()?
+            .block_on(ops::run(command)),
         command => tokio::runtime::Builder::new_multi_thread()
             .worker_threads(2)
             .enable_all()

@@ -83,6 +83,20 @@ async fn dev_serves_reference_plugins_and_hot_swaps_the_folder() {
         assert!(Instant::now() < deadline, "hostile never went live");
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
+    // It went through the plugin registry, as a push would: checked, stored, recorded.
+    let status = Command::new(env!("CARGO_BIN_EXE_payloom"))
+        .args(["plugin", "status", "hostile", "--data-dir"])
+        .arg(data.path())
+        .output()
+        .unwrap();
+    let status: serde_json::Value = serde_json::from_slice(&status.stdout).unwrap();
+    assert_eq!(status["active"], "9.1.0");
+    let latest = &status["history"][0];
+    assert!(
+        latest["actor"].as_str().unwrap().starts_with("watched folder "),
+        "{status}"
+    );
+    assert_eq!(latest["reason"], "dropped into the watched folder");
 }
 
 #[test]

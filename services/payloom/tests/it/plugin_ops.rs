@@ -292,3 +292,128 @@ async fn bad_pushes_are_refused_with_their_reason_and_change_nothing() {
     assert_eq!(sandbox.json["versions"][0]["publisher"], "built-in");
     assert_eq!(sandbox.json["active"], "0.1.0");
 }
+
+/// `payloom plugin <args>` against the platform in `data`; exit success, stdout, stderr.
+fn cli(data: &std::path::Path, args: &[&str]) -> (bool, Value, String) {
+    let output = std::process::Command::new(env!("CARGO_BIN_EXE_payloom"))
+        .arg("plugin")
+        .args(args)
+        .arg("--data-dir")
+        .arg(data)
+        .env_remove("PAYLOOM_ADMIN_URL")
+        .env_remove("PAYLOOM_ADMIN_USERNAME")
+        .env_remove("PAYLOOM_ADMIN_PASSWORD")
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    let json = serde_json::from_str(&stdout).unwrap_or(Value::Null);
+    (
+        output.status.success(),
+        json,
+        String::from_utf8_lossy(&output.stderr).into_owned(),
+    )
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_cli_pushes_canaries_promotes_and_rolls_back() {
+    let Some(p) = Platform::start(Backend::Sqlite).await else {
+        return;
+    };
+    let data = p.data.path();
+    let dist = tempfile::tempdir().unwrap();
+    for v in ["9.2.0", "9.3.0"] {
+        let (wasm, manifest) = version(&HOSTILE, v);
+        std::fs::write(dist.path().join(format!("hostile-{v}.wasm")), wasm).unwrap();
+        std::fs::write(dist.path().join(format!("hostile-{v}.toml")), manifest).unwrap();
+    }
+    let file = |v: &str| {
+        dist.path()
+            .join(format!("hostile-{v}.wasm"))
+            .display()
+            .to_string()
+    };
+    let (ok, pushed, _) = cli(data, &["push", &file("9.2.0")]);
+    assert!(ok && pushed["status"] == "staged", "{pushed}");
+    assert!(cli(data, &["push", &file("9.3.0")]).0);
+    let (ok, _, said) = cli(data, &["activate", "hostile", "9.2.0", "--reason", "first"]);
+    assert!(ok, "{said}");
+    serves(&p, "9.2.0").await;
+
+    let (ok, canary, said) = cli(
+        data,
+        &[
+            "canary",
+            "hostile",
+            "9.3.0",
+            "--percent",
+            "25",
+            "--reason",
+            "try",
+        ],
+    );
+    assert!(
+        ok && canary["action"] == "canary" && canary["percent"] == 25,
+        "{canary} {said}"
+    );
+    let (_, status, _) = cli(data, &["status", "hostile"]);
+    let by_version = |v: &str| {
+        status["versions"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|x| x["version"] == v)
+            .cloned()
+            .unwrap()
+    };
+    assert_eq!(
+        (
+            by_version("9.3.0")["status"].as_str(),
+            by_version("9.3.0")["canary_percent"].as_i64()
+        ),
+        (Some("canary"), Some(25))
+    );
+    let canary_line = ["plugin=\"hostile\"", "version=\"9.3.0\""];
+    while p
+        .metric("payloom_plugin_canary_percent", &canary_line)
+        .await
+        != 25.0
+    {
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert!(cli(data, &["promote", "hostile", "--reason", "good"]).0);
+    serves(&p, "9.3.0").await;
+    assert_eq!(
+        p.metric("payloom_plugin_canary_percent", &canary_line)
+            .await,
+        0.0
+    );
+    let (ok, rolled, _) = cli(data, &["rollback", "hostile", "--reason", "bad"]);
+    assert!(ok && rolled["version"] == "9.2.0", "{rolled}");
+    serves(&p, "9.2.0").await;
+
+    // Refusals exit non-zero with the API's reason.
+    let (ok, _, said) = cli(data, &["activate", "hostile", "9.9.9", "--reason", "x"]);
+    assert!(!ok && said.contains("refused: 404"), "{said}");
+    let (ok, _, said) = cli(
+        data,
+        &[
+            "canary",
+            "hostile",
+            "9.3.0",
+            "--percent",
+            "100",
+            "--reason",
+            "x",
+        ],
+    );
+    assert!(!ok && said.contains("100 is a promotion"), "{said}");
+    let (_, listed, _) = cli(data, &["list"]);
+    let hostile = listed["data"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|p| p["plugin_id"] == "hostile")
+        .unwrap();
+    assert_eq!(hostile["active"], "9.2.0");
+    assert_eq!(hostile["history"].as_array().unwrap().len(), 4);
+}
