@@ -1,6 +1,8 @@
 //! Prometheus metrics per plugin id and version.
 
 use std::fmt::Write;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 
 use prometheus_client::encoding::{EncodeLabelSet, EncodeLabelValue, LabelValueEncoder};
 use prometheus_client::metrics::counter::Counter;
@@ -105,11 +107,53 @@ pub struct PluginMetrics {
     pub cache_rejected: Counter,
 }
 
+/// Latency bucket bounds (s): 10 µs .. ~5 s, since fresh-instance calls take
+/// microseconds and adapters wait on PSPs.
+fn latency_bounds() -> impl Iterator<Item = f64> {
+    prometheus_client::metrics::histogram::exponential_buckets(1e-5, 3.0, LATENCY_BUCKETS as u16)
+}
+
+const LATENCY_BUCKETS: usize = 13;
+
 fn latency_histogram() -> Histogram {
-    // 10 µs .. ~5 s: fresh-instance calls take microseconds, adapters wait on PSPs.
-    Histogram::new(prometheus_client::metrics::histogram::exponential_buckets(
-        1e-5, 3.0, 13,
-    ))
+    Histogram::new(latency_bounds())
+}
+
+/// One version's call latencies in the histogram's buckets, readable in process (the
+/// Prometheus histogram's are not), so a node can report p50 / p99 for `plugin status`.
+#[derive(Debug, Clone, Default)]
+pub struct LatencySketch(Arc<[AtomicU64; LATENCY_BUCKETS + 1]>);
+
+impl LatencySketch {
+    pub fn observe(&self, seconds: f64) {
+        let bucket = latency_bounds()
+            .position(|bound| seconds <= bound)
+            .unwrap_or(LATENCY_BUCKETS);
+        self.0[bucket].fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// The `q` quantile in milliseconds, interpolated inside its bucket as Prometheus'
+    /// `histogram_quantile` does; `None` before the first call.
+    pub fn quantile_ms(&self, q: f64) -> Option<f64> {
+        let counts: Vec<u64> = self.0.iter().map(|c| c.load(Ordering::Relaxed)).collect();
+        let total: u64 = counts.iter().sum();
+        if total == 0 {
+            return None;
+        }
+        let bounds: Vec<f64> = latency_bounds().collect();
+        let rank = q * total as f64;
+        let mut below = 0u64;
+        for (i, &count) in counts.iter().enumerate() {
+            if count > 0 && (below + count) as f64 >= rank {
+                let lower = if i == 0 { 0.0 } else { bounds[i - 1] };
+                let upper = *bounds.get(i).unwrap_or(&bounds[LATENCY_BUCKETS - 1]);
+                let within = ((rank - below as f64) / count as f64).clamp(0.0, 1.0);
+                return Some((lower + (upper - lower) * within) * 1_000.0);
+            }
+            below += count;
+        }
+        Some(bounds[LATENCY_BUCKETS - 1] * 1_000.0)
+    }
 }
 
 /// One plugin version's call counter and latency histogram, looked up once at load so
@@ -120,6 +164,8 @@ pub struct PluginSeries {
     pub calls: Counter,
     /// Their latency.
     pub latency: Histogram,
+    /// The same latencies, for in-process quantiles.
+    pub sketch: LatencySketch,
     /// Whether the breaker payments go through is open.
     pub calls_breaker: Gauge,
     /// Whether the breaker PSP notifications go through is open.
@@ -131,6 +177,25 @@ pub struct PluginSeries {
 }
 
 impl PluginMetrics {
+    /// Failed calls of one version by kind, as counted so far.
+    pub fn errors_of(
+        &self,
+        plugin: &str,
+        version: &str,
+    ) -> std::collections::BTreeMap<&'static str, u64> {
+        ErrorKind::ALL
+            .into_iter()
+            .map(|kind| {
+                let labels = ErrorLabels {
+                    plugin: plugin.to_owned(),
+                    version: version.to_owned(),
+                    kind,
+                };
+                (kind.as_str(), self.errors.get_or_create(&labels).get())
+            })
+            .collect()
+    }
+
     /// The series of one plugin version.
     pub fn series(&self, plugin: &str, version: &str) -> PluginSeries {
         let labels = PluginLabels {
@@ -156,6 +221,7 @@ impl PluginMetrics {
         PluginSeries {
             calls: self.calls.get_or_create(&labels).clone(),
             latency: self.latency.get_or_create(&labels).clone(),
+            sketch: LatencySketch::default(),
             calls_breaker: breaker("calls"),
             notifications_breaker: breaker("notifications"),
             serving: self.serving.get_or_create(&labels).clone(),
@@ -210,5 +276,30 @@ impl PluginMetrics {
             metrics.cache_rejected.clone(),
         );
         metrics
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn quantiles_come_from_the_buckets_like_histogram_quantile() {
+        let sketch = LatencySketch::default();
+        assert_eq!(sketch.quantile_ms(0.5), None);
+        // 90 calls of 50 µs (bucket 30..90 µs) and 10 of 2 ms (bucket 0.81..2.43 ms).
+        for _ in 0..90 {
+            sketch.observe(50e-6);
+        }
+        for _ in 0..10 {
+            sketch.observe(2e-3);
+        }
+        let p50 = sketch.quantile_ms(0.5).unwrap();
+        assert!((0.03..=0.09).contains(&p50), "{p50}");
+        let p99 = sketch.quantile_ms(0.99).unwrap();
+        assert!((0.81..=2.43).contains(&p99), "{p99}");
+        // Beyond the last bound, the last bound is what is known.
+        sketch.observe(100.0);
+        assert!(sketch.quantile_ms(1.0).unwrap() <= 5_314.41 + 1e-6);
     }
 }

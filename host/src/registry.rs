@@ -73,6 +73,21 @@ pub struct PluginStatus {
     pub notify_breaker_open: bool,
 }
 
+/// What one serving version did on this node, for `plugin status`.
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize, PartialEq)]
+pub struct VersionStats {
+    pub plugin: String,
+    pub version: String,
+    pub digest: String,
+    /// The share of calls it takes as a canary; `None` for the active version.
+    pub canary_percent: Option<u8>,
+    pub calls: u64,
+    /// Failed calls by kind (`trap`, `timeout`, `memory`, `denied`, `refused`).
+    pub errors: std::collections::BTreeMap<String, u64>,
+    pub p50_ms: Option<f64>,
+    pub p99_ms: Option<f64>,
+}
+
 /// Why a call through the registry failed.
 #[derive(Debug, Clone, thiserror::Error)]
 pub enum CallFailure {
@@ -355,6 +370,43 @@ impl Registry {
             .collect();
         rows.sort_by(|a, b| a.id.cmp(&b.id));
         rows
+    }
+
+    /// What each active and canary version did here, sorted by plugin.
+    pub fn stats(&self) -> Vec<VersionStats> {
+        let slots: Vec<(String, Arc<Slot>)> = {
+            let slots = self.slots.read().expect("registry lock");
+            slots
+                .iter()
+                .map(|(id, slot)| (id.clone(), slot.clone()))
+                .collect()
+        };
+        let mut out = Vec::new();
+        for (_, slot) in slots {
+            out.push(self.stats_of(&slot.active.load_full(), None));
+            if let Some(canary) = slot.canary.load_full() {
+                out.push(self.stats_of(&canary.plugin, Some(canary.percent)));
+            }
+        }
+        out.sort_by(|a, b| (&a.plugin, a.canary_percent).cmp(&(&b.plugin, b.canary_percent)));
+        out
+    }
+
+    fn stats_of(&self, plugin: &Plugin, canary_percent: Option<u8>) -> VersionStats {
+        let errors = self
+            .runtime
+            .metrics()
+            .errors_of(plugin.id(), plugin.version());
+        VersionStats {
+            plugin: plugin.id().to_owned(),
+            version: plugin.version().to_owned(),
+            digest: plugin.info().digest.clone(),
+            canary_percent,
+            calls: plugin.series.calls.get(),
+            errors: errors.into_iter().map(|(k, v)| (k.to_owned(), v)).collect(),
+            p50_ms: plugin.series.sketch.quantile_ms(0.5),
+            p99_ms: plugin.series.sketch.quantile_ms(0.99),
+        }
     }
 
     /// Calls the active version of `id`, through its circuit breaker and the kind's

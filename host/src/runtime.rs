@@ -193,6 +193,11 @@ impl Runtime {
         &self.engine
     }
 
+    /// The plugin metrics of this process.
+    pub fn metrics(&self) -> &PluginMetrics {
+        &self.metrics
+    }
+
     /// The configuration in force.
     pub fn config(&self) -> &HostConfig {
         &self.config
@@ -360,10 +365,9 @@ impl Runtime {
         let started = Instant::now();
         plugin.series.calls.inc();
         let result = self.call_unmetered(plugin, ctx, call, started).await;
-        plugin
-            .series
-            .latency
-            .observe(started.elapsed().as_secs_f64());
+        let seconds = started.elapsed().as_secs_f64();
+        plugin.series.latency.observe(seconds);
+        plugin.series.sketch.observe(seconds);
         if let Err(err) = &result {
             let labels = ErrorLabels {
                 plugin: plugin.id().to_owned(),

@@ -113,7 +113,8 @@ pub struct Activation {
     pub at_ms: i64,
 }
 
-/// A plugin: its versions, newest first, and its activation history, latest first.
+/// A plugin: its versions, newest first, its activation history, latest first, and what
+/// each node that reported in the last seconds serves.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct PluginOut {
     pub plugin_id: String,
@@ -121,6 +122,42 @@ pub struct PluginOut {
     pub active: Option<String>,
     pub versions: Vec<PluginVersion>,
     pub history: Vec<Activation>,
+    #[serde(default)]
+    pub nodes: Vec<NodeReport>,
+}
+
+/// What one node serves and how it went, as it reports every second or so.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct NodeReport {
+    /// `<services>@<host>:<pid>`.
+    pub node: String,
+    pub versions: Vec<NodeVersion>,
+    /// Versions the registry activated that this node could not load, and why.
+    pub refused: Vec<NodeRefusal>,
+    /// When the registry received it.
+    #[serde(default)]
+    pub at_ms: i64,
+}
+
+/// One version a node serves (the active one, or a canary), with its calls there.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct NodeVersion {
+    pub plugin_id: String,
+    pub version: String,
+    pub digest: String,
+    pub canary_percent: Option<i64>,
+    pub calls: u64,
+    /// Failed calls by kind: `trap`, `timeout`, `memory`, `denied`, `refused`.
+    pub errors: std::collections::BTreeMap<String, u64>,
+    pub p50_ms: Option<f64>,
+    pub p99_ms: Option<f64>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct NodeRefusal {
+    pub plugin_id: String,
+    pub version: String,
+    pub reason: String,
 }
 
 /// What every node should serve: the active version of each plugin the registry
@@ -175,6 +212,8 @@ pub trait PluginRegistryApi: Send + Sync {
     /// Makes the canary the active version.
     async fn promote(&self, plugin_id: &str, input: RollbackIn) -> ApiResult<Activation>;
     async fn active_set(&self) -> ApiResult<ActiveSet>;
+    /// A node says what it serves; `plugin` shows the reports of the last seconds.
+    async fn report(&self, report: NodeReport) -> ApiResult<()>;
     async fn artifact(&self, plugin_id: &str, version: &str) -> ApiResult<Artifact>;
 }
 
@@ -197,6 +236,8 @@ pub mod operations {
     pub const PROMOTE: Operation<RollbackIn, Activation> =
         Operation::post("/internal/v1/plugins/{id}/promote");
     pub const ACTIVE_SET: Operation<(), ActiveSet> = Operation::get("/internal/v1/plugin-set");
+    pub const REPORT: Operation<NodeReport, serde_json::Value> =
+        Operation::post("/internal/v1/plugin-nodes");
     pub const ARTIFACT: Operation<(), Artifact> =
         Operation::get("/internal/v1/plugins/{id}/versions/{version}/artifact");
 }
@@ -235,6 +276,12 @@ impl PluginRegistryApi for PluginRegistryHttp {
     }
     async fn active_set(&self) -> ApiResult<ActiveSet> {
         operations::ACTIVE_SET.call(&self.0, &[], &()).await
+    }
+    async fn report(&self, report: NodeReport) -> ApiResult<()> {
+        operations::REPORT
+            .call(&self.0, &[], &report)
+            .await
+            .map(drop)
     }
     async fn artifact(&self, plugin_id: &str, version: &str) -> ApiResult<Artifact> {
         operations::ARTIFACT

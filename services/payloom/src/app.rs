@@ -212,6 +212,22 @@ async fn start_plugins(w: &mut Wiring<'_>) -> anyhow::Result<Arc<Registry>> {
 /// node within a second.
 const PLUGIN_FOLLOW_PERIOD: Duration = Duration::from_millis(250);
 
+/// How this process appears in the plugin registry's node reports:
+/// `<services>@<host>:<pid>`.
+fn node_name(local: &[&str]) -> String {
+    let host = std::fs::read_to_string("/etc/hostname")
+        .ok()
+        .map(|h| h.trim().to_owned())
+        .filter(|h| !h.is_empty())
+        .or_else(|| std::env::var("HOSTNAME").ok())
+        .unwrap_or_else(|| "localhost".to_owned());
+    let services = match local.len() {
+        n if n > 3 => format!("{n} services"),
+        _ => local.join("+"),
+    };
+    format!("{services}@{host}:{}", std::process::id())
+}
+
 /// Keeps this node's plugins on the registry's active versions, local or remote, and
 /// watches the plugins folder: under `[plugins] dir_publishes` (as `dev` runs) what is
 /// dropped there is pushed to the registry and activated for every node; otherwise it
@@ -220,7 +236,8 @@ async fn follow_and_watch(w: &mut Wiring<'_>, host: Arc<Registry>) -> anyhow::Re
     let api: Arc<dyn PluginRegistryApi> = w
         .get()
         .context("a node that runs plugins follows the plugin registry")?;
-    Follower::new(api.clone(), host.clone(), &mut w.metrics).spawn(PLUGIN_FOLLOW_PERIOD);
+    let node = node_name(w.local());
+    Follower::new(api.clone(), host.clone(), node, &mut w.metrics).spawn(PLUGIN_FOLLOW_PERIOD);
     let plugins: PluginsConfig = w.settings.config.section("plugins")?;
     let dir = plugins
         .dir

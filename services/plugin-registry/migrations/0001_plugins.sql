@@ -29,3 +29,9 @@ CREATE TABLE plugin_activations (
     at_ms BIGINT NOT NULL
 );
 CREATE INDEX plugin_activations_by_plugin ON plugin_activations (plugin_id, seq)
+;
+CREATE TABLE plugin_nodes (
+    node TEXT PRIMARY KEY,
+    report TEXT NOT NULL,
+    at_ms BIGINT NOT NULL
+)

@@ -7,13 +7,15 @@
 //! it had and does not retry that version until the set changes again. A node that
 //! starts later catches up on its first poll.
 
-use std::collections::HashSet;
+use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Duration;
 
 use base64::Engine as _;
 use payloom_host::{Installed, Plugin, Registry};
-use payloom_plugin_registry_contract::{ActivePlugin, ActiveSet, PluginRegistryApi};
+use payloom_plugin_registry_contract::{
+    ActivePlugin, ActiveSet, NodeRefusal, NodeReport, NodeVersion, PluginRegistryApi,
+};
 use prometheus_client::encoding::EncodeLabelSet;
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
@@ -25,17 +27,26 @@ struct VersionLabels {
     version: String,
 }
 
-/// Follows the active set of `api` into `host`.
+/// Follows the active set of `api` into `host`, and reports what this node serves.
 pub struct Follower {
     api: Arc<dyn PluginRegistryApi>,
     host: Arc<Registry>,
     failures: Family<VersionLabels, Counter>,
+    node: String,
 }
 
+/// Versions this node could not load, with why, until the active set changes.
+pub type Refused = HashMap<(String, String), String>;
+
+/// Polls between two reports of what this node serves.
+const POLLS_PER_REPORT: u32 = 4;
+
 impl Follower {
+    /// `node` names this process in reports (`<services>@<host>:<pid>`).
     pub fn new(
         api: Arc<dyn PluginRegistryApi>,
         host: Arc<Registry>,
+        node: String,
         metrics: &mut Metrics,
     ) -> Self {
         let failures = Family::default();
@@ -48,15 +59,21 @@ impl Follower {
             api,
             host,
             failures,
+            node,
         }
     }
 
     /// Polls every `period` until the process ends.
     pub fn spawn(self, period: Duration) -> tokio::task::JoinHandle<()> {
         tokio::spawn(async move {
-            let (mut seen, mut refused) = (None, HashSet::new());
+            let (mut seen, mut refused) = (None, Refused::new());
             let mut reachable = true;
+            let mut poll = 0u32;
             loop {
+                if poll.is_multiple_of(POLLS_PER_REPORT) {
+                    self.report(&refused).await;
+                }
+                poll = poll.wrapping_add(1);
                 match self.api.active_set().await {
                     Ok(set) => {
                         if !reachable {
@@ -80,13 +97,46 @@ impl Follower {
         })
     }
 
+    /// Tells the registry what this node serves, the calls each version took here, and
+    /// what it refused. A registry that does not answer misses one report.
+    async fn report(&self, refused: &Refused) {
+        let versions = self
+            .host
+            .stats()
+            .into_iter()
+            .map(|s| NodeVersion {
+                plugin_id: s.plugin,
+                version: s.version,
+                digest: s.digest,
+                canary_percent: s.canary_percent.map(i64::from),
+                calls: s.calls,
+                errors: s.errors,
+                p50_ms: s.p50_ms,
+                p99_ms: s.p99_ms,
+            })
+            .collect();
+        let refused = refused
+            .iter()
+            .map(|((plugin_id, version), reason)| NodeRefusal {
+                plugin_id: plugin_id.clone(),
+                version: version.clone(),
+                reason: reason.clone(),
+            })
+            .collect();
+        let report = NodeReport {
+            node: self.node.clone(),
+            versions,
+            refused,
+            at_ms: 0,
+        };
+        if let Err(e) = self.api.report(report).await {
+            tracing::debug!("the plugin registry did not take this node's report: {e}");
+        }
+    }
+
     /// Brings every plugin of `set` to its active version and canary; returns the
     /// active versions it swapped in.
-    pub async fn apply(
-        &self,
-        set: &ActiveSet,
-        refused: &mut HashSet<(String, String)>,
-    ) -> Vec<Installed> {
+    pub async fn apply(&self, set: &ActiveSet, refused: &mut Refused) -> Vec<Installed> {
         let mut swapped = Vec::new();
         for wanted in &set.plugins {
             let serving = self.host.get(&wanted.plugin_id);
@@ -120,7 +170,7 @@ impl Follower {
         Ok(installed)
     }
 
-    async fn follow_canary(&self, wanted: &ActivePlugin, refused: &mut HashSet<(String, String)>) {
+    async fn follow_canary(&self, wanted: &ActivePlugin, refused: &mut Refused) {
         let id = &wanted.plugin_id;
         let running = self.host.canary(id);
         let Some(canary) = &wanted.canary else {
@@ -151,13 +201,7 @@ impl Follower {
         }
     }
 
-    fn refuse(
-        &self,
-        plugin: &str,
-        version: &str,
-        error: &anyhow::Error,
-        refused: &mut HashSet<(String, String)>,
-    ) {
+    fn refuse(&self, plugin: &str, version: &str, error: &anyhow::Error, refused: &mut Refused) {
         tracing::error!(
             plugin,
             version,
@@ -168,7 +212,7 @@ impl Follower {
             version: version.to_owned(),
         };
         self.failures.get_or_create(&labels).inc();
-        refused.insert(labels.into());
+        refused.insert(labels.into(), format!("{error:#}"));
     }
 
     /// Loads a stored version through this node's checks; `None` when it cannot (said
@@ -178,9 +222,9 @@ impl Follower {
         plugin_id: &str,
         version: &str,
         digest: &str,
-        refused: &mut HashSet<(String, String)>,
+        refused: &mut Refused,
     ) -> Option<Arc<Plugin>> {
-        if refused.contains(&(plugin_id.to_owned(), version.to_owned())) {
+        if refused.contains_key(&(plugin_id.to_owned(), version.to_owned())) {
             return None;
         }
         match self.load(plugin_id, version, digest).await {

@@ -36,6 +36,11 @@ pub const MIGRATIONS: &[Migration] = &[Migration {
     sql: include_str!("../migrations/0001_plugins.sql"),
 }];
 
+/// How recent a node's report must be for `plugin` to show it: nodes report every second.
+const NODE_REPORT_FRESH_MS: i64 = 10_000;
+/// Entries one node report may carry.
+const NODE_REPORT_ENTRIES_MAX: usize = 1_000;
+
 /// Longest activation reason and actor name kept in the history.
 const TEXT_LEN_MAX: usize = 500;
 
@@ -239,9 +244,34 @@ impl PluginRegistryApi for PluginRegistry {
     }
 
     async fn plugin(&self, plugin_id: &str) -> ApiResult<PluginOut> {
-        store::plugin(&self.db, plugin_id)
+        let mut plugin = store::plugin(&self.db, plugin_id)
             .await?
-            .ok_or_else(|| ApiError::not_found("plugin", plugin_id))
+            .ok_or_else(|| ApiError::not_found("plugin", plugin_id))?;
+        let since = self.clock.now_ms() - NODE_REPORT_FRESH_MS;
+        plugin.nodes = store::reports(&self.db, since)
+            .await?
+            .into_iter()
+            .map(|mut report| {
+                report.versions.retain(|v| v.plugin_id == plugin_id);
+                report.refused.retain(|r| r.plugin_id == plugin_id);
+                report
+            })
+            .collect();
+        Ok(plugin)
+    }
+
+    async fn report(&self, mut report: NodeReport) -> ApiResult<()> {
+        bounded("node", &report.node, true)?;
+        if report.versions.len() > NODE_REPORT_ENTRIES_MAX
+            || report.refused.len() > NODE_REPORT_ENTRIES_MAX
+        {
+            return Err(ApiError::invalid(
+                "versions",
+                format!("at most {NODE_REPORT_ENTRIES_MAX} entries"),
+            ));
+        }
+        report.at_ms = self.clock.now_ms();
+        Ok(store::save_report(&self.db, &report).await?)
     }
 
     async fn activate(&self, plugin_id: &str, input: ActivateIn) -> ApiResult<Activation> {

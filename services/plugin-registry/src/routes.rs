@@ -9,7 +9,7 @@ use payloom_host::runtime::COMPONENT_BYTES_MAX;
 use payloom_platform::{ApiJson, ApiResult};
 
 use crate::{
-    ActivateIn, Activation, ActiveSet, Artifact, CanaryIn, PluginOut, PluginRegistry,
+    ActivateIn, Activation, ActiveSet, Artifact, CanaryIn, NodeReport, PluginOut, PluginRegistry,
     PluginRegistryApi, PluginVersion, PushIn, RollbackIn, operations,
 };
 
@@ -30,6 +30,7 @@ pub fn router(registry: Arc<PluginRegistry>) -> Router {
     let router = operations::CANARY.route(router, canary);
     let router = operations::PROMOTE.route(router, promote);
     let router = operations::ACTIVE_SET.route(router, active_set);
+    let router = operations::REPORT.route(router, report);
     let router = operations::ARTIFACT.route(router, artifact);
     router.merge(push_route).with_state(registry)
 }
@@ -79,6 +80,14 @@ async fn promote(
     ApiJson(input): ApiJson<RollbackIn>,
 ) -> ApiResult<Json<Activation>> {
     r.promote(&id, input).await.map(Json)
+}
+
+async fn report(
+    State(r): Registry,
+    ApiJson(input): ApiJson<NodeReport>,
+) -> ApiResult<Json<serde_json::Value>> {
+    r.report(input).await?;
+    Ok(Json(serde_json::json!({"received": true})))
 }
 
 async fn active_set(State(r): Registry) -> ApiResult<Json<ActiveSet>> {

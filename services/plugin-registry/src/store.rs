@@ -5,8 +5,8 @@ use payloom_platform::db::is_unique_violation;
 use payloom_platform::events::Outbox;
 use payloom_platform::{ApiError, ApiResult, Db};
 use payloom_plugin_registry_contract::{
-    Activation, ActiveCanary, ActivePlugin, ActiveSet, Artifact, PluginEvent, PluginOut,
-    PluginVersion, PushIn, VersionStatus,
+    Activation, ActiveCanary, ActivePlugin, ActiveSet, Artifact, NodeReport, PluginEvent,
+    PluginOut, PluginVersion, PushIn, VersionStatus,
 };
 use sqlx::Row;
 use sqlx::any::AnyRow;
@@ -162,6 +162,34 @@ pub async fn active_version(db: &Db, plugin_id: &str) -> sqlx::Result<Option<Plu
     row.as_ref().map(version_of).transpose()
 }
 
+/// Keeps a node's latest report.
+pub async fn save_report(db: &Db, report: &NodeReport) -> sqlx::Result<()> {
+    let text = serde_json::to_string(report).expect("a report serialises");
+    sqlx::query(
+        "INSERT INTO plugin_nodes (node, report, at_ms) VALUES ($1, $2, $3) \
+         ON CONFLICT (node) DO UPDATE SET report = excluded.report, at_ms = excluded.at_ms",
+    )
+    .bind(&report.node)
+    .bind(text)
+    .bind(report.at_ms)
+    .execute(db.pool())
+    .await
+    .map(drop)
+}
+
+/// The reports received since `since_ms`, by node.
+pub async fn reports(db: &Db, since_ms: i64) -> sqlx::Result<Vec<NodeReport>> {
+    let texts: Vec<String> =
+        sqlx::query_scalar("SELECT report FROM plugin_nodes WHERE at_ms >= $1 ORDER BY node")
+            .bind(since_ms)
+            .fetch_all(db.pool())
+            .await?;
+    Ok(texts
+        .iter()
+        .filter_map(|t| serde_json::from_str(t).ok())
+        .collect())
+}
+
 pub async fn plugin_ids(db: &Db) -> sqlx::Result<Vec<String>> {
     sqlx::query_scalar("SELECT DISTINCT plugin_id FROM plugin_versions ORDER BY plugin_id")
         .fetch_all(db.pool())
@@ -200,6 +228,7 @@ pub async fn plugin(db: &Db, plugin_id: &str) -> sqlx::Result<Option<PluginOut>>
         active,
         versions,
         history,
+        nodes: Vec::new(),
     }))
 }
 

@@ -93,7 +93,10 @@ async fn dev_serves_reference_plugins_and_hot_swaps_the_folder() {
     assert_eq!(status["active"], "9.1.0");
     let latest = &status["history"][0];
     assert!(
-        latest["actor"].as_str().unwrap().starts_with("watched folder "),
+        latest["actor"]
+            .as_str()
+            .unwrap()
+            .starts_with("watched folder "),
         "{status}"
     );
     assert_eq!(latest["reason"], "dropped into the watched folder");

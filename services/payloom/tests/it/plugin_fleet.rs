@@ -91,6 +91,17 @@ impl Ops {
         }
     }
 
+    async fn get(&self, path: &str) -> Value {
+        let response = self
+            .http
+            .get(format!("{}/admin/v1/plugins{path}", self.admin))
+            .bearer_auth(&self.token)
+            .send()
+            .await
+            .unwrap();
+        answer(response).await.json
+    }
+
     async fn post(&self, path: &str, body: Value) -> Value {
         let response = self
             .http
@@ -316,7 +327,34 @@ async fn canary_promote_and_roll_back_across_two_channel_nodes_under_a_stream_of
         &failed[..failed.len().min(3)]
     );
 
-    // A node that starts later serves what is active.
+    // plugin status: each node's version, with the calls it took there (nodes report
+    // every second, so the last rollback shows within one).
+    let started = Instant::now();
+    let channel_nodes = loop {
+        let status = ops.get("/sandbox").await;
+        let nodes: Vec<Value> = status["nodes"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter(|n| n["node"].as_str().unwrap().starts_with("channel-adapter@"))
+            .filter(|n| n["versions"][0]["version"] == "0.1.0")
+            .cloned()
+            .collect();
+        if nodes.len() == 2 {
+            break nodes;
+        }
+        assert!(started.elapsed() < Duration::from_secs(10), "{status}");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    };
+    for node in channel_nodes {
+        let serving = &node["versions"][0];
+        assert!(serving["calls"].as_u64().unwrap() > 0, "{node}");
+        assert!(serving["p99_ms"].as_f64().unwrap() > 0.0, "{node}");
+        assert_eq!(serving["errors"]["trap"], 0);
+    }
+
+    // A node that starts later serves what is active; one that does not trust its
+    // publisher keeps what it has and says why in plugin status.
     ops.post(
         "/sandbox/canary",
         json!({"version": "0.2.0", "percent": 50, "reason": "again"}),
@@ -324,14 +362,51 @@ async fn canary_promote_and_roll_back_across_two_channel_nodes_under_a_stream_of
     .await;
     ops.post("/sandbox/promote", json!({"reason": "for the late node"}))
         .await;
-    let (config_c, metrics_c) = another_channel_node(&config, "c", free_port());
-    let _c = serve(
-        &config_c,
-        &dir.path().join("c"),
+    let late = |name: &str| {
+        let (config, metrics) = another_channel_node(&config, name, free_port());
+        let node = serve(
+            &config,
+            &dir.path().join(name),
+            &db.url,
+            &["channel-adapter"],
+            "channel-adapter",
+        );
+        (config, metrics, node)
+    };
+    let (_, metrics_c, _c) = late("c");
+    every_node(std::slice::from_ref(&metrics_c), &serving_line("0.2.0")).await;
+    assert_eq!(serving(&metrics_c, "sandbox", "0.1.0").await, Some(0));
+
+    let (config_d, _, d) = late("d");
+    drop(d);
+    let text = std::fs::read_to_string(&config_d).unwrap();
+    let untrusting = text.replace(
+        &format!("trusted_keys = [\"{trusted}\"]"),
+        "trusted_keys = []",
+    );
+    assert_ne!(untrusting, text);
+    std::fs::write(&config_d, untrusting).unwrap();
+    let d = serve(
+        &config_d,
+        &dir.path().join("d2"),
         &db.url,
         &["channel-adapter"],
         "channel-adapter",
     );
-    every_node(std::slice::from_ref(&metrics_c), &serving_line("0.2.0")).await;
-    assert_eq!(serving(&metrics_c, "sandbox", "0.1.0").await, Some(0));
+    let suffix = format!(":{}", d.0.id());
+    let refused = loop {
+        let status = ops.get("/sandbox").await;
+        let found = status["nodes"].as_array().unwrap().iter().find(|n| {
+            n["node"].as_str().unwrap().ends_with(&suffix)
+                && !n["refused"].as_array().unwrap().is_empty()
+        });
+        if let Some(node) = found {
+            break node.clone();
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    };
+    assert_eq!(refused["versions"][0]["version"], "0.1.0", "{refused}");
+    assert_eq!(refused["refused"][0]["version"], "0.2.0");
+    let reason = refused["refused"][0]["reason"].as_str().unwrap();
+    assert!(reason.contains("untrusted key"), "{reason}");
 }
