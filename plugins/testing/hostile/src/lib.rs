@@ -6,13 +6,18 @@ use payloom_sdk::config::Config;
 use payloom_sdk::risk::*;
 use payloom_sdk::{KeyValue, String, Vec, clock, format, vec};
 
-/// Patched by tests to produce "9.2.0", "9.3.0".
+/// Patched by tests to produce "9.2.0", "9.3.0". Patched to "9.9.9", `describe` traps:
+/// a build that fails its smoke test.
 const VERSION: &str = "9.1.0";
 
 struct Hostile;
 
 impl Guest for Hostile {
     fn describe() -> Descriptor {
+        // Read through black_box, or the compiler folds the comparison with the constant.
+        if core::hint::black_box(VERSION) == "9.9.9" {
+            panic!("this build traps in describe");
+        }
         Descriptor {
             id: "hostile".into(),
             version: VERSION.into(),

@@ -195,6 +195,7 @@ async fn bad_pushes_are_refused_with_their_reason_and_change_nothing() {
     );
     let as_channel = m2.replace("risk-rule", "channel-adapter");
     let under_sandbox = m2.replace("id = \"hostile\"", "id = \"sandbox\"");
+    let (trapping, trapping_manifest) = version(&HOSTILE, "9.9.9");
     let cases: Vec<(&str, Value, u16, &str)> = vec![
         (
             "not wasm",
@@ -237,6 +238,12 @@ async fn bad_pushes_are_refused_with_their_reason_and_change_nothing() {
             push_body(&v2, &under_sandbox, None),
             422,
             "describe says hostile@9.2.0",
+        ),
+        (
+            "a component that traps in its smoke test",
+            push_body(&trapping, &trapping_manifest, None),
+            422,
+            "smoke test (describe) failed",
         ),
         (
             "not base64",
