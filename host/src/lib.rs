@@ -19,6 +19,7 @@ pub mod policy;
 pub mod registry;
 pub mod runtime;
 pub mod sandbox;
+pub mod shadow;
 pub mod signing;
 pub mod state;
 pub mod watch;

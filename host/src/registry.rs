@@ -13,6 +13,7 @@ use crate::metrics::ErrorKind;
 use crate::plugin::{Call, Plugin, Reply};
 use crate::policy::FailurePolicy;
 use crate::runtime::{CallError, CallReport, Runtime};
+use crate::shadow::{Recording, Replay, ShadowStats, ShadowSummary};
 use crate::state::CallContext;
 
 /// One plugin id: the version serving now, the one before it, and a candidate taking a
@@ -21,6 +22,13 @@ struct Slot {
     active: ArcSwap<Plugin>,
     previous: ArcSwapOption<Plugin>,
     canary: ArcSwapOption<Canary>,
+    shadow: ArcSwapOption<Shadow>,
+}
+
+/// A channel candidate running beside the active version, never reaching the PSP.
+struct Shadow {
+    plugin: Arc<Plugin>,
+    stats: Arc<ShadowStats>,
 }
 
 /// A candidate version taking `percent` of calls, chosen by routing key.
@@ -180,6 +188,14 @@ fn swap(slot: &Slot, plugin: Arc<Plugin>) -> Installed {
     }
 }
 
+/// A call's answer as compared between a live version and its shadow.
+fn reply_text(result: &Result<CallReport, CallError>) -> String {
+    match result {
+        Ok(report) => serde_json::to_string(&report.reply).unwrap_or_default(),
+        Err(error) => format!("failure ({:?})", error.kind),
+    }
+}
+
 /// Active plugins by id.
 pub struct Registry {
     runtime: Arc<Runtime>,
@@ -238,6 +254,7 @@ impl Registry {
                     active: ArcSwap::new(plugin),
                     previous: ArcSwapOption::empty(),
                     canary: ArcSwapOption::empty(),
+                    shadow: ArcSwapOption::empty(),
                 }),
             );
             return Ok(Installed {
@@ -316,6 +333,95 @@ impl Registry {
     pub fn canary(&self, id: &str) -> Option<(Arc<Plugin>, u8)> {
         let canary = self.slot(id)?.canary.load_full()?;
         Some((canary.plugin.clone(), canary.percent))
+    }
+
+    /// Runs `plugin` (a channel) beside `plugin`'s id's active version on every call, off
+    /// the request path, answered from the live call's recorded HTTP; replaces any
+    /// shadow before it.
+    pub fn set_shadow(&self, plugin: Arc<Plugin>) -> anyhow::Result<()> {
+        let id = plugin.id();
+        anyhow::ensure!(
+            plugin.kind() == PluginKind::Channel,
+            "only channel components run in shadow"
+        );
+        let slot = self
+            .slot(id)
+            .ok_or_else(|| anyhow::anyhow!("`{id}` has no active version to shadow"))?;
+        anyhow::ensure!(
+            slot.active.load().kind() == plugin.kind(),
+            "`{id}` is not a channel"
+        );
+        let same = slot
+            .shadow
+            .load()
+            .as_ref()
+            .is_some_and(|s| s.plugin.info().pair_digest == plugin.info().pair_digest);
+        if !same {
+            let stats = Arc::default();
+            slot.shadow.store(Some(Arc::new(Shadow { plugin, stats })));
+        }
+        Ok(())
+    }
+
+    /// Ends `id`'s shadow run, if one runs.
+    pub fn clear_shadow(&self, id: &str) {
+        if let Some(slot) = self.slot(id) {
+            slot.shadow.store(None);
+        }
+    }
+
+    /// `id`'s shadow candidate, if one runs.
+    pub fn shadow(&self, id: &str) -> Option<Arc<Plugin>> {
+        Some(self.slot(id)?.shadow.load_full()?.plugin.clone())
+    }
+
+    /// What every shadow candidate did here, by plugin.
+    pub fn shadow_summaries(&self) -> Vec<ShadowSummary> {
+        let slots = self.slots.read().expect("registry lock");
+        let mut out: Vec<ShadowSummary> = slots
+            .values()
+            .filter_map(|slot| slot.shadow.load_full())
+            .map(|s| s.stats.summary(s.plugin.id(), s.plugin.version()))
+            .collect();
+        out.sort_by(|a, b| a.plugin.cmp(&b.plugin));
+        out
+    }
+
+    /// Runs `call` on `shadow` with the live call's recorded HTTP, off the request path,
+    /// and counts where it differs.
+    fn spawn_shadow(
+        &self,
+        shadow: Arc<Shadow>,
+        recording: Arc<Recording>,
+        ctx: CallContext,
+        call: Call,
+        live: &str,
+    ) {
+        let runtime = self.runtime.clone();
+        let live = live.to_owned();
+        tokio::spawn(async move {
+            let exchanges = recording.exchanges();
+            let live_requests: Vec<_> = exchanges.iter().map(|(r, _)| r.clone()).collect();
+            let replay = Replay::new(exchanges);
+            let result = runtime
+                .call(
+                    &shadow.plugin,
+                    ctx.with_outbound(replay.clone()),
+                    call.clone(),
+                )
+                .await;
+            let found = crate::shadow::differences(
+                &live_requests,
+                &replay.asked(),
+                &live,
+                &reply_text(&result),
+            );
+            let name = match &call {
+                Call::Channel(c) => c.name(),
+                _ => "call",
+            };
+            shadow.stats.record(name, found);
+        });
     }
 
     /// The version a call keyed by `routing_key` reaches: the canary for its share of
@@ -458,10 +564,34 @@ impl Registry {
         let plugin = self
             .get_for(id, ctx.routing_key.as_deref())
             .ok_or_else(not_found)?;
+        // A channel shadow runs beside the call, on what the live call's HTTP recorded;
+        // `describe` names each version's own identity, so it is not compared.
+        let shadow = match &call {
+            Call::Channel(c) if !matches!(c, crate::plugin::ChannelCall::Describe) => {
+                self.slot(id).and_then(|s| s.shadow.load_full())
+            }
+            _ => None,
+        };
+        let (ctx, recording) = match &shadow {
+            Some(_) => {
+                let inner = ctx
+                    .outbound
+                    .clone()
+                    .unwrap_or_else(|| self.runtime.services().http.clone());
+                let recording = Recording::new(inner);
+                (ctx.with_outbound(recording.clone()), Some(recording))
+            }
+            None => (ctx, None),
+        };
         if plugin.kind() != kind {
             return Err(not_found());
         }
-        let error = match self.through_breaker(&plugin, &ctx, &call).await {
+        let result = self.through_breaker(&plugin, &ctx, &call).await;
+        if let (Some(shadow), Some(recording)) = (shadow, recording) {
+            let live = reply_text(&result);
+            self.spawn_shadow(shadow, recording, ctx.clone(), call.clone(), &live);
+        }
+        let error = match result {
             Ok(report) => return Ok(report),
             Err(error) => error,
         };

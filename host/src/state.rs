@@ -30,6 +30,9 @@ pub struct CallContext {
     /// What the call is about (a payment id): a canary takes a fixed share of keys, so
     /// every call about one payment reaches the same version. Unset, the active serves.
     pub routing_key: Option<String>,
+    /// Where `http.send` goes for this call, when not the host's client: a shadow run's
+    /// recording or replay.
+    pub(crate) outbound: Option<Arc<dyn crate::capabilities::http::Outbound>>,
 }
 
 impl CallContext {
@@ -48,6 +51,15 @@ impl CallContext {
     /// A context whose clock reads `now_ms`.
     pub fn at(mut self, now_ms: i64) -> Self {
         self.now_ms = Some(now_ms);
+        self
+    }
+
+    /// This context with `http.send` answered by `outbound`.
+    pub(crate) fn with_outbound(
+        mut self,
+        outbound: Arc<dyn crate::capabilities::http::Outbound>,
+    ) -> Self {
+        self.outbound = Some(outbound);
         self
     }
 

@@ -9,7 +9,7 @@ use axum::routing::{get, post};
 use axum::{Json, Router};
 use payloom_platform::{ApiJson, ApiResult};
 use payloom_plugin_registry_contract::{
-    ActivateIn, Activation, CanaryIn, PluginOut, PluginVersion, PushIn, RollbackIn,
+    ActivateIn, Activation, CanaryIn, PluginOut, PluginVersion, PushIn, RollbackIn, ShadowIn,
 };
 use serde_json::{Value, json};
 
@@ -31,6 +31,7 @@ pub(crate) fn routes() -> Router<Arc<Admin>> {
         .route("/admin/v1/plugins/{id}/rollback", post(rollback))
         .route("/admin/v1/plugins/{id}/canary", post(canary))
         .route("/admin/v1/plugins/{id}/promote", post(promote))
+        .route("/admin/v1/plugins/{id}/shadow", post(shadow))
 }
 
 async fn push(
@@ -92,4 +93,14 @@ async fn promote(
 ) -> ApiResult<Json<Activation>> {
     input.actor = operator.named(&a).await?;
     a.plugins.promote(&id, input).await.map(Json)
+}
+
+async fn shadow(
+    State(a): State<Arc<Admin>>,
+    operator: Operator,
+    Path(id): Path<String>,
+    ApiJson(mut input): ApiJson<ShadowIn>,
+) -> ApiResult<Json<Activation>> {
+    input.actor = operator.named(&a).await?;
+    a.plugins.shadow(&id, input).await.map(Json)
 }

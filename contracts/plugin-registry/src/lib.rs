@@ -39,6 +39,9 @@ pub enum VersionStatus {
     Active,
     /// Takes a share of calls beside the active version, chosen by payment id.
     Canary,
+    /// A channel candidate running beside the active version on every call, answered
+    /// from the live call's recorded HTTP; its answers are compared, never used.
+    Shadow,
     /// Served once, replaced since.
     Retired,
 }
@@ -86,6 +89,15 @@ pub struct CanaryIn {
     pub actor: String,
 }
 
+/// Run channel `version` in shadow beside the active version.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct ShadowIn {
+    pub version: String,
+    pub reason: String,
+    #[serde(default)]
+    pub actor: String,
+}
+
 /// Make the canary the active version, or (rollback) end a canary or put back the version
 /// that was active before the current one.
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -104,7 +116,8 @@ pub struct Activation {
     pub version: String,
     /// The version it replaced, if one was active.
     pub previous: Option<String>,
-    /// `activate`, `rollback`, `canary`, `promote` or `canary_rollback`.
+    /// `activate`, `rollback`, `canary`, `promote`, `canary_rollback`, `shadow` or
+    /// `shadow_end`.
     pub action: String,
     /// The canary's share, for `canary`.
     pub percent: Option<i64>,
@@ -134,6 +147,9 @@ pub struct NodeReport {
     pub versions: Vec<NodeVersion>,
     /// Versions the registry activated that this node could not load, and why.
     pub refused: Vec<NodeRefusal>,
+    /// What each shadow candidate did here.
+    #[serde(default)]
+    pub shadows: Vec<NodeShadow>,
     /// When the registry received it.
     #[serde(default)]
     pub at_ms: i64,
@@ -151,6 +167,17 @@ pub struct NodeVersion {
     pub errors: std::collections::BTreeMap<String, u64>,
     pub p50_ms: Option<f64>,
     pub p99_ms: Option<f64>,
+}
+
+/// A shadow candidate on one node: calls it ran beside, how many differed, the latest
+/// differences.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct NodeShadow {
+    pub plugin_id: String,
+    pub version: String,
+    pub compared: u64,
+    pub differing: u64,
+    pub differences: Vec<String>,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -174,6 +201,14 @@ pub struct ActivePlugin {
     pub version: String,
     pub digest: String,
     pub canary: Option<ActiveCanary>,
+    #[serde(default)]
+    pub shadow: Option<ActiveShadow>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ActiveShadow {
+    pub version: String,
+    pub digest: String,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -204,11 +239,13 @@ pub trait PluginRegistryApi: Send + Sync {
     /// Makes a staged or retired version active; an older one than the active needs
     /// `rollback` (409 `downgrade_needs_rollback`).
     async fn activate(&self, plugin_id: &str, input: ActivateIn) -> ApiResult<Activation>;
-    /// Ends the canary if one runs; otherwise makes the version active before the
-    /// current one active again.
+    /// Ends the canary if one runs, else the shadow run if one runs; otherwise makes the
+    /// version active before the current one active again.
     async fn rollback(&self, plugin_id: &str, input: RollbackIn) -> ApiResult<Activation>;
     /// Sends a share of calls to a newer version beside the active one.
     async fn canary(&self, plugin_id: &str, input: CanaryIn) -> ApiResult<Activation>;
+    /// Runs a channel version in shadow beside the active one.
+    async fn shadow(&self, plugin_id: &str, input: ShadowIn) -> ApiResult<Activation>;
     /// Makes the canary the active version.
     async fn promote(&self, plugin_id: &str, input: RollbackIn) -> ApiResult<Activation>;
     async fn active_set(&self) -> ApiResult<ActiveSet>;
@@ -233,6 +270,8 @@ pub mod operations {
         Operation::post("/internal/v1/plugins/{id}/rollback");
     pub const CANARY: Operation<CanaryIn, Activation> =
         Operation::post("/internal/v1/plugins/{id}/canary");
+    pub const SHADOW: Operation<ShadowIn, Activation> =
+        Operation::post("/internal/v1/plugins/{id}/shadow");
     pub const PROMOTE: Operation<RollbackIn, Activation> =
         Operation::post("/internal/v1/plugins/{id}/promote");
     pub const ACTIVE_SET: Operation<(), ActiveSet> = Operation::get("/internal/v1/plugin-set");
@@ -268,6 +307,9 @@ impl PluginRegistryApi for PluginRegistryHttp {
     }
     async fn canary(&self, plugin_id: &str, input: CanaryIn) -> ApiResult<Activation> {
         operations::CANARY.call(&self.0, &[plugin_id], &input).await
+    }
+    async fn shadow(&self, plugin_id: &str, input: ShadowIn) -> ApiResult<Activation> {
+        operations::SHADOW.call(&self.0, &[plugin_id], &input).await
     }
     async fn promote(&self, plugin_id: &str, input: RollbackIn) -> ApiResult<Activation> {
         operations::PROMOTE

@@ -286,7 +286,10 @@ fn transport_error(err: reqwest::Error) -> Error {
 impl http::Host for CallState {
     async fn send(&mut self, req: Request) -> Result<Response, Error> {
         check_allowed(&req.url, &self.plugin.allowed_hosts)?;
-        self.services.http.send(req, self.deadline).await
+        match &self.ctx.outbound {
+            Some(outbound) => outbound.send(req, self.deadline).await,
+            None => self.services.http.send(req, self.deadline).await,
+        }
     }
 }
 

@@ -8,6 +8,7 @@ mod hostile;
 mod http;
 mod loading;
 mod reference;
+mod shadow;
 mod swap;
 mod trust;
 mod watch;

@@ -14,7 +14,7 @@ use std::time::Duration;
 use base64::Engine as _;
 use payloom_host::{Installed, Plugin, Registry};
 use payloom_plugin_registry_contract::{
-    ActivePlugin, ActiveSet, NodeRefusal, NodeReport, NodeVersion, PluginRegistryApi,
+    ActivePlugin, ActiveSet, NodeRefusal, NodeReport, NodeShadow, NodeVersion, PluginRegistryApi,
 };
 use prometheus_client::encoding::EncodeLabelSet;
 use prometheus_client::metrics::counter::Counter;
@@ -123,10 +123,23 @@ impl Follower {
                 reason: reason.clone(),
             })
             .collect();
+        let shadows = self
+            .host
+            .shadow_summaries()
+            .into_iter()
+            .map(|s| NodeShadow {
+                plugin_id: s.plugin,
+                version: s.version,
+                compared: s.compared,
+                differing: s.differing,
+                differences: s.differences,
+            })
+            .collect();
         let report = NodeReport {
             node: self.node.clone(),
             versions,
             refused,
+            shadows,
             at_ms: 0,
         };
         if let Err(e) = self.api.report(report).await {
@@ -153,6 +166,7 @@ impl Follower {
                 }
             }
             self.follow_canary(wanted, refused).await;
+            self.follow_shadow(wanted, refused).await;
         }
         swapped
     }
@@ -198,6 +212,35 @@ impl Follower {
                 tracing::info!(plugin = %id, version = %canary.version, percent, "canary serves")
             }
             Err(e) => self.refuse(id, &canary.version, &e, refused),
+        }
+    }
+
+    async fn follow_shadow(&self, wanted: &ActivePlugin, refused: &mut Refused) {
+        let id = &wanted.plugin_id;
+        let running = self.host.shadow(id);
+        let Some(shadow) = &wanted.shadow else {
+            if running.is_some() {
+                self.host.clear_shadow(id);
+                tracing::info!(plugin = %id, "shadow run ended");
+            }
+            return;
+        };
+        if running
+            .is_some_and(|p| p.version() == shadow.version && p.info().digest == shadow.digest)
+        {
+            return;
+        }
+        let Some(plugin) = self
+            .fetch(id, &shadow.version, &shadow.digest, refused)
+            .await
+        else {
+            return;
+        };
+        match self.host.set_shadow(plugin) {
+            Ok(()) => {
+                tracing::info!(plugin = %id, version = %shadow.version, "shadow run serves nobody, compares everything")
+            }
+            Err(e) => self.refuse(id, &shadow.version, &e, refused),
         }
     }
 

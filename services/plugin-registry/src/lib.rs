@@ -305,11 +305,22 @@ impl PluginRegistryApi for PluginRegistry {
             );
             return self.changed(store::end_canary(&self.db, &self.outbox, change).await);
         }
+        if let Some(shadow) = store::running(&self.db, plugin_id, "shadow").await? {
+            let change = self.change(
+                plugin_id,
+                &shadow,
+                "shadow_end",
+                &input.actor,
+                &input.reason,
+            );
+            let ended = store::end_running(&self.db, &self.outbox, change, "shadow").await;
+            return self.changed(ended);
+        }
         let plugin = self.plugin(plugin_id).await?;
         let previous = plugin
             .history
             .iter()
-            .find(|a| a.action != "canary" && a.action != "canary_rollback")
+            .find(|a| matches!(a.action.as_str(), "activate" | "rollback" | "promote"))
             .and_then(|latest| latest.previous.clone())
             .ok_or_else(|| {
                 ApiError::conflict(
@@ -345,6 +356,19 @@ impl PluginRegistryApi for PluginRegistry {
         );
         change.percent = Some(input.percent);
         self.changed(store::start_canary(&self.db, &self.outbox, change).await)
+    }
+
+    async fn shadow(&self, plugin_id: &str, input: ShadowIn) -> ApiResult<Activation> {
+        bounded("reason", &input.reason, true)?;
+        bounded("actor", &input.actor, false)?;
+        let change = self.change(
+            plugin_id,
+            &input.version,
+            "shadow",
+            &input.actor,
+            &input.reason,
+        );
+        self.changed(store::start_shadow(&self.db, &self.outbox, change).await)
     }
 
     async fn promote(&self, plugin_id: &str, input: RollbackIn) -> ApiResult<Activation> {

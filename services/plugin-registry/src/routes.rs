@@ -10,7 +10,7 @@ use payloom_platform::{ApiJson, ApiResult};
 
 use crate::{
     ActivateIn, Activation, ActiveSet, Artifact, CanaryIn, NodeReport, PluginOut, PluginRegistry,
-    PluginRegistryApi, PluginVersion, PushIn, RollbackIn, operations,
+    PluginRegistryApi, PluginVersion, PushIn, RollbackIn, ShadowIn, operations,
 };
 
 /// The largest push body: the largest component in base64, with room for the manifest and
@@ -29,6 +29,7 @@ pub fn router(registry: Arc<PluginRegistry>) -> Router {
     let router = operations::ROLLBACK.route(router, rollback);
     let router = operations::CANARY.route(router, canary);
     let router = operations::PROMOTE.route(router, promote);
+    let router = operations::SHADOW.route(router, shadow);
     let router = operations::ACTIVE_SET.route(router, active_set);
     let router = operations::REPORT.route(router, report);
     let router = operations::ARTIFACT.route(router, artifact);
@@ -72,6 +73,14 @@ async fn canary(
     ApiJson(input): ApiJson<CanaryIn>,
 ) -> ApiResult<Json<Activation>> {
     r.canary(&id, input).await.map(Json)
+}
+
+async fn shadow(
+    State(r): Registry,
+    Path(id): Path<String>,
+    ApiJson(input): ApiJson<ShadowIn>,
+) -> ApiResult<Json<Activation>> {
+    r.shadow(&id, input).await.map(Json)
 }
 
 async fn promote(

@@ -5,8 +5,8 @@ use payloom_platform::db::is_unique_violation;
 use payloom_platform::events::Outbox;
 use payloom_platform::{ApiError, ApiResult, Db};
 use payloom_plugin_registry_contract::{
-    Activation, ActiveCanary, ActivePlugin, ActiveSet, Artifact, NodeReport, PluginEvent,
-    PluginOut, PluginVersion, PushIn, VersionStatus,
+    Activation, ActiveCanary, ActivePlugin, ActiveSet, ActiveShadow, Artifact, NodeReport,
+    PluginEvent, PluginOut, PluginVersion, PushIn, VersionStatus,
 };
 use sqlx::Row;
 use sqlx::any::AnyRow;
@@ -25,6 +25,7 @@ fn status_of(text: &str) -> VersionStatus {
     match text {
         "active" => VersionStatus::Active,
         "canary" => VersionStatus::Canary,
+        "shadow" => VersionStatus::Shadow,
         "retired" => VersionStatus::Retired,
         _ => VersionStatus::Staged,
     }
@@ -35,6 +36,7 @@ fn status_text(status: VersionStatus) -> &'static str {
         VersionStatus::Staged => "staged",
         VersionStatus::Active => "active",
         VersionStatus::Canary => "canary",
+        VersionStatus::Shadow => "shadow",
         VersionStatus::Retired => "retired",
     }
 }
@@ -349,25 +351,86 @@ pub async fn start_canary(db: &Db, outbox: &Outbox, change: Change<'_>) -> ApiRe
 
 /// The canary's version, if one runs.
 pub async fn canary(db: &Db, plugin_id: &str) -> sqlx::Result<Option<String>> {
-    sqlx::query_scalar(
-        "SELECT version FROM plugin_versions WHERE plugin_id = $1 AND status = 'canary'",
+    running(db, plugin_id, "canary").await
+}
+
+/// The version of `plugin_id` with `status` (`canary`, `shadow`), if there is one.
+pub async fn running(db: &Db, plugin_id: &str, status: &str) -> sqlx::Result<Option<String>> {
+    sqlx::query_scalar("SELECT version FROM plugin_versions WHERE plugin_id = $1 AND status = $2")
+        .bind(plugin_id)
+        .bind(status)
+        .fetch_optional(db.pool())
+        .await
+}
+
+/// Runs channel `change.version` in shadow beside the active version, replacing any other.
+pub async fn start_shadow(db: &Db, outbox: &Outbox, change: Change<'_>) -> ApiResult<Activation> {
+    let mut tx = db.pool().begin().await?;
+    let world: Option<String> = sqlx::query_scalar(
+        "SELECT world FROM plugin_versions WHERE plugin_id = $1 AND version = $2",
     )
-    .bind(plugin_id)
-    .fetch_optional(db.pool())
-    .await
+    .bind(change.plugin_id)
+    .bind(change.version)
+    .fetch_optional(&mut *tx)
+    .await?;
+    match world.as_deref() {
+        None => {
+            return Err(ApiError::not_found(
+                "plugin version",
+                &format!("{}@{}", change.plugin_id, change.version),
+            ));
+        }
+        Some("channel-adapter") => {}
+        Some(other) => {
+            return Err(ApiError::conflict(
+                "shadow_needs_channel",
+                format!("only channel components run in shadow; this is a {other}"),
+            ));
+        }
+    }
+    let Some(active) = with_status(&mut tx, change.plugin_id, "active").await? else {
+        return Err(ApiError::conflict(
+            "no_active_version",
+            format!("`{}` has no active version to shadow", change.plugin_id),
+        ));
+    };
+    if active == change.version {
+        return Err(ApiError::conflict(
+            "already_active",
+            format!("{}@{active} is the active version", change.plugin_id),
+        ));
+    }
+    if let Some(old) = with_status(&mut tx, change.plugin_id, "shadow").await? {
+        set_status(&mut tx, change.plugin_id, &old, "staged", None).await?;
+    }
+    set_status(&mut tx, change.plugin_id, change.version, "shadow", None).await?;
+    record(tx, outbox, change, Some(active)).await
 }
 
 /// Ends the canary `change.version`: every call goes to the active version again.
 pub async fn end_canary(db: &Db, outbox: &Outbox, change: Change<'_>) -> ApiResult<Activation> {
+    end_running(db, outbox, change, "canary").await
+}
+
+/// Ends what runs beside the active version with `status` (`canary` or `shadow`).
+pub async fn end_running(
+    db: &Db,
+    outbox: &Outbox,
+    change: Change<'_>,
+    status: &str,
+) -> ApiResult<Activation> {
     let mut tx = db.pool().begin().await?;
-    if with_status(&mut tx, change.plugin_id, "canary")
+    if with_status(&mut tx, change.plugin_id, status)
         .await?
         .as_deref()
         != Some(change.version)
     {
         return Err(ApiError::conflict(
-            "no_canary",
-            format!("{}@{} is not the canary", change.plugin_id, change.version),
+            &format!("no_{status}"),
+            format!(
+                "{}@{} is not the {status}",
+                change.plugin_id, change.version
+            ),
         ));
     }
     set_status(&mut tx, change.plugin_id, change.version, "staged", None).await?;
@@ -463,8 +526,10 @@ pub async fn active_set(db: &Db) -> sqlx::Result<ActiveSet> {
             .fetch_one(db.pool())
             .await?;
     let rows = sqlx::query(
-        "SELECT a.plugin_id, a.version, a.digest, c.version AS canary_version, c.digest AS canary_digest, c.canary_percent \
+        "SELECT a.plugin_id, a.version, a.digest, c.version AS canary_version, c.digest AS canary_digest, c.canary_percent, \
+         s.version AS shadow_version, s.digest AS shadow_digest \
          FROM plugin_versions a LEFT JOIN plugin_versions c ON c.plugin_id = a.plugin_id AND c.status = 'canary' \
+         LEFT JOIN plugin_versions s ON s.plugin_id = a.plugin_id AND s.status = 'shadow' \
          WHERE a.status = 'active' ORDER BY a.plugin_id",
     )
     .fetch_all(db.pool())
@@ -483,11 +548,19 @@ pub async fn active_set(db: &Db) -> sqlx::Result<ActiveSet> {
                 }),
                 None => None,
             };
+            let shadow = match row.try_get::<Option<String>, _>("shadow_version")? {
+                Some(version) => Some(ActiveShadow {
+                    version,
+                    digest: row.try_get("shadow_digest")?,
+                }),
+                None => None,
+            };
             Ok(ActivePlugin {
                 plugin_id: row.try_get("plugin_id")?,
                 version: row.try_get("version")?,
                 digest: row.try_get("digest")?,
                 canary,
+                shadow,
             })
         })
         .collect::<sqlx::Result<Vec<_>>>()?;

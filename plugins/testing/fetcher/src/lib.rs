@@ -8,6 +8,10 @@ use payloom_sdk::{String, Vec, crypto, find, format, secrets};
 
 struct Fetcher;
 
+/// Sent with every fetch; tests relabel it to make a candidate that builds its request
+/// differently.
+const BUILD: &str = "fetcher-build-A";
+
 fn hex(bytes: &[u8]) -> String {
     bytes.iter().map(|b| format!("{b:02x}")).collect()
 }
@@ -21,7 +25,10 @@ fn unhex(text: &str) -> Vec<u8> {
 fn run(data: &[payloom_sdk::KeyValue]) -> String {
     let arg = |k: &str| find(data, k).unwrap_or("");
     match arg("op") {
-        "fetch" => match Request::get(arg("url")).send() {
+        "fetch" => match Request::get(arg("url"))
+            .header("x-fetcher-build", BUILD)
+            .send()
+        {
             Ok(resp) => format!(
                 "status={} body={}",
                 resp.status,

@@ -72,6 +72,16 @@ pub enum OpsCommand {
         #[arg(long)]
         reason: String,
     },
+    /// Run a channel version beside the active one on every call, answered from the live
+    /// call's recorded HTTP: it serves nobody; `status` shows where it differs.
+    Shadow {
+        #[command(flatten)]
+        admin: Admin,
+        plugin: String,
+        version: String,
+        #[arg(long)]
+        reason: String,
+    },
     /// Make the canary the active version.
     Promote {
         #[command(flatten)]
@@ -80,7 +90,8 @@ pub enum OpsCommand {
         #[arg(long)]
         reason: String,
     },
-    /// End the canary, or put back the version active before the current one.
+    /// End the canary, else the shadow run, else put back the version active before the
+    /// current one.
     Rollback {
         #[command(flatten)]
         admin: Admin,
@@ -98,6 +109,7 @@ impl OpsCommand {
             | Self::Status { admin, .. }
             | Self::Activate { admin, .. }
             | Self::Canary { admin, .. }
+            | Self::Shadow { admin, .. }
             | Self::Promote { admin, .. }
             | Self::Rollback { admin, .. } => admin,
         }
@@ -139,6 +151,15 @@ pub async fn run(command: OpsCommand) -> anyhow::Result<ExitCode> {
         } => (
             format!("/{plugin}/canary"),
             json!({"version": version, "percent": percent, "reason": reason}),
+        ),
+        OpsCommand::Shadow {
+            plugin,
+            version,
+            reason,
+            ..
+        } => (
+            format!("/{plugin}/shadow"),
+            json!({"version": version, "reason": reason}),
         ),
         OpsCommand::Promote { plugin, reason, .. } => {
             (format!("/{plugin}/promote"), json!({"reason": reason}))

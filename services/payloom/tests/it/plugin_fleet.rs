@@ -214,112 +214,194 @@ fn serving_line(version: &str) -> String {
     format!("payloom_plugin_serving{{plugin=\"sandbox\",version=\"{version}\"}} 1")
 }
 
+/// The processes of the test: everything but channel-adapter in one, channel-adapter
+/// nodes behind a balancer, an operator logged in to the admin API.
+struct Fleet {
+    dir: tempfile::TempDir,
+    db: String,
+    config: std::path::PathBuf,
+    urls: Urls,
+    publisher: SigningKey,
+    ops: Ops,
+    _balancer: Balancer,
+    _processes: Vec<crate::support::Process>,
+}
+
+impl Fleet {
+    /// The rest, and channel-adapter nodes `a` and `b` behind one address; their metrics.
+    async fn start(db: &str) -> (Self, Vec<String>) {
+        let dir = tempfile::tempdir().unwrap();
+        let publisher = SigningKey::from_bytes(&[31; 32]);
+        let trusted = hex::encode(publisher.verifying_key().as_bytes());
+        let extra = format!(
+            "[plugins]\ntrusted_keys = [\"{trusted}\"]\n[admin]\nbootstrap_password = \"{PASSWORD}\"\n"
+        );
+        let (config, urls) = serve_config(dir.path(), &extra);
+        let b_internal = free_port();
+        let balancer = Balancer::start(vec![
+            ([127, 0, 0, 1], port_of(urls.internal("channel-adapter"))).into(),
+            ([127, 0, 0, 1], b_internal).into(),
+        ])
+        .await;
+        behind(&config, &urls, &balancer);
+        let (config_b, metrics_b) = another_channel_node(&config, "b", b_internal);
+        let channel = ["channel-adapter"];
+        let processes = vec![
+            serve(
+                &config,
+                &dir.path().join("rest"),
+                db,
+                &THE_REST,
+                "payment-gateway",
+            ),
+            serve(
+                &config,
+                &dir.path().join("a"),
+                db,
+                &channel,
+                "channel-adapter",
+            ),
+            serve(
+                &config_b,
+                &dir.path().join("b"),
+                db,
+                &channel,
+                "channel-adapter",
+            ),
+        ];
+        let nodes = vec![format!("{}/metrics", urls["channel-adapter"]), metrics_b];
+        let ops = Ops::login(&urls["admin-bff"]).await;
+        let fleet = Self {
+            dir,
+            db: db.to_owned(),
+            config,
+            urls,
+            publisher,
+            ops,
+            _balancer: balancer,
+            _processes: processes,
+        };
+        (fleet, nodes)
+    }
+
+    /// Another channel-adapter node, trusting the publisher or not; its metrics URL.
+    fn late_node(&self, name: &str, trusting: bool) -> (String, crate::support::Process) {
+        let (config, metrics) = another_channel_node(&self.config, name, free_port());
+        if !trusting {
+            let text = std::fs::read_to_string(&config).unwrap();
+            let trusted = hex::encode(self.publisher.verifying_key().as_bytes());
+            let untrusting = text.replace(&format!("[\"{trusted}\"]"), "[]");
+            assert_ne!(untrusting, text);
+            std::fs::write(&config, untrusting).unwrap();
+        }
+        let data = self.dir.path().join(name);
+        let node = serve(
+            &config,
+            &data,
+            &self.db,
+            &["channel-adapter"],
+            "channel-adapter",
+        );
+        (metrics, node)
+    }
+
+    /// Pushes sandbox 0.2.0, signed by the trusted publisher.
+    async fn push_sandbox_v2(&self) {
+        let wasm = SANDBOX.bytes_replaced("sandbox0.1.0", "sandbox0.2.0");
+        let manifest = SANDBOX
+            .manifest
+            .replace("version = \"0.1.0\"", "version = \"0.2.0\"");
+        let body = json!({
+            "component_base64": base64::engine::general_purpose::STANDARD.encode(&wasm),
+            "manifest": manifest,
+            "signature": signing::sign(&self.publisher, &wasm, manifest.as_bytes()),
+        });
+        let pushed = self.ops.post("", body).await;
+        let key = hex::encode(self.publisher.verifying_key().as_bytes());
+        assert_eq!(pushed["publisher"], format!("ed25519:{key}"));
+    }
+
+    /// Waits until `plugin status` shows nodes for which `wanted` holds; returns them.
+    async fn reported(&self, wanted: impl Fn(&Value) -> bool, count: usize) -> Vec<Value> {
+        let started = Instant::now();
+        loop {
+            let status = self.ops.get("/sandbox").await;
+            let nodes: Vec<Value> = status["nodes"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .filter(|n| wanted(n))
+                .cloned()
+                .collect();
+            if nodes.len() == count {
+                return nodes;
+            }
+            assert!(started.elapsed() < Duration::from_secs(10), "{status}");
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
+}
+
+/// About 10 % of the channel calls made while a 10 % canary runs reach it.
+async fn canary_share(nodes: &[String], stream: &Stream) {
+    let (v1, v2) = (calls(nodes, "0.1.0").await, calls(nodes, "0.2.0").await);
+    stream.more(300).await;
+    let (v1, v2) = (
+        calls(nodes, "0.1.0").await - v1,
+        calls(nodes, "0.2.0").await - v2,
+    );
+    let share = v2 / (v1 + v2);
+    eprintln!(
+        "canary share: {v2} of {} channel calls ({:.1} %)",
+        v1 + v2,
+        share * 100.0
+    );
+    assert!(
+        (0.04..=0.18).contains(&share),
+        "the canary took {share} of calls"
+    );
+}
+
+/// Canary, promote and roll back `cycles` times, each swap followed by every node;
+/// returns the slowest a swap took to reach both.
+async fn swap_cycles(ops: &Ops, nodes: &[String], stream: &Stream, cycles: usize) -> Duration {
+    let mut slowest = Duration::ZERO;
+    for cycle in 0..cycles {
+        let canary = json!({"version": "0.2.0", "percent": 10, "reason": "canary"});
+        ops.post("/sandbox/canary", canary).await;
+        slowest = slowest.max(every_node(nodes, &canary_line(10)).await);
+        if cycle == 0 {
+            canary_share(nodes, stream).await;
+        }
+        ops.post("/sandbox/promote", json!({"reason": "healthy"}))
+            .await;
+        slowest = slowest.max(every_node(nodes, &serving_line("0.2.0")).await);
+        every_node(nodes, &canary_line(0)).await;
+        stream.more(20).await;
+        ops.post("/sandbox/rollback", json!({"reason": "drill"}))
+            .await;
+        slowest = slowest.max(every_node(nodes, &serving_line("0.1.0")).await);
+        stream.more(20).await;
+    }
+    slowest
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn canary_promote_and_roll_back_across_two_channel_nodes_under_a_stream_of_payments() {
     let _one = crate::topology::ONE_TOPOLOGY.lock().await;
     let Some(db) = TestDatabase::create().await else {
         return;
     };
-    let dir = tempfile::tempdir().unwrap();
-    let publisher = SigningKey::from_bytes(&[31; 32]);
-    let trusted = hex::encode(publisher.verifying_key().as_bytes());
-    let extra = format!(
-        "[plugins]\ntrusted_keys = [\"{trusted}\"]\n[admin]\nbootstrap_password = \"{PASSWORD}\"\n"
-    );
-    let (config, urls) = serve_config(dir.path(), &extra);
-    let b_internal = free_port();
-    let balancer = Balancer::start(vec![
-        ([127, 0, 0, 1], port_of(urls.internal("channel-adapter"))).into(),
-        ([127, 0, 0, 1], b_internal).into(),
-    ])
-    .await;
-    behind(&config, &urls, &balancer);
-    let (config_b, metrics_b) = another_channel_node(&config, "b", b_internal);
-    let _rest = serve(
-        &config,
-        &dir.path().join("rest"),
-        &db.url,
-        &THE_REST,
-        "payment-gateway",
-    );
-    let _a = serve(
-        &config,
-        &dir.path().join("a"),
-        &db.url,
-        &["channel-adapter"],
-        "channel-adapter",
-    );
-    let _b = serve(
-        &config_b,
-        &dir.path().join("b"),
-        &db.url,
-        &["channel-adapter"],
-        "channel-adapter",
-    );
-    let nodes = vec![format!("{}/metrics", urls["channel-adapter"]), metrics_b];
-
-    let merchant = bootstrap_merchant(&urls).await;
-    let ops = Ops::login(&urls["admin-bff"]).await;
-    let wasm = SANDBOX.bytes_replaced("sandbox0.1.0", "sandbox0.2.0");
-    let manifest = SANDBOX
-        .manifest
-        .replace("version = \"0.1.0\"", "version = \"0.2.0\"");
-    let pushed = ops
-        .post(
-            "",
-            json!({
-                "component_base64": base64::engine::general_purpose::STANDARD.encode(&wasm),
-                "manifest": manifest,
-                "signature": signing::sign(&publisher, &wasm, manifest.as_bytes()),
-            }),
-        )
-        .await;
-    assert_eq!(pushed["publisher"], format!("ed25519:{trusted}"));
+    let (fleet, nodes) = Fleet::start(&db.url).await;
+    let merchant = bootstrap_merchant(&fleet.urls).await;
+    fleet.push_sandbox_v2().await;
 
     let stream = Stream::start(&merchant, 3);
     stream.more(30).await;
-    let mut swaps = 0;
-    let mut slowest = Duration::ZERO;
-    for cycle in 0..7 {
-        ops.post(
-            "/sandbox/canary",
-            json!({"version": "0.2.0", "percent": 10, "reason": "canary"}),
-        )
-        .await;
-        slowest = slowest.max(every_node(&nodes, &canary_line(10)).await);
-        if cycle == 0 {
-            // The share: about 10 % of the payments made while the canary ran.
-            let (v1, v2) = (calls(&nodes, "0.1.0").await, calls(&nodes, "0.2.0").await);
-            stream.more(300).await;
-            let (v1, v2) = (
-                calls(&nodes, "0.1.0").await - v1,
-                calls(&nodes, "0.2.0").await - v2,
-            );
-            let share = v2 / (v1 + v2);
-            eprintln!(
-                "canary share: {v2} of {} channel calls ({:.1} %)",
-                v1 + v2,
-                share * 100.0
-            );
-            assert!(
-                (0.04..=0.18).contains(&share),
-                "the canary took {share} of calls"
-            );
-        }
-        ops.post("/sandbox/promote", json!({"reason": "healthy"}))
-            .await;
-        slowest = slowest.max(every_node(&nodes, &serving_line("0.2.0")).await);
-        every_node(&nodes, &canary_line(0)).await;
-        stream.more(20).await;
-        ops.post("/sandbox/rollback", json!({"reason": "drill"}))
-            .await;
-        slowest = slowest.max(every_node(&nodes, &serving_line("0.1.0")).await);
-        stream.more(20).await;
-        swaps += 3;
-    }
+    // Seven cycles of canary, promote and rollback: 21 swaps.
+    let slowest = swap_cycles(&fleet.ops, &nodes, &stream, 7).await;
     let (payments, failed) = stream.stop().await;
-    eprintln!("{swaps} swaps, {payments} payments, slowest convergence of both nodes {slowest:?}");
-    assert_eq!(swaps, 21);
+    eprintln!("21 swaps, {payments} payments, slowest convergence of both nodes {slowest:?}");
     assert!(
         failed.is_empty(),
         "{} of {payments} payments failed: {:?}",
@@ -327,84 +409,37 @@ async fn canary_promote_and_roll_back_across_two_channel_nodes_under_a_stream_of
         &failed[..failed.len().min(3)]
     );
 
-    // plugin status: each node's version, with the calls it took there (nodes report
-    // every second, so the last rollback shows within one).
-    let started = Instant::now();
-    let channel_nodes = loop {
-        let status = ops.get("/sandbox").await;
-        let nodes: Vec<Value> = status["nodes"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .filter(|n| n["node"].as_str().unwrap().starts_with("channel-adapter@"))
-            .filter(|n| n["versions"][0]["version"] == "0.1.0")
-            .cloned()
-            .collect();
-        if nodes.len() == 2 {
-            break nodes;
-        }
-        assert!(started.elapsed() < Duration::from_secs(10), "{status}");
-        tokio::time::sleep(Duration::from_millis(100)).await;
+    // plugin status: each channel node's version, with the calls it took there (nodes
+    // report every second, so the last rollback shows within one).
+    let on_v1 = |n: &Value| {
+        n["node"].as_str().unwrap().starts_with("channel-adapter@")
+            && n["versions"][0]["version"] == "0.1.0"
     };
-    for node in channel_nodes {
+    for node in fleet.reported(on_v1, 2).await {
         let serving = &node["versions"][0];
         assert!(serving["calls"].as_u64().unwrap() > 0, "{node}");
         assert!(serving["p99_ms"].as_f64().unwrap() > 0.0, "{node}");
         assert_eq!(serving["errors"]["trap"], 0);
     }
 
-    // A node that starts later serves what is active; one that does not trust its
+    // A node that starts later serves what is active; one that does not trust the
     // publisher keeps what it has and says why in plugin status.
-    ops.post(
-        "/sandbox/canary",
-        json!({"version": "0.2.0", "percent": 50, "reason": "again"}),
-    )
-    .await;
-    ops.post("/sandbox/promote", json!({"reason": "for the late node"}))
+    let again = json!({"version": "0.2.0", "percent": 50, "reason": "again"});
+    fleet.ops.post("/sandbox/canary", again).await;
+    fleet
+        .ops
+        .post("/sandbox/promote", json!({"reason": "late nodes"}))
         .await;
-    let late = |name: &str| {
-        let (config, metrics) = another_channel_node(&config, name, free_port());
-        let node = serve(
-            &config,
-            &dir.path().join(name),
-            &db.url,
-            &["channel-adapter"],
-            "channel-adapter",
-        );
-        (config, metrics, node)
-    };
-    let (_, metrics_c, _c) = late("c");
+    let (metrics_c, _c) = fleet.late_node("c", true);
     every_node(std::slice::from_ref(&metrics_c), &serving_line("0.2.0")).await;
     assert_eq!(serving(&metrics_c, "sandbox", "0.1.0").await, Some(0));
-
-    let (config_d, _, d) = late("d");
-    drop(d);
-    let text = std::fs::read_to_string(&config_d).unwrap();
-    let untrusting = text.replace(
-        &format!("trusted_keys = [\"{trusted}\"]"),
-        "trusted_keys = []",
-    );
-    assert_ne!(untrusting, text);
-    std::fs::write(&config_d, untrusting).unwrap();
-    let d = serve(
-        &config_d,
-        &dir.path().join("d2"),
-        &db.url,
-        &["channel-adapter"],
-        "channel-adapter",
-    );
+    let (_, d) = fleet.late_node("d", false);
     let suffix = format!(":{}", d.0.id());
-    let refused = loop {
-        let status = ops.get("/sandbox").await;
-        let found = status["nodes"].as_array().unwrap().iter().find(|n| {
-            n["node"].as_str().unwrap().ends_with(&suffix)
-                && !n["refused"].as_array().unwrap().is_empty()
-        });
-        if let Some(node) = found {
-            break node.clone();
-        }
-        tokio::time::sleep(Duration::from_millis(100)).await;
+    let refusing = |n: &Value| {
+        n["node"].as_str().unwrap().ends_with(&suffix)
+            && !n["refused"].as_array().unwrap().is_empty()
     };
+    let refused = fleet.reported(refusing, 1).await.remove(0);
     assert_eq!(refused["versions"][0]["version"], "0.1.0", "{refused}");
     assert_eq!(refused["refused"][0]["version"], "0.2.0");
     let reason = refused["refused"][0]["reason"].as_str().unwrap();

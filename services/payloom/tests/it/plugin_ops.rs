@@ -8,6 +8,7 @@ use base64::Engine as _;
 use ed25519_dalek::SigningKey;
 use payloom_host::signing;
 use payloom_reference_plugins::Bundled;
+use payloom_reference_plugins::SANDBOX;
 use payloom_reference_plugins::testing::HOSTILE;
 use serde_json::{Value, json};
 
@@ -124,51 +125,49 @@ async fn push_activate_and_roll_back_through_the_admin_api() {
     assert_eq!(activate("9.0.0", true).await.status, 200);
     serves(&p, "9.0.0").await;
 
+    recorded_what_happened(&p, &uploader).await;
+}
+
+/// The history says who did what and why, latest first; each version has its status.
+async fn recorded_what_happened(p: &Platform, operator: &str) {
     let plugin = p
         .admin("GET", "/admin/v1/plugins/hostile", json!(null))
         .await;
     assert_eq!(plugin.json["active"], "9.0.0");
-    let history: Vec<(String, String, String)> = plugin.json["history"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|a| {
-            (
-                a["version"].as_str().unwrap().into(),
-                a["actor"].as_str().unwrap().into(),
-                a["reason"].as_str().unwrap().into(),
-            )
-        })
-        .collect();
-    let by = |v: &str, why: &str| (v.to_owned(), uploader.clone(), why.to_owned());
-    assert_eq!(
-        history,
-        [
-            by("9.0.0", "to 9.0.0"),
-            by("9.1.0", "errors up"),
-            by("9.2.0", "to 9.2.0"),
-            by("9.1.0", "to 9.1.0")
-        ]
+    let rows = |list: &str, fields: [&str; 2]| -> Vec<(String, String)> {
+        plugin.json[list]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|r| {
+                (
+                    r[fields[0]].as_str().unwrap().into(),
+                    r[fields[1]].as_str().unwrap().into(),
+                )
+            })
+            .collect()
+    };
+    let pair = |a: &str, b: &str| (a.to_owned(), b.to_owned());
+    let history = rows("history", ["version", "reason"]);
+    let expected = [
+        pair("9.0.0", "to 9.0.0"),
+        pair("9.1.0", "errors up"),
+        pair("9.2.0", "to 9.2.0"),
+        pair("9.1.0", "to 9.1.0"),
+    ];
+    assert_eq!(history, expected);
+    let actors = rows("history", ["actor", "action"]);
+    assert!(
+        actors.iter().all(|(actor, _)| actor == operator),
+        "{actors:?}"
     );
-    let statuses: Vec<(&str, &str)> = plugin.json["versions"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|v| {
-            (
-                v["version"].as_str().unwrap(),
-                v["status"].as_str().unwrap(),
-            )
-        })
-        .collect();
-    assert_eq!(
-        statuses,
-        [
-            ("9.2.0", "retired"),
-            ("9.1.0", "retired"),
-            ("9.0.0", "active")
-        ]
-    );
+    let statuses = rows("versions", ["version", "status"]);
+    let expected = [
+        pair("9.2.0", "retired"),
+        pair("9.1.0", "retired"),
+        pair("9.0.0", "active"),
+    ];
+    assert_eq!(statuses, expected);
 }
 
 /// A component whose only import is `name`.
@@ -176,27 +175,27 @@ fn importing(name: &str) -> Vec<u8> {
     wat::parse_str(format!("(component (import \"{name}\" (instance)))")).unwrap()
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn bad_pushes_are_refused_with_their_reason_and_change_nothing() {
-    let Some(p) = Platform::start(Backend::Sqlite).await else {
-        return;
-    };
+/// The publisher this test's platform trusts.
+const TRUSTED: [u8; 32] = [9; 32];
+
+/// Pushes that must be refused: what each is, its body, the status and what it says.
+fn bad_pushes() -> Vec<(&'static str, Value, u16, &'static str)> {
     let (v2, m2) = version(&HOSTILE, "9.2.0");
-    let stranger = SigningKey::from_bytes(&[9; 32]);
-    let signed = signing::sign(&stranger, &v2, m2.as_bytes());
-    let mut tampered = signing::sign(&stranger, &v2, m2.as_bytes());
-    tampered.replace_range(
-        70..72,
-        if &tampered[70..72] == "00" {
-            "11"
-        } else {
-            "00"
-        },
-    );
+    let trusted = SigningKey::from_bytes(&TRUSTED);
+    let stranger = SigningKey::from_bytes(&[10; 32]);
+    let mut tampered = signing::sign(&trusted, &v2, m2.as_bytes());
+    let flipped = if &tampered[70..72] == "00" {
+        "11"
+    } else {
+        "00"
+    };
+    tampered.replace_range(70..72, flipped);
     let as_channel = m2.replace("risk-rule", "channel-adapter");
     let under_sandbox = m2.replace("id = \"hostile\"", "id = \"sandbox\"");
     let (trapping, trapping_manifest) = version(&HOSTILE, "9.9.9");
-    let cases: Vec<(&str, Value, u16, &str)> = vec![
+    let http = importing("wasi:http/outgoing-handler@0.2.0");
+    let unknown = importing("evil:net/raw@1.0.0");
+    vec![
         (
             "not wasm",
             push_body(b"MZ\x90\x00 not a component", &m2, None),
@@ -211,19 +210,19 @@ async fn bad_pushes_are_refused_with_their_reason_and_change_nothing() {
         ),
         (
             "a WASI interface plugins may not use",
-            push_body(&importing("wasi:http/outgoing-handler@0.2.0"), &m2, None),
+            push_body(&http, &m2, None),
             422,
             "which plugins may not use",
         ),
         (
             "an unknown import",
-            push_body(&importing("evil:net/raw@1.0.0"), &m2, None),
+            push_body(&unknown, &m2, None),
             422,
             "which plugins may not use",
         ),
         (
             "an untrusted key",
-            push_body(&v2, &m2, Some(signed.clone())),
+            push_body(&v2, &m2, Some(signing::sign(&stranger, &v2, m2.as_bytes()))),
             422,
             "signed by untrusted key",
         ),
@@ -231,7 +230,17 @@ async fn bad_pushes_are_refused_with_their_reason_and_change_nothing() {
             "a bad signature",
             push_body(&v2, &m2, Some(tampered)),
             422,
-            "signed by untrusted key",
+            "does not match the component and manifest",
+        ),
+        (
+            "an id the signature does not cover",
+            push_body(
+                &v2,
+                &under_sandbox,
+                Some(signing::sign(&trusted, &v2, m2.as_bytes())),
+            ),
+            422,
+            "does not match",
         ),
         (
             "a manifest the component's describe contradicts",
@@ -251,13 +260,23 @@ async fn bad_pushes_are_refused_with_their_reason_and_change_nothing() {
             400,
             "base64",
         ),
-    ];
-    for (what, body, status, says) in cases {
+    ]
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn bad_pushes_are_refused_with_their_reason_and_change_nothing() {
+    let key = hex::encode(SigningKey::from_bytes(&TRUSTED).verifying_key().as_bytes());
+    let trust = format!("[plugins]\ntrusted_keys = [\"{key}\"]\n");
+    let Some(p) = Platform::start_with(Backend::Sqlite, &trust).await else {
+        return;
+    };
+    for (what, body, status, says) in bad_pushes() {
         let answer = p.admin("POST", "/admin/v1/plugins", body).await;
         assert_eq!(answer.status, status, "{what}: {}", answer.text);
         assert!(answer.text.contains(says), "{what}: {}", answer.text);
     }
     // Larger than any component may be.
+    let (v2, m2) = version(&HOSTILE, "9.2.0");
     let huge = vec![0u8; (64 << 20) + 1];
     let answer = p
         .admin("POST", "/admin/v1/plugins", push_body(&huge, &m2, None))
@@ -300,6 +319,16 @@ async fn bad_pushes_are_refused_with_their_reason_and_change_nothing() {
     assert_eq!(sandbox.json["active"], "0.1.0");
 }
 
+/// hostile relabelled as `v`, written as `hostile-<v>.wasm` and `.toml` into `dir`; the
+/// component's path.
+fn built(dir: &std::path::Path, v: &str) -> String {
+    let (wasm, manifest) = version(&HOSTILE, v);
+    std::fs::write(dir.join(format!("hostile-{v}.toml")), manifest).unwrap();
+    let path = dir.join(format!("hostile-{v}.wasm"));
+    std::fs::write(&path, wasm).unwrap();
+    path.display().to_string()
+}
+
 /// `payloom plugin <args>` against the platform in `data`; exit success, stdout, stderr.
 fn cli(data: &std::path::Path, args: &[&str]) -> (bool, Value, String) {
     let output = std::process::Command::new(env!("CARGO_BIN_EXE_payloom"))
@@ -328,17 +357,7 @@ async fn the_cli_pushes_canaries_promotes_and_rolls_back() {
     };
     let data = p.data.path();
     let dist = tempfile::tempdir().unwrap();
-    for v in ["9.2.0", "9.3.0"] {
-        let (wasm, manifest) = version(&HOSTILE, v);
-        std::fs::write(dist.path().join(format!("hostile-{v}.wasm")), wasm).unwrap();
-        std::fs::write(dist.path().join(format!("hostile-{v}.toml")), manifest).unwrap();
-    }
-    let file = |v: &str| {
-        dist.path()
-            .join(format!("hostile-{v}.wasm"))
-            .display()
-            .to_string()
-    };
+    let file = |v: &str| built(dist.path(), v);
     let (ok, pushed, _) = cli(data, &["push", &file("9.2.0")]);
     assert!(ok && pushed["status"] == "staged", "{pushed}");
     assert!(cli(data, &["push", &file("9.3.0")]).0);
@@ -346,18 +365,8 @@ async fn the_cli_pushes_canaries_promotes_and_rolls_back() {
     assert!(ok, "{said}");
     serves(&p, "9.2.0").await;
 
-    let (ok, canary, said) = cli(
-        data,
-        &[
-            "canary",
-            "hostile",
-            "9.3.0",
-            "--percent",
-            "25",
-            "--reason",
-            "try",
-        ],
-    );
+    let canary_25 = "canary hostile 9.3.0 --percent 25 --reason try";
+    let (ok, canary, said) = cli(data, &canary_25.split(' ').collect::<Vec<_>>());
     assert!(
         ok && canary["action"] == "canary" && canary["percent"] == 25,
         "{canary} {said}"
@@ -423,4 +432,99 @@ async fn the_cli_pushes_canaries_promotes_and_rolls_back() {
         .unwrap();
     assert_eq!(hostile["active"], "9.2.0");
     assert_eq!(hostile["history"].as_array().unwrap().len(), 4);
+}
+
+/// The sandbox as version 0.2.0 whose decline code reads `card_declinXd`.
+fn sandbox_candidate() -> (Vec<u8>, String) {
+    let relabelled = payloom_reference_plugins::Bundled {
+        wasm: Box::leak(
+            SANDBOX
+                .bytes_replaced("sandbox0.1.0", "sandbox0.2.0")
+                .into_boxed_slice(),
+        ),
+        ..SANDBOX
+    };
+    let wasm = relabelled.bytes_replaced("card_declined", "card_declinXd");
+    let manifest = SANDBOX
+        .manifest
+        .replace("version = \"0.1.0\"", "version = \"0.2.0\"");
+    (wasm, manifest)
+}
+
+/// This node's shadow report for sandbox 0.2.0 once it has compared `calls` calls.
+async fn shadow_report(p: &Platform, calls: u64) -> Value {
+    for _ in 0..100 {
+        let status = p
+            .admin("GET", "/admin/v1/plugins/sandbox", json!(null))
+            .await;
+        let shadow = status.json["nodes"][0]["shadows"][0].clone();
+        if shadow["compared"].as_u64().is_some_and(|n| n >= calls) {
+            return shadow;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    panic!("the shadow never compared {calls} calls");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_shadow_channel_runs_beside_real_payments_and_reports_where_it_differs() {
+    let Some(p) = Platform::start(Backend::Sqlite).await else {
+        return;
+    };
+    let (wasm, manifest) = sandbox_candidate();
+    assert_eq!(push(&p, &wasm, &manifest).await.status, 201);
+    let body = json!({"version": "0.2.0", "reason": "new decline codes"});
+    let started = p
+        .admin("POST", "/admin/v1/plugins/sandbox/shadow", body)
+        .await;
+    assert_eq!(started.status, 200, "{}", started.text);
+    shadow_report(&p, 0).await;
+
+    let ok = p.merchant.pay(1_000, json!({})).await;
+    let card = json!({"method_data": {"card.number": "4000000000000002"}});
+    let declined = p.merchant.pay(1_000, card).await;
+    // The live version decided both; the shadow changed nothing.
+    assert_eq!(ok.json["status"], "succeeded", "{}", ok.text);
+    assert_eq!(
+        declined.json["failure_code"], "card_declined",
+        "{}",
+        declined.text
+    );
+
+    let shadow = shadow_report(&p, 2).await;
+    assert_eq!(
+        (shadow["version"].as_str(), shadow["differing"].as_u64()),
+        (Some("0.2.0"), Some(1)),
+        "{shadow}"
+    );
+    let differences = shadow["differences"].as_array().unwrap();
+    assert_eq!(differences.len(), 1, "{shadow}");
+    let only = differences[0].as_str().unwrap();
+    assert!(only.starts_with("create-payment: outcome "), "{only}");
+    assert!(
+        only.contains("card_declined") && only.contains("card_declinXd"),
+        "{only}"
+    );
+    // The shadow serves nobody: the active version is still the built-in.
+    assert_eq!(
+        p.metric(
+            "payloom_plugin_serving",
+            &["plugin=\"sandbox\"", "version=\"0.1.0\""]
+        )
+        .await,
+        1.0
+    );
+
+    let ended = p
+        .admin(
+            "POST",
+            "/admin/v1/plugins/sandbox/rollback",
+            json!({"reason": "seen enough"}),
+        )
+        .await;
+    assert_eq!(ended.json["action"], "shadow_end", "{}", ended.text);
+    let status = p
+        .admin("GET", "/admin/v1/plugins/sandbox", json!(null))
+        .await;
+    assert_eq!(status.json["active"], "0.1.0");
 }
