@@ -188,6 +188,23 @@ fn swap(slot: &Slot, plugin: Arc<Plugin>) -> Installed {
     }
 }
 
+/// The plugin a call reaches, its context, and the shadow run beside it, if any.
+type Resolved = (
+    Arc<Plugin>,
+    CallContext,
+    Option<(Arc<Shadow>, Arc<Recording>)>,
+);
+
+/// The canary for its share of routing keys, the active version otherwise.
+fn pick(slot: &Slot, routing_key: Option<&str>) -> Arc<Plugin> {
+    if let (Some(key), Some(canary)) = (routing_key, slot.canary.load_full())
+        && in_canary(key, canary.percent)
+    {
+        return canary.plugin.clone();
+    }
+    slot.active.load_full()
+}
+
 /// A call's answer as compared between a live version and its shadow.
 fn reply_text(result: &Result<CallReport, CallError>) -> String {
     match result {
@@ -424,16 +441,35 @@ impl Registry {
         });
     }
 
+    /// The version `call` reaches (one lookup of `id`), and, when a channel shadow runs,
+    /// the context that records the live call's HTTP for it. `describe` names each
+    /// version's own identity, so it is not shadowed.
+    fn resolve(&self, id: &str, ctx: CallContext, call: &Call) -> Option<Resolved> {
+        let slot = self.slot(id)?;
+        let plugin = pick(&slot, ctx.routing_key.as_deref());
+        let shadow = match call {
+            Call::Channel(c) if !matches!(c, crate::plugin::ChannelCall::Describe) => {
+                slot.shadow.load_full()
+            }
+            _ => None,
+        };
+        let Some(shadow) = shadow else {
+            return Some((plugin, ctx, None));
+        };
+        let inner = ctx
+            .outbound
+            .clone()
+            .unwrap_or_else(|| self.runtime.services().http.clone());
+        let recording = Recording::new(inner);
+        let ctx = ctx.with_outbound(recording.clone());
+        Some((plugin, ctx, Some((shadow, recording))))
+    }
+
     /// The version a call keyed by `routing_key` reaches: the canary for its share of
     /// keys, the active version otherwise.
     pub fn get_for(&self, id: &str, routing_key: Option<&str>) -> Option<Arc<Plugin>> {
         let slot = self.slot(id)?;
-        if let (Some(key), Some(canary)) = (routing_key, slot.canary.load_full())
-            && in_canary(key, canary.percent)
-        {
-            return Some(canary.plugin.clone());
-        }
-        Some(slot.active.load_full())
+        Some(pick(&slot, routing_key))
     }
 
     fn slot(&self, id: &str) -> Option<Arc<Slot>> {
@@ -561,33 +597,12 @@ impl Registry {
             id: id.to_owned(),
             kind,
         };
-        let plugin = self
-            .get_for(id, ctx.routing_key.as_deref())
-            .ok_or_else(not_found)?;
-        // A channel shadow runs beside the call, on what the live call's HTTP recorded;
-        // `describe` names each version's own identity, so it is not compared.
-        let shadow = match &call {
-            Call::Channel(c) if !matches!(c, crate::plugin::ChannelCall::Describe) => {
-                self.slot(id).and_then(|s| s.shadow.load_full())
-            }
-            _ => None,
-        };
-        let (ctx, recording) = match &shadow {
-            Some(_) => {
-                let inner = ctx
-                    .outbound
-                    .clone()
-                    .unwrap_or_else(|| self.runtime.services().http.clone());
-                let recording = Recording::new(inner);
-                (ctx.with_outbound(recording.clone()), Some(recording))
-            }
-            None => (ctx, None),
-        };
+        let (plugin, ctx, shadow) = self.resolve(id, ctx, &call).ok_or_else(not_found)?;
         if plugin.kind() != kind {
             return Err(not_found());
         }
         let result = self.through_breaker(&plugin, &ctx, &call).await;
-        if let (Some(shadow), Some(recording)) = (shadow, recording) {
+        if let Some((shadow, recording)) = shadow {
             let live = reply_text(&result);
             self.spawn_shadow(shadow, recording, ctx.clone(), call.clone(), &live);
         }
