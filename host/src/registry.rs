@@ -23,6 +23,9 @@ struct Slot {
     previous: ArcSwapOption<Plugin>,
     canary: ArcSwapOption<Canary>,
     shadow: ArcSwapOption<Shadow>,
+    /// Versions bound to merchants: a merchant's calls reach its version, whatever is
+    /// active or in canary.
+    pins: ArcSwap<HashMap<String, Arc<Plugin>>>,
 }
 
 /// A channel candidate running beside the active version, never reaching the PSP.
@@ -195,8 +198,12 @@ type Resolved = (
     Option<(Arc<Shadow>, Arc<Recording>)>,
 );
 
-/// The canary for its share of routing keys, the active version otherwise.
-fn pick(slot: &Slot, routing_key: Option<&str>) -> Arc<Plugin> {
+/// The merchant's bound version, else the canary for its share of routing keys, else the
+/// active version.
+fn pick(slot: &Slot, merchant: Option<&str>, routing_key: Option<&str>) -> Arc<Plugin> {
+    if let Some(pinned) = merchant.and_then(|m| slot.pins.load().get(m).cloned()) {
+        return pinned;
+    }
     if let (Some(key), Some(canary)) = (routing_key, slot.canary.load_full())
         && in_canary(key, canary.percent)
     {
@@ -272,6 +279,7 @@ impl Registry {
                     previous: ArcSwapOption::empty(),
                     canary: ArcSwapOption::empty(),
                     shadow: ArcSwapOption::empty(),
+                    pins: ArcSwap::default(),
                 }),
             );
             return Ok(Installed {
@@ -446,7 +454,11 @@ impl Registry {
     /// version's own identity, so it is not shadowed.
     fn resolve(&self, id: &str, ctx: CallContext, call: &Call) -> Option<Resolved> {
         let slot = self.slot(id)?;
-        let plugin = pick(&slot, ctx.routing_key.as_deref());
+        let plugin = pick(
+            &slot,
+            ctx.merchant_id.as_deref(),
+            ctx.routing_key.as_deref(),
+        );
         let shadow = match call {
             Call::Channel(c) if !matches!(c, crate::plugin::ChannelCall::Describe) => {
                 slot.shadow.load_full()
@@ -467,9 +479,36 @@ impl Registry {
 
     /// The version a call keyed by `routing_key` reaches: the canary for its share of
     /// keys, the active version otherwise.
-    pub fn get_for(&self, id: &str, routing_key: Option<&str>) -> Option<Arc<Plugin>> {
+    pub fn get_for(
+        &self,
+        id: &str,
+        merchant: Option<&str>,
+        routing_key: Option<&str>,
+    ) -> Option<Arc<Plugin>> {
         let slot = self.slot(id)?;
-        Some(pick(&slot, routing_key))
+        Some(pick(&slot, merchant, routing_key))
+    }
+
+    /// Binds merchants to versions of `id` (replacing every binding before): each
+    /// merchant's calls reach its version.
+    pub fn set_pins(&self, id: &str, pins: HashMap<String, Arc<Plugin>>) -> anyhow::Result<()> {
+        let slot = self
+            .slot(id)
+            .ok_or_else(|| anyhow::anyhow!("`{id}` has no active version"))?;
+        let kind = slot.active.load().kind();
+        anyhow::ensure!(
+            pins.values().all(|p| p.id() == id && p.kind() == kind),
+            "a binding of `{id}` must be a {kind} component with that id"
+        );
+        slot.pins.store(Arc::new(pins));
+        Ok(())
+    }
+
+    /// The versions of `id` bound to merchants.
+    pub fn pins(&self, id: &str) -> HashMap<String, Arc<Plugin>> {
+        self.slot(id)
+            .map(|slot| (**slot.pins.load()).clone())
+            .unwrap_or_default()
     }
 
     fn slot(&self, id: &str) -> Option<Arc<Slot>> {

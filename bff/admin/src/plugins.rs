@@ -9,7 +9,8 @@ use axum::routing::{get, post};
 use axum::{Json, Router};
 use payloom_platform::{ApiJson, ApiResult};
 use payloom_plugin_registry_contract::{
-    ActivateIn, Activation, CanaryIn, PluginOut, PluginVersion, PushIn, RollbackIn, ShadowIn,
+    ActivateIn, Activation, BindIn, CanaryIn, PluginOut, PluginVersion, PushIn, RollbackIn,
+    ShadowIn, UnbindIn,
 };
 use serde_json::{Value, json};
 
@@ -32,6 +33,8 @@ pub(crate) fn routes() -> Router<Arc<Admin>> {
         .route("/admin/v1/plugins/{id}/canary", post(canary))
         .route("/admin/v1/plugins/{id}/promote", post(promote))
         .route("/admin/v1/plugins/{id}/shadow", post(shadow))
+        .route("/admin/v1/plugins/{id}/bindings", post(bind))
+        .route("/admin/v1/plugins/{id}/unbind", post(unbind))
 }
 
 async fn push(
@@ -103,4 +106,25 @@ async fn shadow(
 ) -> ApiResult<Json<Activation>> {
     input.actor = operator.named(&a).await?;
     a.plugins.shadow(&id, input).await.map(Json)
+}
+
+async fn bind(
+    State(a): State<Arc<Admin>>,
+    operator: Operator,
+    Path(id): Path<String>,
+    ApiJson(mut input): ApiJson<BindIn>,
+) -> ApiResult<Json<Activation>> {
+    a.auth.get_merchant(&input.merchant_id).await?;
+    input.actor = operator.named(&a).await?;
+    a.plugins.bind(&id, input).await.map(Json)
+}
+
+async fn unbind(
+    State(a): State<Arc<Admin>>,
+    operator: Operator,
+    Path(id): Path<String>,
+    ApiJson(mut input): ApiJson<UnbindIn>,
+) -> ApiResult<Json<Activation>> {
+    input.actor = operator.named(&a).await?;
+    a.plugins.unbind(&id, input).await.map(Json)
 }

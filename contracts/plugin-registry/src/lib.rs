@@ -98,6 +98,33 @@ pub struct ShadowIn {
     pub actor: String,
 }
 
+/// Bind a merchant to `version`: its calls reach that version whatever is active.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct BindIn {
+    pub merchant_id: String,
+    pub version: String,
+    pub reason: String,
+    #[serde(default)]
+    pub actor: String,
+}
+
+/// Remove a merchant's binding: it follows the active version (and canary) again.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct UnbindIn {
+    pub merchant_id: String,
+    pub reason: String,
+    #[serde(default)]
+    pub actor: String,
+}
+
+/// Which merchant a version is bound to.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Binding {
+    pub merchant_id: String,
+    pub version: String,
+    pub digest: String,
+}
+
 /// Make the canary the active version, or (rollback) end a canary or put back the version
 /// that was active before the current one.
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -116,11 +143,14 @@ pub struct Activation {
     pub version: String,
     /// The version it replaced, if one was active.
     pub previous: Option<String>,
-    /// `activate`, `rollback`, `canary`, `promote`, `canary_rollback`, `shadow` or
-    /// `shadow_end`.
+    /// `activate`, `rollback`, `canary`, `promote`, `canary_rollback`, `shadow`,
+    /// `shadow_end`, `bind` or `unbind`.
     pub action: String,
     /// The canary's share, for `canary`.
     pub percent: Option<i64>,
+    /// The merchant, for `bind` and `unbind`.
+    #[serde(default)]
+    pub merchant_id: Option<String>,
     pub actor: String,
     pub reason: String,
     pub at_ms: i64,
@@ -135,6 +165,9 @@ pub struct PluginOut {
     pub active: Option<String>,
     pub versions: Vec<PluginVersion>,
     pub history: Vec<Activation>,
+    /// Merchants bound to a version of their own.
+    #[serde(default)]
+    pub bindings: Vec<Binding>,
     #[serde(default)]
     pub nodes: Vec<NodeReport>,
 }
@@ -203,6 +236,8 @@ pub struct ActivePlugin {
     pub canary: Option<ActiveCanary>,
     #[serde(default)]
     pub shadow: Option<ActiveShadow>,
+    #[serde(default)]
+    pub bindings: Vec<Binding>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -246,6 +281,10 @@ pub trait PluginRegistryApi: Send + Sync {
     async fn canary(&self, plugin_id: &str, input: CanaryIn) -> ApiResult<Activation>;
     /// Runs a channel version in shadow beside the active one.
     async fn shadow(&self, plugin_id: &str, input: ShadowIn) -> ApiResult<Activation>;
+    /// Binds a merchant to a version of a plugin.
+    async fn bind(&self, plugin_id: &str, input: BindIn) -> ApiResult<Activation>;
+    /// Removes a merchant's binding.
+    async fn unbind(&self, plugin_id: &str, input: UnbindIn) -> ApiResult<Activation>;
     /// Makes the canary the active version.
     async fn promote(&self, plugin_id: &str, input: RollbackIn) -> ApiResult<Activation>;
     async fn active_set(&self) -> ApiResult<ActiveSet>;
@@ -272,6 +311,10 @@ pub mod operations {
         Operation::post("/internal/v1/plugins/{id}/canary");
     pub const SHADOW: Operation<ShadowIn, Activation> =
         Operation::post("/internal/v1/plugins/{id}/shadow");
+    pub const BIND: Operation<BindIn, Activation> =
+        Operation::post("/internal/v1/plugins/{id}/bindings");
+    pub const UNBIND: Operation<UnbindIn, Activation> =
+        Operation::post("/internal/v1/plugins/{id}/unbind");
     pub const PROMOTE: Operation<RollbackIn, Activation> =
         Operation::post("/internal/v1/plugins/{id}/promote");
     pub const ACTIVE_SET: Operation<(), ActiveSet> = Operation::get("/internal/v1/plugin-set");
@@ -310,6 +353,12 @@ impl PluginRegistryApi for PluginRegistryHttp {
     }
     async fn shadow(&self, plugin_id: &str, input: ShadowIn) -> ApiResult<Activation> {
         operations::SHADOW.call(&self.0, &[plugin_id], &input).await
+    }
+    async fn bind(&self, plugin_id: &str, input: BindIn) -> ApiResult<Activation> {
+        operations::BIND.call(&self.0, &[plugin_id], &input).await
+    }
+    async fn unbind(&self, plugin_id: &str, input: UnbindIn) -> ApiResult<Activation> {
+        operations::UNBIND.call(&self.0, &[plugin_id], &input).await
     }
     async fn promote(&self, plugin_id: &str, input: RollbackIn) -> ApiResult<Activation> {
         operations::PROMOTE
@@ -384,6 +433,7 @@ mod tests {
             previous: Some("0.1.0".into()),
             action: "activate".into(),
             percent: None,
+            merchant_id: None,
             actor: "ops".into(),
             reason: "new decline codes".into(),
             at_ms: 1,

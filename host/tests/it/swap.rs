@@ -153,7 +153,7 @@ async fn a_canary_takes_its_share_of_keys_and_the_same_key_always_reaches_the_sa
     let keys: Vec<String> = (0..2_000).map(|i| format!("pay_{i:05}")).collect();
     let reached = |key: &str| {
         host.registry
-            .get_for("hostile", Some(key))
+            .get_for("hostile", None, Some(key))
             .unwrap()
             .version()
             .to_owned()
@@ -177,7 +177,10 @@ async fn a_canary_takes_its_share_of_keys_and_the_same_key_always_reaches_the_sa
     let report = host.registry.call("hostile", ctx, call).await.unwrap();
     assert_eq!(version_of(&report), "version=9.2.0");
     assert_eq!(
-        host.registry.get_for("hostile", None).unwrap().version(),
+        host.registry
+            .get_for("hostile", None, None)
+            .unwrap()
+            .version(),
         "9.1.0"
     );
 

@@ -146,7 +146,7 @@ impl ChannelAdapter {
     }
 
     /// The call context for `channel`: only what the manifest of the version that will
-    /// serve `routing_key` names.
+    /// serve this merchant and `routing_key` names.
     async fn context(
         &self,
         merchant_id: &str,
@@ -155,7 +155,7 @@ impl ChannelAdapter {
     ) -> ApiResult<CallContext> {
         let plugin = self
             .registry
-            .get_for(channel, routing_key)
+            .get_for(channel, Some(merchant_id), routing_key)
             .filter(|p| p.kind() == PluginKind::Channel)
             .ok_or_else(|| unknown_channel(channel))?;
         let mut credentials = self.credentials(merchant_id, channel).await?;
@@ -170,10 +170,12 @@ impl ChannelAdapter {
             })
             .collect();
         credentials.retain(|name, _| caps.secrets.contains(name));
+        // The merchant picks a version bound to it; channels read no counters.
         let ctx = CallContext::default()
             .with_secrets(credentials)
             .with_keys(keys)
-            .at(self.clock.now_ms());
+            .at(self.clock.now_ms())
+            .for_merchant(merchant_id);
         Ok(match routing_key {
             Some(key) => ctx.routed_by(key),
             None => ctx,

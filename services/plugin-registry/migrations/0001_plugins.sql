@@ -24,6 +24,7 @@ CREATE TABLE plugin_activations (
     previous TEXT,
     action TEXT NOT NULL,
     percent BIGINT,
+    merchant_id TEXT,
     actor TEXT NOT NULL,
     reason TEXT NOT NULL,
     at_ms BIGINT NOT NULL
@@ -34,4 +35,11 @@ CREATE TABLE plugin_nodes (
     node TEXT PRIMARY KEY,
     report TEXT NOT NULL,
     at_ms BIGINT NOT NULL
+)
+;
+CREATE TABLE plugin_bindings (
+    plugin_id TEXT NOT NULL,
+    merchant_id TEXT NOT NULL,
+    version TEXT NOT NULL,
+    PRIMARY KEY (plugin_id, merchant_id)
 )

@@ -167,6 +167,7 @@ impl Follower {
             }
             self.follow_canary(wanted, refused).await;
             self.follow_shadow(wanted, refused).await;
+            self.follow_bindings(wanted, refused).await;
         }
         swapped
     }
@@ -212,6 +213,57 @@ impl Follower {
                 tracing::info!(plugin = %id, version = %canary.version, percent, "canary serves")
             }
             Err(e) => self.refuse(id, &canary.version, &e, refused),
+        }
+    }
+
+    /// Binds each merchant to its version; a version already loaded here (bound,
+    /// active or canary) is reused.
+    async fn follow_bindings(&self, wanted: &ActivePlugin, refused: &mut Refused) {
+        let id = &wanted.plugin_id;
+        let current = self.host.pins(id);
+        let same = current.len() == wanted.bindings.len()
+            && wanted.bindings.iter().all(|b| {
+                current
+                    .get(&b.merchant_id)
+                    .is_some_and(|p| p.version() == b.version && p.info().digest == b.digest)
+            });
+        if same {
+            return;
+        }
+        let mut loaded: Vec<Arc<Plugin>> = current.values().cloned().collect();
+        loaded.extend(self.host.get(id));
+        loaded.extend(self.host.canary(id).map(|(p, _)| p));
+        let mut pins = HashMap::new();
+        for binding in &wanted.bindings {
+            let known = loaded
+                .iter()
+                .find(|p| p.version() == binding.version && p.info().digest == binding.digest)
+                .cloned();
+            let plugin = match known {
+                Some(plugin) => plugin,
+                None => match self
+                    .fetch(id, &binding.version, &binding.digest, refused)
+                    .await
+                {
+                    Some(plugin) => {
+                        loaded.push(plugin.clone());
+                        plugin
+                    }
+                    // The merchant stays on what it had until the version loads.
+                    None => match current.get(&binding.merchant_id) {
+                        Some(previous) => previous.clone(),
+                        None => continue,
+                    },
+                },
+            };
+            pins.insert(binding.merchant_id.clone(), plugin);
+        }
+        let count = pins.len();
+        match self.host.set_pins(id, pins) {
+            Ok(()) => {
+                tracing::info!(plugin = %id, merchants = count, "bindings follow the registry")
+            }
+            Err(e) => tracing::error!(plugin = %id, "keeping the bindings: {e:#}"),
         }
     }
 

@@ -134,6 +134,7 @@ impl PluginRegistry {
             version,
             action,
             percent: None,
+            merchant_id: None,
             actor,
             reason,
             at_ms: self.clock.now_ms(),
@@ -247,6 +248,10 @@ impl PluginRegistryApi for PluginRegistry {
         let mut plugin = store::plugin(&self.db, plugin_id)
             .await?
             .ok_or_else(|| ApiError::not_found("plugin", plugin_id))?;
+        plugin.bindings = store::bindings(&self.db)
+            .await?
+            .remove(plugin_id)
+            .unwrap_or_default();
         let since = self.clock.now_ms() - NODE_REPORT_FRESH_MS;
         plugin.nodes = store::reports(&self.db, since)
             .await?
@@ -369,6 +374,30 @@ impl PluginRegistryApi for PluginRegistry {
             &input.reason,
         );
         self.changed(store::start_shadow(&self.db, &self.outbox, change).await)
+    }
+
+    async fn bind(&self, plugin_id: &str, input: BindIn) -> ApiResult<Activation> {
+        bounded("reason", &input.reason, true)?;
+        bounded("actor", &input.actor, false)?;
+        bounded("merchant_id", &input.merchant_id, true)?;
+        let mut change = self.change(
+            plugin_id,
+            &input.version,
+            "bind",
+            &input.actor,
+            &input.reason,
+        );
+        change.merchant_id = Some(&input.merchant_id);
+        self.changed(store::bind(&self.db, &self.outbox, change, &input.merchant_id).await)
+    }
+
+    async fn unbind(&self, plugin_id: &str, input: UnbindIn) -> ApiResult<Activation> {
+        bounded("reason", &input.reason, true)?;
+        bounded("actor", &input.actor, false)?;
+        bounded("merchant_id", &input.merchant_id, true)?;
+        let mut change = self.change(plugin_id, "", "unbind", &input.actor, &input.reason);
+        change.merchant_id = Some(&input.merchant_id);
+        self.changed(store::unbind(&self.db, &self.outbox, change, &input.merchant_id).await)
     }
 
     async fn promote(&self, plugin_id: &str, input: RollbackIn) -> ApiResult<Activation> {

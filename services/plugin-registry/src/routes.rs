@@ -30,6 +30,8 @@ pub fn router(registry: Arc<PluginRegistry>) -> Router {
     let router = operations::CANARY.route(router, canary);
     let router = operations::PROMOTE.route(router, promote);
     let router = operations::SHADOW.route(router, shadow);
+    let router = operations::BIND.route(router, bind);
+    let router = operations::UNBIND.route(router, unbind);
     let router = operations::ACTIVE_SET.route(router, active_set);
     let router = operations::REPORT.route(router, report);
     let router = operations::ARTIFACT.route(router, artifact);
@@ -73,6 +75,22 @@ async fn canary(
     ApiJson(input): ApiJson<CanaryIn>,
 ) -> ApiResult<Json<Activation>> {
     r.canary(&id, input).await.map(Json)
+}
+
+async fn bind(
+    State(r): Registry,
+    Path(id): Path<String>,
+    ApiJson(input): ApiJson<crate::BindIn>,
+) -> ApiResult<Json<Activation>> {
+    r.bind(&id, input).await.map(Json)
+}
+
+async fn unbind(
+    State(r): Registry,
+    Path(id): Path<String>,
+    ApiJson(input): ApiJson<crate::UnbindIn>,
+) -> ApiResult<Json<Activation>> {
+    r.unbind(&id, input).await.map(Json)
 }
 
 async fn shadow(

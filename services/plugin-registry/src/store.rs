@@ -1,11 +1,13 @@
 //! The registry's rows: blobs by digest, versions by (plugin, version), activations by
 //! sequence. Portable SQL for PostgreSQL and SQLite.
 
+use std::collections::HashMap;
+
 use payloom_platform::db::is_unique_violation;
 use payloom_platform::events::Outbox;
 use payloom_platform::{ApiError, ApiResult, Db};
 use payloom_plugin_registry_contract::{
-    Activation, ActiveCanary, ActivePlugin, ActiveSet, ActiveShadow, Artifact, NodeReport,
+    Activation, ActiveCanary, ActivePlugin, ActiveSet, ActiveShadow, Artifact, Binding, NodeReport,
     PluginEvent, PluginOut, PluginVersion, PushIn, VersionStatus,
 };
 use sqlx::Row;
@@ -64,6 +66,7 @@ fn activation_of(row: &AnyRow) -> sqlx::Result<Activation> {
         previous: row.try_get("previous")?,
         action: row.try_get("action")?,
         percent: row.try_get("percent")?,
+        merchant_id: row.try_get("merchant_id")?,
         actor: row.try_get("actor")?,
         reason: row.try_get("reason")?,
         at_ms: row.try_get("at_ms")?,
@@ -230,6 +233,7 @@ pub async fn plugin(db: &Db, plugin_id: &str) -> sqlx::Result<Option<PluginOut>>
         active,
         versions,
         history,
+        bindings: Vec::new(),
         nodes: Vec::new(),
     }))
 }
@@ -240,6 +244,7 @@ pub struct Change<'a> {
     pub version: &'a str,
     pub action: &'a str,
     pub percent: Option<i64>,
+    pub merchant_id: Option<&'a str>,
     pub actor: &'a str,
     pub reason: &'a str,
     pub at_ms: i64,
@@ -349,6 +354,93 @@ pub async fn start_canary(db: &Db, outbox: &Outbox, change: Change<'_>) -> ApiRe
     record(tx, outbox, change, Some(active)).await
 }
 
+/// Binds `merchant` to `change.version` of the plugin (replacing its binding).
+pub async fn bind(
+    db: &Db,
+    outbox: &Outbox,
+    change: Change<'_>,
+    merchant: &str,
+) -> ApiResult<Activation> {
+    let mut tx = db.pool().begin().await?;
+    exists(&mut tx, change.plugin_id, change.version).await?;
+    let before = bound(&mut tx, change.plugin_id, merchant).await?;
+    if before.as_deref() == Some(change.version) {
+        return Err(ApiError::conflict(
+            "already_bound",
+            format!(
+                "{merchant} is bound to {}@{}",
+                change.plugin_id, change.version
+            ),
+        ));
+    }
+    sqlx::query(
+        "INSERT INTO plugin_bindings (plugin_id, merchant_id, version) VALUES ($1, $2, $3) \
+         ON CONFLICT (plugin_id, merchant_id) DO UPDATE SET version = excluded.version",
+    )
+    .bind(change.plugin_id)
+    .bind(merchant)
+    .bind(change.version)
+    .execute(&mut *tx)
+    .await?;
+    record(tx, outbox, change, before).await
+}
+
+/// Removes `merchant`'s binding of the plugin; `change.version` is filled from it.
+pub async fn unbind(
+    db: &Db,
+    outbox: &Outbox,
+    mut change: Change<'_>,
+    merchant: &str,
+) -> ApiResult<Activation> {
+    let mut tx = db.pool().begin().await?;
+    let Some(before) = bound(&mut tx, change.plugin_id, merchant).await? else {
+        return Err(ApiError::conflict(
+            "not_bound",
+            format!("{merchant} has no binding of `{}`", change.plugin_id),
+        ));
+    };
+    sqlx::query("DELETE FROM plugin_bindings WHERE plugin_id = $1 AND merchant_id = $2")
+        .bind(change.plugin_id)
+        .bind(merchant)
+        .execute(&mut *tx)
+        .await?;
+    let version = before.clone();
+    change.version = &version;
+    record(tx, outbox, change, Some(before)).await
+}
+
+async fn bound(tx: &mut Tx, plugin_id: &str, merchant: &str) -> sqlx::Result<Option<String>> {
+    sqlx::query_scalar(
+        "SELECT version FROM plugin_bindings WHERE plugin_id = $1 AND merchant_id = $2",
+    )
+    .bind(plugin_id)
+    .bind(merchant)
+    .fetch_optional(&mut **tx)
+    .await
+}
+
+/// Every binding, with the digest of its version, by plugin.
+pub async fn bindings(db: &Db) -> sqlx::Result<HashMap<String, Vec<Binding>>> {
+    let rows = sqlx::query(
+        "SELECT b.plugin_id, b.merchant_id, b.version, v.digest FROM plugin_bindings b \
+         JOIN plugin_versions v ON v.plugin_id = b.plugin_id AND v.version = b.version \
+         ORDER BY b.plugin_id, b.merchant_id",
+    )
+    .fetch_all(db.pool())
+    .await?;
+    let mut out: HashMap<String, Vec<Binding>> = HashMap::new();
+    for row in rows {
+        out.entry(row.try_get("plugin_id")?)
+            .or_default()
+            .push(Binding {
+                merchant_id: row.try_get("merchant_id")?,
+                version: row.try_get("version")?,
+                digest: row.try_get("digest")?,
+            });
+    }
+    Ok(out)
+}
+
 /// The canary's version, if one runs.
 pub async fn canary(db: &Db, plugin_id: &str) -> sqlx::Result<Option<String>> {
     running(db, plugin_id, "canary").await
@@ -455,6 +547,7 @@ async fn record(
         previous,
         action: change.action.to_owned(),
         percent: change.percent,
+        merchant_id: change.merchant_id.map(str::to_owned),
         actor: change.actor.to_owned(),
         reason: change.reason.to_owned(),
         at_ms: change.at_ms,
@@ -498,7 +591,7 @@ fn may_activate(
 
 async fn insert_activation(tx: &mut sqlx::AnyConnection, a: &Activation) -> ApiResult<()> {
     let inserted = sqlx::query(
-        "INSERT INTO plugin_activations (seq, plugin_id, version, previous, action, percent, actor, reason, at_ms) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)",
+        "INSERT INTO plugin_activations (seq, plugin_id, version, previous, action, percent, merchant_id, actor, reason, at_ms) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)",
     )
     .bind(a.seq)
     .bind(&a.plugin_id)
@@ -506,6 +599,7 @@ async fn insert_activation(tx: &mut sqlx::AnyConnection, a: &Activation) -> ApiR
     .bind(a.previous.as_deref())
     .bind(&a.action)
     .bind(a.percent)
+    .bind(a.merchant_id.as_deref())
     .bind(&a.actor)
     .bind(&a.reason)
     .bind(a.at_ms)
@@ -561,9 +655,18 @@ pub async fn active_set(db: &Db) -> sqlx::Result<ActiveSet> {
                 digest: row.try_get("digest")?,
                 canary,
                 shadow,
+                bindings: Vec::new(),
             })
         })
         .collect::<sqlx::Result<Vec<_>>>()?;
+    let mut bound = bindings(db).await?;
+    let plugins = plugins
+        .into_iter()
+        .map(|mut p: ActivePlugin| {
+            p.bindings = bound.remove(&p.plugin_id).unwrap_or_default();
+            p
+        })
+        .collect();
     Ok(ActiveSet {
         generation,
         plugins,

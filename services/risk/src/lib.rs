@@ -100,7 +100,11 @@ impl Risk {
         });
         let version = self
             .registry
-            .get_for(&rule.plugin, Some(&ctx.payment.id))
+            .get_for(
+                &rule.plugin,
+                Some(&ctx.payment.merchant_id),
+                Some(&ctx.payment.id),
+            )
             .map(|p| p.version().to_owned());
         // Rules read the counters of this payment's merchant only; a canary takes the
         // same payments on every evaluation.

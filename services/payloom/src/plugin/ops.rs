@@ -82,6 +82,27 @@ pub enum OpsCommand {
         #[arg(long)]
         reason: String,
     },
+    /// Bind a merchant to a version: its payments reach it whatever is active.
+    Bind {
+        #[command(flatten)]
+        admin: Admin,
+        plugin: String,
+        version: String,
+        #[arg(long)]
+        merchant: String,
+        #[arg(long)]
+        reason: String,
+    },
+    /// Remove a merchant's binding: it follows the active version again.
+    Unbind {
+        #[command(flatten)]
+        admin: Admin,
+        plugin: String,
+        #[arg(long)]
+        merchant: String,
+        #[arg(long)]
+        reason: String,
+    },
     /// Make the canary the active version.
     Promote {
         #[command(flatten)]
@@ -110,6 +131,8 @@ impl OpsCommand {
             | Self::Activate { admin, .. }
             | Self::Canary { admin, .. }
             | Self::Shadow { admin, .. }
+            | Self::Bind { admin, .. }
+            | Self::Unbind { admin, .. }
             | Self::Promote { admin, .. }
             | Self::Rollback { admin, .. } => admin,
         }
@@ -160,6 +183,25 @@ pub async fn run(command: OpsCommand) -> anyhow::Result<ExitCode> {
         } => (
             format!("/{plugin}/shadow"),
             json!({"version": version, "reason": reason}),
+        ),
+        OpsCommand::Bind {
+            plugin,
+            version,
+            merchant,
+            reason,
+            ..
+        } => (
+            format!("/{plugin}/bindings"),
+            json!({"version": version, "merchant_id": merchant, "reason": reason}),
+        ),
+        OpsCommand::Unbind {
+            plugin,
+            merchant,
+            reason,
+            ..
+        } => (
+            format!("/{plugin}/unbind"),
+            json!({"merchant_id": merchant, "reason": reason}),
         ),
         OpsCommand::Promote { plugin, reason, .. } => {
             (format!("/{plugin}/promote"), json!({"reason": reason}))

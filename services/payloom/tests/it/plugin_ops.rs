@@ -528,3 +528,51 @@ async fn a_shadow_channel_runs_beside_real_payments_and_reports_where_it_differs
         .await;
     assert_eq!(status.json["active"], "0.1.0");
 }
+
+/// Declines on `merchant` until its failure code is `code` (the node follows bindings
+/// within a second).
+async fn declines_with(merchant: &crate::support::Merchant, code: &str) {
+    let card = json!({"method_data": {"card.number": "4000000000000002"}});
+    for _ in 0..50 {
+        let declined = merchant.pay(1_000, card.clone()).await;
+        if declined.json["failure_code"] == code {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    panic!("{} never declined with {code}", merchant.key.merchant_id);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_merchant_bound_to_a_version_gets_it_and_the_others_keep_the_active_one() {
+    let Some(p) = Platform::start(Backend::Sqlite).await else {
+        return;
+    };
+    let other = p.another_merchant().await;
+    let (wasm, manifest) = sandbox_candidate();
+    assert_eq!(push(&p, &wasm, &manifest).await.status, 201);
+    let bind = |merchant: &str, version: &str| {
+        let body = json!({"merchant_id": merchant, "version": version, "reason": "pilot"});
+        p.admin("POST", "/admin/v1/plugins/sandbox/bindings", body)
+    };
+    let unknown = bind("mch_nobody", "0.2.0").await;
+    assert_eq!(unknown.status, 404, "{}", unknown.text);
+    let missing = bind(&other.key.merchant_id, "9.9.9").await;
+    assert_eq!(missing.status, 404, "{}", missing.text);
+    let bound = bind(&other.key.merchant_id, "0.2.0").await;
+    assert_eq!(bound.status, 200, "{}", bound.text);
+    assert_eq!(bound.json["merchant_id"], other.key.merchant_id.as_str());
+
+    declines_with(&other, "card_declinXd").await;
+    declines_with(&p.merchant, "card_declined").await;
+    let status = p.admin("GET", "/admin/v1/plugins/sandbox", json!(null)).await;
+    assert_eq!(status.json["active"], "0.1.0");
+    assert_eq!(status.json["bindings"][0]["version"], "0.2.0");
+
+    let body = json!({"merchant_id": other.key.merchant_id, "reason": "pilot over"});
+    let unbound = p.admin("POST", "/admin/v1/plugins/sandbox/unbind", body.clone()).await;
+    assert_eq!(unbound.json["action"], "unbind", "{}", unbound.text);
+    declines_with(&other, "card_declined").await;
+    let again = p.admin("POST", "/admin/v1/plugins/sandbox/unbind", body).await;
+    assert_eq!((again.status, again.error_code()), (409, "not_bound"));
+}
