@@ -565,14 +565,20 @@ async fn a_merchant_bound_to_a_version_gets_it_and_the_others_keep_the_active_on
 
     declines_with(&other, "card_declinXd").await;
     declines_with(&p.merchant, "card_declined").await;
-    let status = p.admin("GET", "/admin/v1/plugins/sandbox", json!(null)).await;
+    let status = p
+        .admin("GET", "/admin/v1/plugins/sandbox", json!(null))
+        .await;
     assert_eq!(status.json["active"], "0.1.0");
     assert_eq!(status.json["bindings"][0]["version"], "0.2.0");
 
     let body = json!({"merchant_id": other.key.merchant_id, "reason": "pilot over"});
-    let unbound = p.admin("POST", "/admin/v1/plugins/sandbox/unbind", body.clone()).await;
+    let unbound = p
+        .admin("POST", "/admin/v1/plugins/sandbox/unbind", body.clone())
+        .await;
     assert_eq!(unbound.json["action"], "unbind", "{}", unbound.text);
     declines_with(&other, "card_declined").await;
-    let again = p.admin("POST", "/admin/v1/plugins/sandbox/unbind", body).await;
+    let again = p
+        .admin("POST", "/admin/v1/plugins/sandbox/unbind", body)
+        .await;
     assert_eq!((again.status, again.error_code()), (409, "not_bound"));
 }
