@@ -110,8 +110,14 @@ pub struct PluginMetrics {
 /// Latency bucket bounds (s): 10 µs .. ~5 s, since fresh-instance calls take
 /// microseconds and adapters wait on PSPs.
 fn latency_bounds() -> impl Iterator<Item = f64> {
-    prometheus_client::metrics::histogram::exponential_buckets(1e-5, 3.0, LATENCY_BUCKETS as u16)
+    LATENCY_BOUNDS.iter().copied()
 }
+
+/// Computed once: every plugin call places its latency among them.
+static LATENCY_BOUNDS: std::sync::LazyLock<Vec<f64>> = std::sync::LazyLock::new(|| {
+    prometheus_client::metrics::histogram::exponential_buckets(1e-5, 3.0, LATENCY_BUCKETS as u16)
+        .collect()
+});
 
 const LATENCY_BUCKETS: usize = 13;
 
@@ -140,7 +146,7 @@ impl LatencySketch {
         if total == 0 {
             return None;
         }
-        let bounds: Vec<f64> = latency_bounds().collect();
+        let bounds = &*LATENCY_BOUNDS;
         let rank = q * total as f64;
         let mut below = 0u64;
         for (i, &count) in counts.iter().enumerate() {
