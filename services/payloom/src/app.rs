@@ -243,6 +243,7 @@ async fn follow_and_watch(w: &mut Wiring<'_>, host: Arc<Registry>) -> anyhow::Re
         .dir
         .clone()
         .unwrap_or_else(|| w.settings.data_dir.join("plugins"));
+    std::fs::create_dir_all(&dir).with_context(|| format!("creating {}", dir.display()))?;
     let installer: Arc<dyn Installer> = match plugins.dir_publishes {
         true => Arc::new(FolderPublisher::new(api, &dir)),
         false => host,
@@ -369,11 +370,6 @@ pub(crate) async fn plugin_host(
     metrics: &mut Metrics,
 ) -> anyhow::Result<Arc<Registry>> {
     let plugins: PluginsConfig = settings.config.section("plugins")?;
-    let dir = plugins
-        .dir
-        .clone()
-        .unwrap_or_else(|| settings.data_dir.join("plugins"));
-    std::fs::create_dir_all(&dir).with_context(|| format!("creating {}", dir.display()))?;
     if plugins.allow_unsigned {
         tracing::warn!(
             "[plugins] allow_unsigned is on: components nobody signed will load. Development only"
