@@ -16,16 +16,13 @@ use serde_json::{Value, json};
 
 use crate::{Admin, Operator};
 
-/// The largest push: a 64 MiB component in base64, with room for manifest and signature.
-const PUSH_BODY_MAX: usize = (64 << 20) / 3 * 4 + (1 << 20);
-
 pub(crate) fn routes() -> Router<Arc<Admin>> {
     Router::new()
         .route(
             "/admin/v1/plugins",
-            get(list)
-                .post(push)
-                .layer(DefaultBodyLimit::max(PUSH_BODY_MAX)),
+            get(list).post(push).layer(DefaultBodyLimit::max(
+                payloom_plugin_registry_contract::PUSH_BODY_MAX,
+            )),
         )
         .route("/admin/v1/plugins/{id}", get(plugin))
         .route("/admin/v1/plugins/{id}/activate", post(activate))

@@ -14,6 +14,12 @@ pub const PRODUCER: &str = "plugin-registry";
 /// Where activations are published.
 pub const TOPIC: &str = "plugin.events";
 
+/// Largest component a push may carry (the plugin host's own cap).
+pub const COMPONENT_BYTES_MAX: usize = 64 << 20;
+/// Largest push body: the largest component in base64, with room for the manifest and
+/// the signature.
+pub const PUSH_BODY_MAX: usize = COMPONENT_BYTES_MAX / 3 * 4 + (1 << 20);
+
 /// A component, its manifest and its signature, as an operator pushes them.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct PushIn {

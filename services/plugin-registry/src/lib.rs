@@ -19,7 +19,6 @@ use std::sync::Arc;
 use async_trait::async_trait;
 use base64::Engine as _;
 use payloom_host::Registry;
-use payloom_host::runtime::COMPONENT_BYTES_MAX;
 use payloom_platform::clock::SharedClock;
 use payloom_platform::db::Migration;
 use payloom_platform::events::{self, Outbox};
@@ -29,6 +28,9 @@ pub use payloom_plugin_registry_contract::*;
 pub use routes::router;
 
 pub const SERVICE: &str = "plugin-registry";
+
+// The contract states the host's cap to callers that do not link the host.
+const _: () = assert!(COMPONENT_BYTES_MAX == payloom_host::runtime::COMPONENT_BYTES_MAX);
 
 pub const MIGRATIONS: &[Migration] = &[Migration {
     version: 1,

@@ -5,7 +5,6 @@ use std::sync::Arc;
 use axum::extract::{DefaultBodyLimit, Path, State};
 use axum::http::StatusCode;
 use axum::{Json, Router};
-use payloom_host::runtime::COMPONENT_BYTES_MAX;
 use payloom_platform::{ApiJson, ApiResult};
 
 use crate::{
@@ -13,16 +12,12 @@ use crate::{
     PluginRegistryApi, PluginVersion, PushIn, RollbackIn, ShadowIn, operations,
 };
 
-/// The largest push body: the largest component in base64, with room for the manifest and
-/// the signature.
-pub const PUSH_BODY_MAX: usize = COMPONENT_BYTES_MAX / 3 * 4 + (1 << 20);
-
 type Registry = State<Arc<PluginRegistry>>;
 
 pub fn router(registry: Arc<PluginRegistry>) -> Router {
     let push_route = operations::PUSH
         .route(Router::new(), push)
-        .layer(DefaultBodyLimit::max(PUSH_BODY_MAX));
+        .layer(DefaultBodyLimit::max(crate::PUSH_BODY_MAX));
     let router = operations::LIST.route(Router::new(), list);
     let router = operations::GET.route(router, get);
     let router = operations::ACTIVATE.route(router, activate);
